@@ -1,0 +1,510 @@
+//! The firmware engine: one [`Firmware`] per VM, driven by the VMM.
+//!
+//! The engine answers exactly as Linux KVM's in-kernel firmware does on the host its
+//! [`Profile`] describes. It never calls out: the VMM feeds it events and acts on what it
+//! returns.
+//!
+//! # Driving it
+//!
+//! Methods fall into four groups:
+//!
+//! - **Setup**, in KVM's order: [`Firmware::new`] (KVM_CREATE_VM),
+//!   [`Firmware::enable_system_suspend`] (KVM_ENABLE_CAP, before vCPUs exist),
+//!   [`Firmware::add_vcpu`] (KVM_CREATE_VCPU), [`Firmware::init_vcpu`] (KVM_ARM_VCPU_INIT).
+//! - **Guest calls**: [`Firmware::vcpu_run`] when a vCPU enters KVM_RUN (the first one makes
+//!   the VM "has run", which locks the bitmaps and the SMCCC filter), then
+//!   [`Firmware::handle_call`] for each HVC/SMC the vCPU makes. The returned [`CallOutcome`]
+//!   carries x0..x3 as the guest must see them and the [`Action`] the VMM must take.
+//! - **VMM requests**: [`Firmware::get_one_reg`], [`Firmware::set_one_reg`],
+//!   [`Firmware::reg_list`], [`Firmware::mp_state`], [`Firmware::set_mp_state`],
+//!   [`Firmware::set_smccc_filter`], [`Firmware::set_pv_time_ipa`]. Each answers with KVM's
+//!   errno where KVM would fail.
+//! - **Getters** for the state: [`Firmware::psci_version`], [`Firmware::has_run`], ...
+//!
+//! # Guarantees
+//!
+//! - Deterministic: the same inputs give the same outputs; randomness (TRNG) and time (PTP)
+//!   come from the VMM through [`Services`].
+//! - A guest's registers are never an error: any x0..x17 gets KVM's answer. Errors
+//!   ([`VcpuError`]) come only from VMM misuse (an index that names no vCPU, a call on a vCPU
+//!   that cannot run).
+
+mod dispatch;
+mod filter;
+mod regs;
+
+pub use filter::{FilterAction, SmcccFilter};
+
+use crate::abi::{Errno, Mpidr, PsciVersion};
+use crate::profile::Profile;
+use crate::release::Rules;
+
+/// The conduit a guest used for a call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Conduit {
+    /// `hvc #imm`.
+    Hvc,
+    /// `smc #imm`.
+    Smc,
+}
+
+/// One guest call as the VMM sees it at the trap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Call {
+    /// HVC or SMC.
+    pub conduit: Conduit,
+    /// The instruction's immediate (SMC with a non-zero immediate is not an SMCCC call).
+    pub imm: u16,
+    /// x0..x17 at the trap.
+    pub x: [u64; 18],
+}
+
+impl Call {
+    /// A call with x0..x3 = `x` and every other register 0, immediate 0.
+    pub fn new(conduit: Conduit, x: [u64; 4]) -> Call {
+        let mut regs = [0u64; 18];
+        regs[..4].copy_from_slice(&x);
+        Call {
+            conduit,
+            imm: 0,
+            x: regs,
+        }
+    }
+}
+
+/// A vCPU's multiprocessing state as KVM_GET_MP_STATE reports it on arm64.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MpState {
+    /// `KVM_MP_STATE_RUNNABLE` (0).
+    Runnable,
+    /// `KVM_MP_STATE_STOPPED` (5): powered off.
+    Stopped,
+    /// `KVM_MP_STATE_SUSPENDED` (10): suspended until a wakeup event.
+    Suspended,
+}
+
+impl MpState {
+    /// The KVM value.
+    pub const fn kvm_value(self) -> u32 {
+        match self {
+            MpState::Runnable => KVM_MP_STATE_RUNNABLE,
+            MpState::Stopped => KVM_MP_STATE_STOPPED,
+            MpState::Suspended => KVM_MP_STATE_SUSPENDED,
+        }
+    }
+
+    /// The state with this KVM value, if arm64 KVM uses it.
+    pub const fn from_kvm_value(v: u32) -> Option<MpState> {
+        match v {
+            KVM_MP_STATE_RUNNABLE => Some(MpState::Runnable),
+            KVM_MP_STATE_STOPPED => Some(MpState::Stopped),
+            KVM_MP_STATE_SUSPENDED => Some(MpState::Suspended),
+            _ => None,
+        }
+    }
+}
+
+/// `KVM_MP_STATE_RUNNABLE`.
+pub const KVM_MP_STATE_RUNNABLE: u32 = 0;
+/// `KVM_MP_STATE_STOPPED`.
+pub const KVM_MP_STATE_STOPPED: u32 = 5;
+/// `KVM_MP_STATE_SUSPENDED`.
+pub const KVM_MP_STATE_SUSPENDED: u32 = 10;
+
+/// Every `KVM_MP_STATE_*` name (without the prefix) and value, as in Linux
+/// `include/uapi/linux/kvm.h`.
+pub const KVM_MP_STATE_NAMES: [(&str, u32); 11] = [
+    ("RUNNABLE", 0),
+    ("UNINITIALIZED", 1),
+    ("INIT_RECEIVED", 2),
+    ("HALTED", 3),
+    ("SIPI_RECEIVED", 4),
+    ("STOPPED", 5),
+    ("CHECK_STOP", 6),
+    ("OPERATING", 7),
+    ("LOAD", 8),
+    ("AP_RESET_HOLD", 9),
+    ("SUSPENDED", 10),
+];
+
+/// The vCPU features the firmware depends on (KVM_ARM_VCPU_INIT feature bits).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct VcpuFeatures {
+    /// `KVM_ARM_VCPU_PSCI_0_2`: SMCCC-style PSCI 0.2 or later; without it, KVM's PSCI 0.1.
+    pub psci_0_2: bool,
+    /// `KVM_ARM_VCPU_POWER_OFF`: the vCPU starts STOPPED.
+    pub power_off: bool,
+}
+
+/// A system event KVM reports with `KVM_EXIT_SYSTEM_EVENT`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SystemEvent {
+    /// The event type.
+    pub kind: SystemEventType,
+    /// `data[0..ndata]`.
+    pub data: Vec<u64>,
+}
+
+/// `KVM_SYSTEM_EVENT_*` types.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SystemEventType {
+    /// 1: power off (SYSTEM_OFF, SYSTEM_OFF2).
+    Shutdown,
+    /// 2: reset (SYSTEM_RESET, SYSTEM_RESET2).
+    Reset,
+    /// 3: crash.
+    Crash,
+    /// 4: a SUSPENDED vCPU woke up.
+    Wakeup,
+    /// 5: SYSTEM_SUSPEND.
+    Suspend,
+}
+
+impl SystemEventType {
+    /// The KVM value.
+    pub const fn kvm_value(self) -> u32 {
+        match self {
+            SystemEventType::Shutdown => 1,
+            SystemEventType::Reset => 2,
+            SystemEventType::Crash => 3,
+            SystemEventType::Wakeup => 4,
+            SystemEventType::Suspend => 5,
+        }
+    }
+
+    /// The type with this KVM value.
+    pub const fn from_kvm_value(v: u32) -> Option<SystemEventType> {
+        match v {
+            1 => Some(SystemEventType::Shutdown),
+            2 => Some(SystemEventType::Reset),
+            3 => Some(SystemEventType::Crash),
+            4 => Some(SystemEventType::Wakeup),
+            5 => Some(SystemEventType::Suspend),
+            _ => None,
+        }
+    }
+
+    /// The name without the `KVM_SYSTEM_EVENT_` prefix.
+    pub const fn name(self) -> &'static str {
+        match self {
+            SystemEventType::Shutdown => "SHUTDOWN",
+            SystemEventType::Reset => "RESET",
+            SystemEventType::Crash => "CRASH",
+            SystemEventType::Wakeup => "WAKEUP",
+            SystemEventType::Suspend => "SUSPEND",
+        }
+    }
+}
+
+/// `KVM_SYSTEM_EVENT_RESET_FLAG_PSCI_RESET2`: data[0] of a RESET from SYSTEM_RESET2.
+pub const KVM_SYSTEM_EVENT_RESET_FLAG_PSCI_RESET2: u64 = 1;
+/// `KVM_SYSTEM_EVENT_SHUTDOWN_FLAG_PSCI_OFF2`: data[0] of a SHUTDOWN from SYSTEM_OFF2.
+pub const KVM_SYSTEM_EVENT_SHUTDOWN_FLAG_PSCI_OFF2: u64 = 1;
+
+/// A call forwarded to the VMM (`KVM_EXIT_HYPERCALL`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hypercall {
+    /// The function id (w0).
+    pub nr: u32,
+    /// `KVM_HYPERCALL_EXIT_SMC` (bit 0) for the SMC conduit.
+    pub flags: u64,
+}
+
+/// `KVM_HYPERCALL_EXIT_SMC`.
+pub const KVM_HYPERCALL_EXIT_SMC: u64 = 1;
+
+/// A vCPU that CPU_ON starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VcpuStart {
+    /// The target vCPU's index.
+    pub vcpu: usize,
+    /// Its entry point (PC after the reset).
+    pub entry: u64,
+    /// Its context id (x0 after the reset).
+    pub context_id: u64,
+}
+
+/// What the VMM must do after a call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Write x0..x3 and resume the caller.
+    Resume,
+    /// Write x0..x3 and resume the caller; reset `vcpu` to start at the entry point with the
+    /// context id in x0 (KVM applies the reset before the target runs or its registers are
+    /// accessed). The engine has already marked the target RUNNABLE.
+    StartVcpu(VcpuStart),
+    /// Write x0..x3 and resume the caller; zero the 64-byte stolen-time structure at `ipa`
+    /// first (PV_TIME_ST).
+    InitStolenTime {
+        /// The structure's guest physical address.
+        ipa: u64,
+    },
+    /// CPU_OFF: the caller is now STOPPED; write x0..x3 and do not run it until a CPU_ON
+    /// starts it.
+    CpuOff,
+    /// CPU_SUSPEND: KVM treats it as WFI. Block the caller until a wakeup event, then write
+    /// x0..x3 and resume it.
+    WaitForInterrupt,
+    /// Exit to userspace with a system event; x0..x3 as they stand at the exit.
+    SystemEvent(SystemEvent),
+    /// The SMCCC filter forwards the call to userspace (`KVM_EXIT_HYPERCALL`); the registers
+    /// are unchanged.
+    Forward(Hypercall),
+}
+
+/// The answer to one guest call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CallOutcome {
+    /// x0..x3 as the guest (or the VMM, at an exit) sees them after the call.
+    pub x: [u64; 4],
+    /// What the VMM must do.
+    pub action: Action,
+}
+
+/// What the firmware needs from its environment: randomness and time.
+pub trait Services {
+    /// 64 random bits for TRNG_RND.
+    fn random_u64(&mut self) -> u64;
+    /// The host's realtime in nanoseconds and the counter value for PTP, or `None` if the
+    /// host's clocksource is not the architected counter (KVM then answers NOT_SUPPORTED).
+    fn ptp_time(&mut self, counter: PtpCounter) -> Option<PtpTime>;
+}
+
+/// The counter a PTP call asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PtpCounter {
+    /// The virtual counter (x1 = 0).
+    Virtual,
+    /// The physical counter (x1 = 1).
+    Physical,
+}
+
+/// A PTP reading.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PtpTime {
+    /// Host realtime in nanoseconds.
+    pub realtime_ns: u64,
+    /// The counter value with the VM's offset applied.
+    pub counter: u64,
+}
+
+/// Misuse of the engine by the VMM (never caused by guest registers).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum VcpuError {
+    /// No vCPU has this index.
+    #[error("vCPU {0} does not exist")]
+    NoSuchVcpu(usize),
+    /// The vCPU has not been initialised (KVM answers ENOEXEC).
+    #[error("vCPU {0} is not initialised")]
+    NotInitialised(usize),
+    /// The vCPU is not RUNNABLE, so it cannot be making a call.
+    #[error("vCPU {0} is not runnable")]
+    NotRunnable(usize),
+}
+
+#[derive(Clone, Debug)]
+struct Vcpu {
+    features: Option<VcpuFeatures>,
+    mp_state: MpState,
+    mpidr: Mpidr,
+    steal_ipa: Option<u64>,
+}
+
+/// The firmware of one VM. See the [module documentation](self).
+#[derive(Clone, Debug)]
+pub struct Firmware {
+    profile: Profile,
+    rules: Rules,
+    vcpus: Vec<Vcpu>,
+    /// KVM's `kvm->arch.psci_version`; `None` until userspace writes it.
+    psci_version: Option<PsciVersion>,
+    /// STD, STD_HYP, VENDOR_HYP, VENDOR_HYP_2 bitmaps.
+    bitmaps: [u64; 4],
+    has_run: bool,
+    system_suspend: bool,
+    filter: SmcccFilter,
+}
+
+/// KVM's `KVM_MAX_VCPUS` on arm64.
+pub const KVM_MAX_VCPUS: usize = 512;
+
+impl Firmware {
+    /// A new VM on the host `profile` describes (KVM_CREATE_VM): no vCPUs, every bitmap at its
+    /// default, PSCI version unset.
+    pub fn new(profile: &Profile) -> Firmware {
+        let mut bitmaps = [0u64; 4];
+        for r in &profile.registers {
+            if let Some(i) = r.reg.bitmap_index() {
+                bitmaps[i] = r.default;
+            }
+        }
+        Firmware {
+            rules: profile.rules(),
+            profile: profile.clone(),
+            vcpus: Vec::new(),
+            psci_version: None,
+            bitmaps,
+            has_run: false,
+            system_suspend: false,
+            filter: SmcccFilter::default(),
+        }
+    }
+
+    /// The host profile.
+    pub fn profile(&self) -> &Profile {
+        &self.profile
+    }
+
+    /// KVM_ENABLE_CAP(KVM_CAP_ARM_SYSTEM_SUSPEND) on the VM: EINVAL where the host lacks it.
+    pub fn enable_system_suspend(&mut self) -> Result<(), Errno> {
+        if !self.profile.capabilities.system_suspend {
+            return Err(Errno::EINVAL);
+        }
+        self.system_suspend = true;
+        Ok(())
+    }
+
+    /// KVM_CREATE_VCPU: a new, uninitialised vCPU; returns its index. KVM gives vCPU `i` the
+    /// MPIDR affinity of [`Mpidr::for_vcpu_index`]. EINVAL past [`KVM_MAX_VCPUS`].
+    pub fn add_vcpu(&mut self) -> Result<usize, Errno> {
+        let index = self.vcpus.len();
+        if index >= KVM_MAX_VCPUS {
+            return Err(Errno::EINVAL);
+        }
+        self.vcpus.push(Vcpu {
+            features: None,
+            mp_state: MpState::Runnable,
+            mpidr: Mpidr::for_vcpu_index(index),
+            steal_ipa: None,
+        });
+        Ok(index)
+    }
+
+    /// KVM_ARM_VCPU_INIT with `features`: STOPPED with POWER_OFF, else RUNNABLE. EINVAL if the
+    /// host lacks PSCI_0_2 and it is asked for.
+    pub fn init_vcpu(&mut self, vcpu: usize, features: VcpuFeatures) -> Result<(), Errno> {
+        if features.psci_0_2 && !self.profile.capabilities.psci_0_2 {
+            return Err(Errno::EINVAL);
+        }
+        let v = self.vcpus.get_mut(vcpu).ok_or(Errno::EINVAL)?;
+        v.features = Some(features);
+        v.mp_state = if features.power_off {
+            MpState::Stopped
+        } else {
+            MpState::Runnable
+        };
+        Ok(())
+    }
+
+    /// The number of vCPUs.
+    pub fn vcpu_count(&self) -> usize {
+        self.vcpus.len()
+    }
+
+    /// A vCPU's MPIDR affinity.
+    pub fn mpidr(&self, vcpu: usize) -> Result<Mpidr, VcpuError> {
+        Ok(self.vcpu(vcpu)?.mpidr)
+    }
+
+    /// A vCPU enters KVM_RUN. The first run of any vCPU makes the VM "has run" (Linux
+    /// `KVM_ARCH_FLAG_HAS_RAN_ONCE`), even if that vCPU is STOPPED and never enters the guest.
+    pub fn vcpu_run(&mut self, vcpu: usize) -> Result<(), VcpuError> {
+        self.initialised(vcpu)?;
+        self.has_run = true;
+        Ok(())
+    }
+
+    /// Whether any vCPU of the VM has run.
+    pub fn has_run(&self) -> bool {
+        self.has_run
+    }
+
+    /// KVM_GET_MP_STATE.
+    pub fn mp_state(&self, vcpu: usize) -> Result<MpState, VcpuError> {
+        Ok(self.vcpu(vcpu)?.mp_state)
+    }
+
+    /// KVM_SET_MP_STATE with a raw `KVM_MP_STATE_*` value: RUNNABLE, STOPPED and SUSPENDED are
+    /// accepted, anything else is EINVAL.
+    pub fn set_mp_state(&mut self, vcpu: usize, state: u32) -> Result<(), Errno> {
+        let v = self.vcpus.get_mut(vcpu).ok_or(Errno::EINVAL)?;
+        v.mp_state = MpState::from_kvm_value(state).ok_or(Errno::EINVAL)?;
+        Ok(())
+    }
+
+    /// The PSCI version `vcpu` sees (Linux `kvm_psci_version()`): the VM's stored version or
+    /// the kernel's latest for a PSCI_0_2 vCPU, 0.1 otherwise.
+    pub fn psci_version(&self, vcpu: usize) -> Result<PsciVersion, VcpuError> {
+        let f = self.initialised(vcpu)?;
+        Ok(self.psci_version_for(f))
+    }
+
+    fn psci_version_for(&self, features: VcpuFeatures) -> PsciVersion {
+        if features.psci_0_2 {
+            self.psci_version
+                .unwrap_or_else(|| self.profile.psci_default())
+        } else {
+            PsciVersion::V0_1
+        }
+    }
+
+    /// Whether KVM_CAP_ARM_SYSTEM_SUSPEND is enabled on the VM.
+    pub fn system_suspend_enabled(&self) -> bool {
+        self.system_suspend
+    }
+
+    /// KVM_ARM_VCPU_PVTIME_CTRL / KVM_ARM_VCPU_PVTIME_IPA: set the vCPU's stolen-time
+    /// structure. EINVAL unless 64-byte aligned, EEXIST if already set. (KVM also refuses an
+    /// IPA outside every memslot with EINVAL; the VMM checks that.)
+    pub fn set_pv_time_ipa(&mut self, vcpu: usize, ipa: u64) -> Result<(), Errno> {
+        let v = self.vcpus.get_mut(vcpu).ok_or(Errno::EINVAL)?;
+        if ipa % 64 != 0 {
+            return Err(Errno::EINVAL);
+        }
+        if v.steal_ipa.is_some() {
+            return Err(Errno::EEXIST);
+        }
+        v.steal_ipa = Some(ipa);
+        Ok(())
+    }
+
+    /// The SMCCC filter as configured so far.
+    pub fn smccc_filter(&self) -> &SmcccFilter {
+        &self.filter
+    }
+
+    /// KVM_SET_DEVICE_ATTR(KVM_ARM_VM_SMCCC_CTRL, KVM_ARM_VM_SMCCC_FILTER): add one range.
+    /// `pad` is the 15 pad bytes of `struct kvm_smccc_filter`.
+    pub fn set_smccc_filter(
+        &mut self,
+        base: u32,
+        nr_functions: u32,
+        action: u8,
+        pad: [u8; 15],
+    ) -> Result<(), Errno> {
+        if !self.profile.capabilities.smccc_filter {
+            // Before 6.4 the VM ioctl does not know KVM_SET_DEVICE_ATTR.
+            return Err(Errno::EINVAL);
+        }
+        self.filter
+            .insert(base, nr_functions, action, pad, self.has_run)
+    }
+
+    fn vcpu(&self, vcpu: usize) -> Result<&Vcpu, VcpuError> {
+        self.vcpus.get(vcpu).ok_or(VcpuError::NoSuchVcpu(vcpu))
+    }
+
+    fn initialised(&self, vcpu: usize) -> Result<VcpuFeatures, VcpuError> {
+        self.vcpu(vcpu)?
+            .features
+            .ok_or(VcpuError::NotInitialised(vcpu))
+    }
+
+    /// Every vCPU becomes STOPPED, as `kvm_prepare_system_event()` does.
+    fn stop_all(&mut self) {
+        for v in &mut self.vcpus {
+            v.mp_state = MpState::Stopped;
+        }
+    }
+}
