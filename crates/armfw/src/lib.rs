@@ -41,6 +41,7 @@
 #![forbid(unsafe_code)]
 
 pub mod abi;
+pub mod catalog;
 pub mod firmware;
 mod json;
 pub mod profile;

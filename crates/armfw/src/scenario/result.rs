@@ -262,10 +262,10 @@ pub struct ResultDocument {
 pub struct Mismatch {
     /// The index of the first differing result (or the shorter length).
     pub step: usize,
-    /// This document's result there, as JSON (null if it has none).
-    pub ours: Value,
-    /// The other document's result there.
-    pub theirs: Value,
+    /// This document's result there, as JSON text (`null` if it has none).
+    pub ours: String,
+    /// The other document's result there, as JSON text.
+    pub theirs: String,
 }
 
 impl std::fmt::Display for Mismatch {
@@ -317,16 +317,16 @@ impl ResultDocument {
             if !same {
                 return Err(Mismatch {
                     step: i,
-                    ours: a.map_or(Value::Null, StepResult::to_json),
-                    theirs: b.map_or(Value::Null, StepResult::to_json),
+                    ours: a.map_or(Value::Null, StepResult::to_json).to_string(),
+                    theirs: b.map_or(Value::Null, StepResult::to_json).to_string(),
                 });
             }
         }
         if self.scenario != expected.scenario {
             return Err(Mismatch {
                 step: 0,
-                ours: json!(self.scenario),
-                theirs: json!(expected.scenario),
+                ours: json!(self.scenario).to_string(),
+                theirs: json!(expected.scenario).to_string(),
             });
         }
         Ok(())

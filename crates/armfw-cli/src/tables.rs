@@ -1,0 +1,114 @@
+//! `armfw regs` and `armfw profiles`.
+
+use anyhow::Result;
+use armfw::abi::FwReg;
+use armfw::{Profile, catalog, hex};
+use serde_json::{Value, json};
+
+pub fn regs(p: &Profile, as_json: bool) -> Result<()> {
+    let infos = catalog::registers(p);
+    if as_json {
+        let v = json!({
+            "profile": p.name,
+            "kernel": p.kernel,
+            "cpu": p.cpu,
+            "registers": infos.iter().map(catalog::RegisterInfo::to_json).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    println!("{} (kernel {}, cpu {})", p.name, p.kernel, p.cpu);
+    let rows: Vec<[String; 5]> = infos
+        .iter()
+        .map(|i| {
+            [
+                hex(i.reg.id()),
+                i.reg.name().to_string(),
+                hex(i.default),
+                i.accepts_text(),
+                i.meaning.to_string(),
+            ]
+        })
+        .collect();
+    print_table(&["ID", "NAME", "DEFAULT", "ACCEPTS", "MEANING"], &rows);
+    Ok(())
+}
+
+pub fn profiles(as_json: bool) -> Result<()> {
+    let all = armfw::profile::builtin();
+    if as_json {
+        let v: Vec<Value> = all.iter().map(Profile::to_json).collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    let default = armfw::profile::default_profile().map(|p| p.name);
+    let level = |p: &Profile, r: FwReg| {
+        p.register(r)
+            .map_or("-".to_string(), |x| x.default.to_string())
+    };
+    let rows: Vec<[String; 7]> = all
+        .iter()
+        .map(|p| {
+            let mark = if default.as_deref() == Some(p.name.as_str()) {
+                " (default)"
+            } else {
+                ""
+            };
+            [
+                format!("{}{mark}", p.name),
+                p.kernel.clone(),
+                p.cpu.clone(),
+                p.psci_default().to_string(),
+                format!(
+                    "{}/{}/{}",
+                    level(p, FwReg::SmcccArchWorkaround1),
+                    level(p, FwReg::SmcccArchWorkaround2),
+                    level(p, FwReg::SmcccArchWorkaround3)
+                ),
+                p.registers.len().to_string(),
+                if p.capabilities.smccc_filter {
+                    "yes".into()
+                } else {
+                    "no".into()
+                },
+            ]
+        })
+        .collect();
+    print_table(
+        &[
+            "NAME",
+            "KERNEL",
+            "CPU",
+            "PSCI",
+            "WA1/2/3",
+            "FW REGS",
+            "SMCCC FILTER",
+        ],
+        &rows,
+    );
+    Ok(())
+}
+
+fn print_table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) {
+    let mut widths = header.map(str::len);
+    for r in rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.len());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut s = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == N {
+                s.push_str(c);
+            } else {
+                s.push_str(&format!("{c:<w$}  ", w = widths[i]));
+            }
+        }
+        println!("{}", s.trim_end());
+    };
+    line(header.to_vec());
+    for r in rows {
+        line(r.iter().map(String::as_str).collect());
+    }
+}
