@@ -6,7 +6,7 @@ mod tables;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use armfw::Profile;
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -122,5 +122,7 @@ fn probe(cpu: Option<String>, name: Option<String>) -> Result<ExitCode> {
 
 #[cfg(not(all(target_os = "linux", target_arch = "aarch64")))]
 fn probe(_cpu: Option<String>, _name: Option<String>) -> Result<ExitCode> {
-    bail!("probe needs Linux on arm64 with /dev/kvm; this armfw was built for another target")
+    anyhow::bail!(
+        "probe needs Linux on arm64 with /dev/kvm; this armfw was built for another target"
+    )
 }

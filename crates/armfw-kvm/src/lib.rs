@@ -1,0 +1,65 @@
+// SPDX-License-Identifier: Apache-2.0 OR MIT
+//! Real Linux KVM on arm64, as the firmware that armfw models sees it.
+//!
+//! `TestVm` creates one VM with N initialised vCPUs and lets each of them make single
+//! PSCI/SMCCC calls (`hvc #0` or `smc #0`), read and write any ONE_REG register (the
+//! firmware pseudo-registers among them), list the registers, read and set MP states, and
+//! program the SMCCC filter. The free functions probe the host (`kernel_release`,
+//! `check_extension`).
+//!
+//! The crate is Linux/aarch64 only: on every other target it is empty. It needs
+//! `/dev/kvm`; the conformance harness (`conformance/`) provides one by booting Debian's
+//! arm64 kernels under QEMU with EL2, with a static program built from this crate as
+//! `/init` (see `examples/kvm-smoke.rs` and docs/kvm-backend-notes.md).
+//!
+//! Unsafe code is limited to one ioctl or system call per `unsafe` block, the one
+//! exception being the watchdog's signal handler, which stores to `kvm_run.immediate_exit`.
+#![cfg(all(target_os = "linux", target_arch = "aarch64"))]
+
+mod errno;
+mod error;
+mod guest;
+pub mod probe;
+pub mod regs;
+pub mod scenario;
+mod vm;
+mod watchdog;
+
+pub use errno::Errno;
+pub use error::Error;
+pub use vm::{
+    CallExit, Conduit, DEFAULT_WAIT_LIMIT, MP_STATE_RUNNABLE, MP_STATE_STOPPED, MP_STATE_SUSPENDED,
+    TestVm, VmSpec, mp_state_from_name, mp_state_name, set_leak_on_drop, system_event_name,
+};
+pub use watchdog::{RESEND_PERIOD, WATCHDOG_SIGNAL};
+
+/// The running kernel's release (`uname -r`), e.g. `6.12.117+deb12-arm64`.
+pub fn kernel_release() -> Result<String, Errno> {
+    let mut uts = libc::utsname {
+        sysname: [0; 65],
+        nodename: [0; 65],
+        release: [0; 65],
+        version: [0; 65],
+        machine: [0; 65],
+        domainname: [0; 65],
+    };
+    // SAFETY: one uname system call, which fills the struct it is given.
+    if unsafe { libc::uname(&mut uts) } != 0 {
+        return Err(Errno::last());
+    }
+    // c_char is u8 on aarch64 Linux.
+    let bytes: Vec<u8> = uts
+        .release
+        .iter()
+        .take_while(|&&c| c != 0)
+        .copied()
+        .collect();
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// KVM_CHECK_EXTENSION `cap` on `/dev/kvm` (the system-wide answer; the VM-level
+/// `KVM_CAP_ARM_*` values are read this way too). 0 means absent.
+pub fn check_extension(cap: u32) -> Result<i32, Errno> {
+    let kvm = kvm_ioctls::Kvm::new()?;
+    Ok(kvm.check_extension_raw(libc::c_ulong::from(cap)))
+}
