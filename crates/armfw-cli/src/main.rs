@@ -1,5 +1,6 @@
 //! `armfw`: simulate, inspect and (on arm64 hosts) probe KVM's arm64 guest firmware.
 
+mod conformance;
 mod sim;
 mod tables;
 
@@ -57,6 +58,39 @@ enum Command {
         #[arg(long)]
         name: Option<String>,
     },
+    /// The conformance harness, inside an arm64 host: probe it, run every scenario set under
+    /// ROOT on real KVM and on the model, print records (what `armfw` does as PID 1).
+    #[command(hide = true)]
+    ConformanceGuest {
+        /// Folder of scenario sets (one folder each; `project` first).
+        root: PathBuf,
+    },
+    /// The conformance harness, after the boots: the table, the diffs and the count line.
+    #[command(hide = true)]
+    ConformanceReport {
+        /// A scenario set: NAME=DIR (repeatable); every host must answer each file of each.
+        #[arg(long = "set", value_parser = parse_set, required = true)]
+        sets: Vec<(String, PathBuf)>,
+        /// Write each host's profile and real documents under DIR/HOST/.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Record the real results in the repository at ROOT: profiles/HOST.json and
+        /// scenarios/expected/HOST/ (the `project` set).
+        #[arg(long)]
+        record: Option<PathBuf>,
+        /// Each host's records (HOST.jsonl), or HOST.failed holding why it gave none.
+        #[arg(required = true)]
+        hosts: Vec<PathBuf>,
+    },
+}
+
+fn parse_set(s: &str) -> Result<(String, PathBuf), String> {
+    match s.split_once('=') {
+        Some((name, dir)) if !name.is_empty() && !dir.is_empty() => {
+            Ok((name.to_string(), PathBuf::from(dir)))
+        }
+        _ => Err(format!("'{s}' is not NAME=DIR")),
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -66,7 +100,36 @@ enum BackendArg {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    #[cfg(all(target_os = "linux", target_arch = "aarch64"))]
+    if armfw_kvm::init::is_pid1() {
+        return conformance::pid1_main();
+    }
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // --help and --version.
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        // A bad argument: one line, like every other bad input.
+        Err(e) => {
+            use clap::error::ErrorKind;
+            let text = e.render().to_string();
+            let first = match e.kind() {
+                ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+                | ErrorKind::MissingSubcommand => "no command given",
+                // clap's first paragraph (e.g. the missing arguments' names) as one line.
+                _ => &text
+                    .split("\n\n")
+                    .next()
+                    .map(one_line)
+                    .unwrap_or_else(|| "bad arguments".into()),
+            };
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            eprintln!("armfw: {first} (see 'armfw --help')");
+            return ExitCode::from(2);
+        }
+    };
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -97,6 +160,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Probe { cpu, name } => probe(cpu, name),
+        Command::ConformanceGuest { root } => conformance_guest(&root),
+        Command::ConformanceReport {
+            sets,
+            out,
+            record,
+            hosts,
+        } => conformance::report(&sets, &hosts, out.as_deref(), record.as_deref()),
     }
 }
 
@@ -124,5 +194,17 @@ fn probe(cpu: Option<String>, name: Option<String>) -> Result<ExitCode> {
 fn probe(_cpu: Option<String>, _name: Option<String>) -> Result<ExitCode> {
     anyhow::bail!(
         "probe needs Linux on arm64 with /dev/kvm; this armfw was built for another target"
+    )
+}
+
+#[cfg(all(target_os = "linux", target_arch = "aarch64"))]
+fn conformance_guest(root: &Path) -> Result<ExitCode> {
+    Ok(conformance::guest(root))
+}
+
+#[cfg(not(all(target_os = "linux", target_arch = "aarch64")))]
+fn conformance_guest(_root: &Path) -> Result<ExitCode> {
+    anyhow::bail!(
+        "conformance-guest needs Linux on arm64 with /dev/kvm; this armfw was built for another target"
     )
 }

@@ -14,13 +14,7 @@ pub fn expand(args: &[PathBuf]) -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for a in args {
         if a.is_dir() {
-            let mut inner: Vec<PathBuf> = std::fs::read_dir(a)
-                .with_context(|| format!("{}: cannot read folder", a.display()))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "json"))
-                .collect();
-            inner.sort();
-            files.extend(inner);
+            files.extend(json_files(a)?);
         } else {
             files.push(a.clone());
         }
@@ -34,6 +28,17 @@ pub fn expand(args: &[PathBuf]) -> Result<Vec<PathBuf>> {
                 .join(", ")
         );
     }
+    Ok(files)
+}
+
+/// The `*.json` files directly in `dir`, in name order.
+pub fn json_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("{}: cannot read folder", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
     Ok(files)
 }
 

@@ -477,8 +477,25 @@ fn bad_inputs_get_one_line_and_exit_2() {
         &["regs", "--profile", bad_profile.to_str().unwrap()],
         &["bad_profile.json", "registers[0].id"],
     );
-    let out = armfw(&["sim", "--backend", "qemu", good.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(2));
+    // Bad arguments: one line too, naming what is wrong.
+    assert_bad(
+        &["sim", "--backend", "qemu", good.to_str().unwrap()],
+        &["qemu", "--backend"],
+    );
+    assert_bad(&[], &["no command"]);
+    assert_bad(&["simulate"], &["simulate"]);
+    assert_bad(&["sim"], &["<SCENARIOS>"]);
+    assert_bad(&["sim", "--bogus", good.to_str().unwrap()], &["--bogus"]);
+    assert_bad(&["regs", "--profile"], &["--profile"]);
+}
+
+#[test]
+fn help_and_version_are_not_errors() {
+    for args in [&["--help"][..], &["--version"], &["sim", "--help"]] {
+        let out = armfw(args);
+        assert_eq!(out.status.code(), Some(0), "{args:?}");
+        assert!(!out.stdout.is_empty(), "{args:?}");
+    }
 }
 
 #[test]

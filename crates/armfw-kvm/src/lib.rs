@@ -19,6 +19,7 @@
 mod errno;
 mod error;
 mod guest;
+pub mod init;
 pub mod probe;
 pub mod regs;
 pub mod scenario;

@@ -11,11 +11,7 @@ use crate::{CallExit, Conduit, Errno, Error, TestVm, VmSpec, kernel_release};
 /// The CPU model the host was started with, from the kernel command line (`armfw.cpu=MODEL`);
 /// an emulated host cannot tell it from inside.
 pub fn cpu_from_cmdline() -> Option<String> {
-    let cmdline = std::fs::read_to_string("/proc/cmdline").ok()?;
-    cmdline
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("armfw.cpu="))
-        .map(str::to_string)
+    crate::init::cmdline_value("armfw.cpu")
 }
 
 /// Scenarios run on this host's KVM.

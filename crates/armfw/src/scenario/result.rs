@@ -310,26 +310,36 @@ impl ResultDocument {
     /// `Ok` if the two documents are equal field for field, `target` aside; otherwise the
     /// first difference.
     pub fn conforms_to(&self, expected: &ResultDocument) -> Result<(), Mismatch> {
-        let n = self.results.len().max(expected.results.len());
+        match self.differences(expected).into_iter().next() {
+            Some(m) => Err(m),
+            None => Ok(()),
+        }
+    }
+
+    /// Every place where this document differs from `other`, in step order: each result
+    /// that is not [`StepResult::same_as`] its counterpart (a missing one is `null`), then a
+    /// differing scenario name (reported at step 0). Empty when the documents conform.
+    pub fn differences(&self, other: &ResultDocument) -> Vec<Mismatch> {
+        let mut out = Vec::new();
+        let n = self.results.len().max(other.results.len());
         for i in 0..n {
-            let (a, b) = (self.results.get(i), expected.results.get(i));
-            let same = matches!((a, b), (Some(a), Some(b)) if a.same_as(b));
-            if !same {
-                return Err(Mismatch {
+            let (a, b) = (self.results.get(i), other.results.get(i));
+            if !matches!((a, b), (Some(a), Some(b)) if a.same_as(b)) {
+                out.push(Mismatch {
                     step: i,
                     ours: a.map_or(Value::Null, StepResult::to_json).to_string(),
                     theirs: b.map_or(Value::Null, StepResult::to_json).to_string(),
                 });
             }
         }
-        if self.scenario != expected.scenario {
-            return Err(Mismatch {
+        if self.scenario != other.scenario {
+            out.push(Mismatch {
                 step: 0,
                 ours: json!(self.scenario).to_string(),
-                theirs: json!(expected.scenario).to_string(),
+                theirs: json!(other.scenario).to_string(),
             });
         }
-        Ok(())
+        out
     }
 }
 

@@ -1,0 +1,443 @@
+//! The two halves of the conformance harness (`conformance/run`).
+//!
+//! - **In the emulated host** (`armfw` as `/init`, or `armfw conformance-guest` on any arm64
+//!   host with /dev/kvm): probe the host, run every scenario on real KVM and on the model
+//!   with the probed profile, compare, and print one record per result.
+//! - **On the machine that booted the hosts** (`armfw conformance-report`): read each host's
+//!   records, print the table, a diff for each mismatch and the count line, and optionally
+//!   record the real results in the repository.
+//!
+//! The records are lines `@@ARMFW <seq> <json>` ending with `@@ARMFW-END <count>`, so that a
+//! console log that was cut or garbled is never taken for a complete result
+//! (`extract_records` in conformance/lib.sh checks the sequence and hands the JSON values,
+//! one a line, to the report). Record kinds:
+//! - `{"kind":"profile","profile":PROFILE}` first;
+//! - `{"kind":"scenario","set":SET,"file":FILE,"kvm":DOC,"model":DOC,"mismatches":[...]}`
+//!   per scenario file, or with `"error"` instead of the documents if the file is not a
+//!   scenario;
+//! - `{"kind":"error","error":TEXT}` when the host cannot run scenarios at all.
+//!
+//! Scenario files are grouped in sets: the folders of the scenario root, `project` first
+//! (the repository's own scenarios, whose real results are recorded), then the others in
+//! name order (`--scenarios DIR` of conformance/run).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use armfw::Profile;
+use serde_json::Value;
+
+/// The set holding the repository's own scenarios.
+pub const PROJECT_SET: &str = "project";
+
+#[cfg(all(target_os = "linux", target_arch = "aarch64"))]
+pub use guest::{guest, pid1_main};
+
+#[cfg(all(target_os = "linux", target_arch = "aarch64"))]
+mod guest {
+    use std::io::Write;
+    use std::path::{Path, PathBuf};
+    use std::process::ExitCode;
+
+    use anyhow::{Context, Result};
+    use armfw::scenario::{self, Backend, ModelBackend, ResultDocument};
+    use armfw_kvm::init;
+    use armfw_kvm::scenario::KvmBackend;
+    use serde_json::{Value, json};
+
+    /// Where the harness puts the scenario sets in the initramfs.
+    const INITRAMFS_SCENARIOS: &str = "/armfw/scenarios";
+
+    /// The scenario sets under `root`: (set name, its `*.json` files in name order), `project`
+    /// first.
+    pub fn scenario_sets(root: &Path) -> Result<Vec<(String, Vec<PathBuf>)>> {
+        let mut sets = Vec::new();
+        let rd =
+            std::fs::read_dir(root).with_context(|| format!("{}: cannot read", root.display()))?;
+        for e in rd.filter_map(|e| e.ok()) {
+            let path = e.path();
+            if !path.is_dir() {
+                continue;
+            }
+            let name = e.file_name().to_string_lossy().into_owned();
+            sets.push((name, crate::sim::json_files(&path)?));
+        }
+        sets.sort_by(|a, b| {
+            (a.0 != super::PROJECT_SET, &a.0).cmp(&(b.0 != super::PROJECT_SET, &b.0))
+        });
+        Ok(sets)
+    }
+
+    /// One scenario's comparison: the real and the model's documents and where they differ.
+    pub fn compare(kvm: &ResultDocument, model: &ResultDocument) -> Value {
+        let mismatches: Vec<Value> = kvm
+            .differences(model)
+            .into_iter()
+            .map(|m| {
+                json!({
+                    "step": m.step,
+                    "kvm": serde_json::from_str::<Value>(&m.ours).unwrap_or(Value::Null),
+                    "model": serde_json::from_str::<Value>(&m.theirs).unwrap_or(Value::Null),
+                })
+            })
+            .collect();
+        json!(mismatches)
+    }
+
+    struct Records(usize);
+
+    impl Records {
+        fn emit(&mut self, v: &Value) {
+            let line = format!("@@ARMFW {} {}\n", self.0, v);
+            // One write per line, so that kernel messages cannot split a record.
+            let _ = std::io::stdout().lock().write_all(line.as_bytes());
+            self.0 += 1;
+        }
+
+        fn end(self) {
+            let line = format!("@@ARMFW-END {}\n", self.0);
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(line.as_bytes());
+            let _ = out.flush();
+        }
+    }
+
+    /// `armfw` as PID 1 of an emulated host: mount, run the harness's guest half on the
+    /// initramfs's scenarios, power off.
+    pub fn pid1_main() -> ExitCode {
+        if let Err((what, e)) = init::mount_pseudo_filesystems() {
+            println!("armfw: cannot mount {what}: {e}");
+        }
+        // Closing a VM costs seconds under emulation; the host powers off right after.
+        armfw_kvm::set_leak_on_drop(true);
+        let code = guest(Path::new(INITRAMFS_SCENARIOS));
+        let e = init::power_off();
+        println!("armfw: power off failed: {e}");
+        code
+    }
+
+    /// Probe this host, run every scenario set under `root` on KVM and on the model with the
+    /// probed profile, and print the records.
+    pub fn guest(root: &Path) -> ExitCode {
+        let mut rec = Records(0);
+        let ok = run(root, &mut rec).unwrap_or_else(|e| {
+            rec.emit(&json!({"kind": "error", "error": crate::one_line(&format!("{e:#}"))}));
+            false
+        });
+        rec.end();
+        if ok {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        }
+    }
+
+    fn run(root: &Path, rec: &mut Records) -> Result<bool> {
+        let cpu = init::cmdline_value("armfw.cpu");
+        let profile = armfw_kvm::probe::probe(cpu.as_deref(), None)?;
+        rec.emit(&json!({"kind": "profile", "profile": profile.to_json()}));
+        let sets = scenario_sets(root)?;
+        let mut kvm = KvmBackend::new()?;
+        let mut model = ModelBackend::new(&profile);
+        let mut all_pass = true;
+        for (set, files) in sets {
+            for f in files {
+                let file = f
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let parsed = std::fs::read_to_string(&f)
+                    .map_err(|e| format!("cannot read: {e}"))
+                    .and_then(|text| {
+                        let stem = f.file_stem().and_then(|s| s.to_str());
+                        scenario::parse(&text, stem).map_err(|e| e.to_string())
+                    });
+                let s = match parsed {
+                    Ok(s) => s,
+                    Err(e) => {
+                        all_pass = false;
+                        rec.emit(
+                            &json!({"kind": "scenario", "set": set, "file": file, "error": e}),
+                        );
+                        continue;
+                    }
+                };
+                let real = scenario::run(&s, &mut kvm as &mut dyn Backend);
+                let ours = scenario::run(&s, &mut model as &mut dyn Backend);
+                let mismatches = compare(&real, &ours);
+                all_pass &= mismatches.as_array().is_some_and(|m| m.is_empty());
+                rec.emit(&json!({
+                    "kind": "scenario", "set": set, "file": file,
+                    "kvm": real.to_json(), "model": ours.to_json(), "mismatches": mismatches,
+                }));
+            }
+        }
+        Ok(all_pass)
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// The report.
+
+/// One host's outcome.
+struct Host {
+    /// The profile name (`linux-6.12.117-max`), or the label of a host that did not boot.
+    name: String,
+    kernel: String,
+    cpu: String,
+    profile: Option<Value>,
+    /// Why the host gave no complete results.
+    failure: Option<String>,
+    /// (set, file) -> record.
+    scenarios: BTreeMap<(String, String), Value>,
+}
+
+fn read_host(path: &Path) -> Result<Host> {
+    let label = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("{}: cannot read", path.display()))?;
+    let mut host = Host {
+        name: label.clone(),
+        kernel: String::new(),
+        cpu: String::new(),
+        profile: None,
+        failure: None,
+        scenarios: BTreeMap::new(),
+    };
+    if path.extension().is_some_and(|x| x == "failed") {
+        host.failure = Some(crate::one_line(&text));
+        if let Some((kernel, cpu)) = label.split_once('_') {
+            (host.kernel, host.cpu) = (kernel.to_string(), cpu.to_string());
+        }
+        return Ok(host);
+    }
+    for (i, line) in text.lines().enumerate() {
+        let v: Value = serde_json::from_str(line)
+            .with_context(|| format!("{}: line {}: not JSON", path.display(), i + 1))?;
+        match v["kind"].as_str() {
+            Some("profile") => {
+                let p = Profile::from_value(&v["profile"])
+                    .with_context(|| format!("{}: line {}: profile", path.display(), i + 1))?;
+                host.name = p.name.clone();
+                host.kernel = p.kernel.clone();
+                host.cpu = p.cpu.clone();
+                host.profile = Some(v["profile"].clone());
+            }
+            Some("scenario") => {
+                let key = (
+                    v["set"].as_str().unwrap_or_default().to_string(),
+                    v["file"].as_str().unwrap_or_default().to_string(),
+                );
+                host.scenarios.insert(key, v);
+            }
+            Some("error") => {
+                host.failure = Some(v["error"].as_str().unwrap_or("unknown error").to_string());
+            }
+            _ => bail!("{}: line {}: unknown record", path.display(), i + 1),
+        }
+    }
+    if host.profile.is_none() && host.failure.is_none() {
+        host.failure = Some("no profile record".into());
+    }
+    Ok(host)
+}
+
+/// A scenario file's steps, to show the step a mismatch is about.
+fn steps_of(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+        .and_then(|v| v.get("steps").and_then(Value::as_array).cloned())
+        .unwrap_or_default()
+}
+
+fn pretty(v: &Value) -> Result<String> {
+    Ok(serde_json::to_string_pretty(v)? + "\n")
+}
+
+fn write(path: &Path, text: &str) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("{}: cannot create", dir.display()))?;
+    }
+    std::fs::write(path, text).with_context(|| format!("{}: cannot write", path.display()))
+}
+
+/// `armfw conformance-report`: see the module docs.
+pub fn report(
+    sets: &[(String, PathBuf)],
+    hosts: &[PathBuf],
+    out: Option<&Path>,
+    record: Option<&Path>,
+) -> Result<ExitCode> {
+    // The expected scenario files: every host must answer each of them.
+    let mut expected: Vec<(String, String, PathBuf)> = Vec::new();
+    for (set, dir) in sets {
+        for f in crate::sim::json_files(dir)? {
+            let file = f
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            expected.push((set.clone(), file, f));
+        }
+    }
+    if expected.is_empty() {
+        bail!("no scenario files in the sets given");
+    }
+    let hosts = hosts
+        .iter()
+        .map(|h| read_host(h))
+        .collect::<Result<Vec<_>>>()?;
+    if hosts.is_empty() {
+        bail!("no host results given");
+    }
+
+    let (mut passed, mut failed) = (0usize, 0usize);
+    let mut rows = Vec::new();
+    let mut diffs = String::new();
+    for h in &hosts {
+        let (mut p, mut f) = (0usize, 0usize);
+        for (set, file, path) in &expected {
+            let rec = h.scenarios.get(&(set.clone(), file.clone()));
+            let problem = match rec {
+                _ if h.failure.is_some() && rec.is_none() => None,
+                None => Some("no result from the host".to_string()),
+                Some(r) if r.get("error").is_some() => {
+                    Some(format!("not run: {}", r["error"].as_str().unwrap_or("?")))
+                }
+                Some(r) => {
+                    let m = r["mismatches"].as_array().cloned().unwrap_or_default();
+                    if m.is_empty() {
+                        p += 1;
+                        continue;
+                    }
+                    let steps = steps_of(path);
+                    let mut text = String::new();
+                    for x in m {
+                        let i = x["step"].as_u64().unwrap_or(0) as usize;
+                        let step = steps.get(i).map(Value::to_string).unwrap_or_default();
+                        text.push_str(&format!(
+                            "  step {i}: {step}\n    kvm:   {}\n    model: {}\n",
+                            x["kvm"], x["model"]
+                        ));
+                    }
+                    Some(text)
+                }
+            };
+            f += 1;
+            if let Some(text) = problem {
+                diffs.push_str(&format!("--- {} {set}/{file}\n", h.name));
+                diffs.push_str(&text);
+                if !text.ends_with('\n') {
+                    diffs.push('\n');
+                }
+            }
+        }
+        let status = match &h.failure {
+            Some(why) => format!("FAILED: {why}"),
+            None if f == 0 => "pass".to_string(),
+            None => "MISMATCH".to_string(),
+        };
+        rows.push([
+            h.name.clone(),
+            h.kernel.clone(),
+            h.cpu.clone(),
+            p.to_string(),
+            f.to_string(),
+            status,
+        ]);
+        passed += p;
+        failed += f;
+    }
+
+    print_table(&rows);
+    if !diffs.is_empty() {
+        println!();
+        print!("{diffs}");
+    }
+
+    for h in &hosts {
+        let Some(profile) = &h.profile else { continue };
+        if let Some(out) = out {
+            let dir = out.join(&h.name);
+            write(&dir.join("profile.json"), &pretty(profile)?)?;
+            for ((set, file), r) in &h.scenarios {
+                if let Some(doc) = r.get("kvm") {
+                    write(&dir.join(set).join(file), &pretty(doc)?)?;
+                }
+            }
+        }
+        if let Some(root) = record {
+            record_host(root, h, profile)?;
+        }
+    }
+
+    println!("conformance: {passed} passed, {failed} failed");
+    Ok(
+        if failed == 0 && hosts.iter().all(|h| h.failure.is_none()) {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        },
+    )
+}
+
+/// Writes `profiles/HOST.json` and `scenarios/expected/HOST/*.json` (the project set's real
+/// documents) under `root`, replacing what was recorded for HOST before. A host with a
+/// failure or an incomplete project set is not recorded.
+fn record_host(root: &Path, h: &Host, profile: &Value) -> Result<()> {
+    if h.failure.is_some() {
+        return Ok(());
+    }
+    let docs: Vec<(&String, &Value)> = h
+        .scenarios
+        .iter()
+        .filter(|((set, _), _)| set == PROJECT_SET)
+        .filter_map(|((_, file), r)| r.get("kvm").map(|d| (file, d)))
+        .collect();
+    write(
+        &root.join("profiles").join(format!("{}.json", h.name)),
+        &pretty(profile)?,
+    )?;
+    let dir = root.join("scenarios").join("expected").join(&h.name);
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)
+            .with_context(|| format!("{}: cannot clear", dir.display()))?;
+    }
+    for (file, doc) in docs {
+        write(&dir.join(file), &pretty(doc)?)?;
+    }
+    Ok(())
+}
+
+fn print_table(rows: &[[String; 6]]) {
+    let head = ["host", "kernel", "cpu", "passed", "failed", "status"];
+    let mut w = head.map(str::len);
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            w[i] = w[i].max(c.len());
+        }
+    }
+    let line = |cells: [&str; 6]| {
+        let mut s = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i == 5 {
+                s.push_str(c);
+            } else if i == 3 || i == 4 {
+                s.push_str(&format!("{c:>w$}  ", w = w[i]));
+            } else {
+                s.push_str(&format!("{c:<w$}  ", w = w[i]));
+            }
+        }
+        println!("{}", s.trim_end());
+    };
+    line(head);
+    for r in rows {
+        line([&r[0], &r[1], &r[2], &r[3], &r[4], &r[5]]);
+    }
+}

@@ -1,0 +1,80 @@
+//! What a program needs when it is `/init` (PID 1) of a minimal arm64 host: the pseudo
+//! file systems, the kernel command line, and powering the machine off at the end.
+//!
+//! The conformance harness boots Debian's arm64 kernels under QEMU with an initramfs whose
+//! `/init` is the static `armfw` binary; nothing else runs there.
+
+use std::ffi::CString;
+
+use crate::Errno;
+
+/// Whether this process is PID 1.
+pub fn is_pid1() -> bool {
+    std::process::id() == 1
+}
+
+fn mount(source: &str, target: &str, fstype: &str) -> Result<(), Errno> {
+    let to_c = |s: &str| CString::new(s).map_err(|_| Errno(libc::EINVAL));
+    let (s, t, f) = (to_c(source)?, to_c(target)?, to_c(fstype)?);
+    // SAFETY: one mount system call; the three NUL-terminated strings outlive it, and no
+    // file-system data is passed.
+    let rc = unsafe { libc::mount(s.as_ptr(), t.as_ptr(), f.as_ptr(), 0, std::ptr::null()) };
+    if rc != 0 {
+        let e = Errno::last();
+        // Already mounted (e.g. devtmpfs with CONFIG_DEVTMPFS_MOUNT) is fine.
+        if e.0 != libc::EBUSY {
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// Mounts /proc, /sys and /dev (devtmpfs, which holds /dev/kvm). The mount points must
+/// exist in the initramfs.
+pub fn mount_pseudo_filesystems() -> Result<(), (&'static str, Errno)> {
+    mount("proc", "/proc", "proc").map_err(|e| ("/proc", e))?;
+    mount("sysfs", "/sys", "sysfs").map_err(|e| ("/sys", e))?;
+    mount("devtmpfs", "/dev", "devtmpfs").map_err(|e| ("/dev", e))?;
+    Ok(())
+}
+
+/// The value of `key=value` on the kernel command line (`/proc/cmdline`), e.g.
+/// `cmdline_value("armfw.cpu")`.
+pub fn cmdline_value(key: &str) -> Option<String> {
+    let cmdline = std::fs::read_to_string("/proc/cmdline").ok()?;
+    cmdline_value_in(&cmdline, key)
+}
+
+fn cmdline_value_in(cmdline: &str, key: &str) -> Option<String> {
+    cmdline.split_whitespace().find_map(|w| {
+        w.strip_prefix(key)
+            .and_then(|rest| rest.strip_prefix('='))
+            .map(str::to_string)
+    })
+}
+
+/// Flushes nothing and powers the machine off (`reboot(RB_POWER_OFF)`: the kernel calls
+/// PSCI SYSTEM_OFF, and QEMU exits). Returns only if the system call fails.
+pub fn power_off() -> Errno {
+    // SAFETY: one reboot system call with a constant command.
+    unsafe { libc::reboot(libc::RB_POWER_OFF) };
+    Errno::last()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cmdline_value_in;
+
+    #[test]
+    fn cmdline_values() {
+        let c = "console=ttyAMA0 quiet armfw.cpu=cortex-a72 armfw.cpuX=no armfw.mode=check\n";
+        assert_eq!(
+            cmdline_value_in(c, "armfw.cpu").as_deref(),
+            Some("cortex-a72")
+        );
+        assert_eq!(cmdline_value_in(c, "armfw.mode").as_deref(), Some("check"));
+        assert_eq!(cmdline_value_in(c, "armfw"), None);
+        assert_eq!(cmdline_value_in(c, "console").as_deref(), Some("ttyAMA0"));
+        assert_eq!(cmdline_value_in(c, "quiet"), None);
+    }
+}

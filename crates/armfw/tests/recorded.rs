@@ -1,0 +1,104 @@
+//! The model against real kernels, without booting them: for every host recorded by the
+//! conformance harness (`conformance/run --record`), every project scenario run on the model
+//! with that host's probed profile (profiles/HOST.json) must give the document the real
+//! kernel gave (scenarios/expected/HOST/NAME.json).
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use armfw::Profile;
+use armfw::scenario::{self, ModelBackend, ResultDocument};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn json_stems(dir: &Path) -> BTreeSet<String> {
+    std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "json"))
+        .filter_map(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .collect()
+}
+
+fn recorded_hosts() -> Vec<String> {
+    let dir = repo().join("scenarios/expected");
+    let mut hosts: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    hosts.sort();
+    hosts
+}
+
+#[test]
+fn recorded_hosts_cover_three_kernels_and_three_cpu_models() {
+    let mut kernels = BTreeSet::new();
+    let mut cpus = BTreeSet::new();
+    for host in recorded_hosts() {
+        let text = std::fs::read_to_string(repo().join(format!("profiles/{host}.json")))
+            .unwrap_or_else(|e| panic!("profiles/{host}.json: {e}"));
+        let p = Profile::from_json(&text).unwrap_or_else(|e| panic!("{host}: {e}"));
+        assert_eq!(p.name, host, "profiles/{host}.json names another host");
+        assert!(
+            p.source.starts_with("probed"),
+            "{host}: a recorded host's profile must be probed"
+        );
+        let r = p.release();
+        kernels.insert((r.major, r.minor));
+        cpus.insert(p.cpu.clone());
+    }
+    assert!(kernels.len() >= 3, "recorded kernels: {kernels:?}");
+    assert!(cpus.len() >= 3, "recorded CPU models: {cpus:?}");
+}
+
+#[test]
+fn every_project_scenario_has_a_real_result_on_every_recorded_host() {
+    let scenarios = json_stems(&repo().join("scenarios"));
+    assert!(scenarios.len() >= 40);
+    for host in recorded_hosts() {
+        let recorded = json_stems(&repo().join(format!("scenarios/expected/{host}")));
+        assert_eq!(
+            recorded, scenarios,
+            "{host}: recorded results vs scenarios/"
+        );
+    }
+}
+
+#[test]
+fn the_model_gives_each_recorded_hosts_real_documents() {
+    let mut failures = Vec::new();
+    let mut compared = 0;
+    for host in recorded_hosts() {
+        let text =
+            std::fs::read_to_string(repo().join(format!("profiles/{host}.json"))).expect("profile");
+        let profile = Profile::from_json(&text).expect("profile");
+        let mut model = ModelBackend::new(&profile);
+        let dir = repo().join(format!("scenarios/expected/{host}"));
+        for name in json_stems(&dir) {
+            let path = repo().join(format!("scenarios/{name}.json"));
+            let text = std::fs::read_to_string(&path).expect("scenario");
+            let s = scenario::parse(&text, Some(&name)).expect("scenario parses");
+            let expected_text =
+                std::fs::read_to_string(dir.join(format!("{name}.json"))).expect("expected");
+            let expected = serde_json::from_str(&expected_text)
+                .ok()
+                .and_then(|v| ResultDocument::from_json(&v))
+                .unwrap_or_else(|| panic!("{host}/{name}.json is not a result document"));
+            assert_eq!(
+                expected.target["backend"], "kvm",
+                "{host}/{name}: not a real kernel's document"
+            );
+            let ours = scenario::run(&s, &mut model);
+            for m in ours.differences(&expected) {
+                failures.push(format!("{host}/{name}: {m}"));
+            }
+            compared += 1;
+        }
+    }
+    assert!(compared >= 40 * 9, "only {compared} documents compared");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
