@@ -301,7 +301,7 @@ pub fn report(
     let mut rows = Vec::new();
     let mut diffs = String::new();
     for h in &hosts {
-        let (mut p, mut f) = (0usize, 0usize);
+        let (mut p, mut f, mut mismatched) = (0usize, 0usize, 0usize);
         for (set, file, path) in &expected {
             let rec = h.scenarios.get(&(set.clone(), file.clone()));
             let problem = match rec {
@@ -316,6 +316,7 @@ pub fn report(
                         p += 1;
                         continue;
                     }
+                    mismatched += 1;
                     let steps = steps_of(path);
                     let mut text = String::new();
                     for x in m {
@@ -341,7 +342,9 @@ pub fn report(
         let status = match &h.failure {
             Some(why) => format!("FAILED: {why}"),
             None if f == 0 => "pass".to_string(),
-            None => "MISMATCH".to_string(),
+            None if mismatched == f => "MISMATCH".to_string(),
+            None if mismatched == 0 => format!("NOT RUN ({f})"),
+            None => format!("MISMATCH ({mismatched}), NOT RUN ({})", f - mismatched),
         };
         rows.push([
             h.name.clone(),

@@ -80,6 +80,16 @@ fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// `armfw conformance-report --set project=SET [EXTRA...] HOSTS...`: exit code and stdout.
+fn report(set: &Path, extra: &[&str], hosts: &[&Path]) -> (Option<i32>, String) {
+    let set = format!("project={}", set.display());
+    let mut args = vec!["conformance-report", "--set", &set];
+    args.extend_from_slice(extra);
+    args.extend(hosts.iter().map(|h| h.to_str().unwrap()));
+    let o = armfw(&args);
+    (o.status.code(), stdout(&o))
+}
+
 #[test]
 fn all_matching_hosts_pass_and_count_one_per_scenario_per_host() {
     let names = ["psci_version_default", "smccc_filter_errors"];
@@ -88,15 +98,8 @@ fn all_matching_hosts_pass_and_count_one_per_scenario_per_host() {
     let (a, b) = (d.join("a.jsonl"), d.join("b.jsonl"));
     std::fs::write(&a, records("linux-6.1.192-max", &names, &[])).unwrap();
     std::fs::write(&b, records("linux-7.2.13-cortex-a53", &names, &[])).unwrap();
-    let o = armfw(&[
-        "conformance-report",
-        "--set",
-        &format!("project={}", set.display()),
-        a.to_str().unwrap(),
-        b.to_str().unwrap(),
-    ]);
-    let out = stdout(&o);
-    assert_eq!(o.status.code(), Some(0), "{out}");
+    let (code, out) = report(&set, &[], &[&a, &b]);
+    assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("linux-6.1.192-max"), "{out}");
     assert!(out.contains("linux-7.2.13-cortex-a53"), "{out}");
     assert_eq!(
@@ -122,14 +125,8 @@ fn a_mismatch_is_shown_with_its_step_and_fails_the_run() {
         ),
     )
     .unwrap();
-    let o = armfw(&[
-        "conformance-report",
-        "--set",
-        &format!("project={}", set.display()),
-        a.to_str().unwrap(),
-    ]);
-    let out = stdout(&o);
-    assert_eq!(o.status.code(), Some(1), "{out}");
+    let (code, out) = report(&set, &[], &[&a]);
+    assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("MISMATCH"), "{out}");
     assert!(
         out.contains("--- linux-7.2.13-max project/psci_version_default.json"),
@@ -162,15 +159,8 @@ fn a_host_that_did_not_boot_fails_every_scenario() {
         "qemu exit 124 after 120 s; no end marker (3 records);\n",
     )
     .unwrap();
-    let o = armfw(&[
-        "conformance-report",
-        "--set",
-        &format!("project={}", set.display()),
-        a.to_str().unwrap(),
-        f.to_str().unwrap(),
-    ]);
-    let out = stdout(&o);
-    assert_eq!(o.status.code(), Some(1), "{out}");
+    let (code, out) = report(&set, &[], &[&a, &f]);
+    assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("FAILED: qemu exit 124"), "{out}");
     assert!(out.contains("cortex-a53"), "{out}");
     assert_eq!(
@@ -190,18 +180,13 @@ fn a_scenario_the_host_did_not_answer_is_a_failure() {
         records("linux-6.12.117-max", &["psci_version_default"], &[]),
     )
     .unwrap();
-    let o = armfw(&[
-        "conformance-report",
-        "--set",
-        &format!("project={}", set.display()),
-        a.to_str().unwrap(),
-    ]);
-    let out = stdout(&o);
-    assert_eq!(o.status.code(), Some(1), "{out}");
+    let (code, out) = report(&set, &[], &[&a]);
+    assert_eq!(code, Some(1), "{out}");
     assert!(
         out.contains("project/smc_conduit.json\nno result from the host"),
         "{out}"
     );
+    assert!(out.contains("NOT RUN (1)"), "{out}");
     assert_eq!(
         out.lines().last(),
         Some("conformance: 1 passed, 1 failed"),
@@ -221,15 +206,8 @@ fn record_writes_the_profile_and_the_real_documents() {
     let stale = root.join("scenarios/expected/linux-6.1.192-cortex-a72/gone.json");
     std::fs::create_dir_all(stale.parent().unwrap()).unwrap();
     std::fs::write(&stale, "{}").unwrap();
-    let o = armfw(&[
-        "conformance-report",
-        "--set",
-        &format!("project={}", set.display()),
-        "--record",
-        root.to_str().unwrap(),
-        a.to_str().unwrap(),
-    ]);
-    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    let (code, out) = report(&set, &["--record", root.to_str().unwrap()], &[&a]);
+    assert_eq!(code, Some(0), "{out}");
     assert!(!stale.exists());
     assert_eq!(
         read_json(&root.join("profiles/linux-6.1.192-cortex-a72.json")),

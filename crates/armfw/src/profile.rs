@@ -96,7 +96,7 @@ pub enum ProfileError {
     #[error("not JSON: {0}")]
     Json(String),
     /// A field is missing, mistyped or inconsistent.
-    #[error("{0}")]
+    #[error(transparent)]
     Field(#[from] FieldError),
     /// No built-in profile has that name.
     #[error("no built-in profile named {0:?} (see `armfw profiles`)")]

@@ -117,7 +117,7 @@ pub enum ParseError {
     #[error("not JSON: {0}")]
     Json(String),
     /// The document's shape is wrong (name, steps, top-level keys).
-    #[error("{0}")]
+    #[error(transparent)]
     Field(#[from] FieldError),
 }
 
