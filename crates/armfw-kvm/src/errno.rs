@@ -40,6 +40,14 @@ impl fmt::Display for Errno {
 
 impl std::error::Error for Errno {}
 
+/// The same number as the core's errno type (which names only the values KVM's firmware
+/// paths return and knows nothing of the calling thread).
+impl From<Errno> for armfw::abi::Errno {
+    fn from(e: Errno) -> armfw::abi::Errno {
+        armfw::abi::Errno(e.0)
+    }
+}
+
 impl From<kvm_ioctls::Error> for Errno {
     fn from(e: kvm_ioctls::Error) -> Errno {
         Errno(e.errno())

@@ -2,11 +2,10 @@
 //! [`armfw::scenario::Backend`] on [`TestVm`].
 
 use armfw::abi::Errno as AbiErrno;
-use armfw::firmware::Conduit as FwConduit;
 use armfw::scenario::{Backend, CallResult, FirmwareMode, VmSpec as ScenarioVm};
 use serde_json::{Value, json};
 
-use crate::{CallExit, Conduit, Errno, Error, TestVm, VmSpec, kernel_release};
+use crate::{CallExit, Conduit, Error, TestVm, VmSpec, kernel_release};
 
 /// The CPU model the host was started with, from the kernel command line (`armfw.cpu=MODEL`);
 /// an emulated host cannot tell it from inside.
@@ -21,10 +20,6 @@ pub struct KvmBackend {
     kernel: String,
     cpu: Option<String>,
     firmware: FirmwareMode,
-}
-
-fn errno(e: Errno) -> AbiErrno {
-    AbiErrno(e.0)
 }
 
 impl KvmBackend {
@@ -77,22 +72,21 @@ impl Backend for KvmBackend {
     }
 
     fn reg_list(&mut self, vcpu: usize) -> Result<Result<Vec<u64>, AbiErrno>, String> {
-        Ok(self.vm()?.reg_list(vcpu).map_err(errno))
+        Ok(self.vm()?.reg_list(vcpu).map_err(AbiErrno::from))
     }
 
     fn get(&mut self, vcpu: usize, id: u64) -> Result<Result<Vec<u8>, AbiErrno>, String> {
-        Ok(self.vm()?.get_one_reg(vcpu, id).map_err(errno))
+        Ok(self.vm()?.get_one_reg(vcpu, id).map_err(AbiErrno::from))
     }
 
     fn set(&mut self, vcpu: usize, id: u64, data: &[u8]) -> Result<Result<(), AbiErrno>, String> {
-        Ok(self.vm()?.set_one_reg(vcpu, id, data).map_err(errno))
+        Ok(self
+            .vm()?
+            .set_one_reg(vcpu, id, data)
+            .map_err(AbiErrno::from))
     }
 
-    fn call(&mut self, vcpu: usize, conduit: FwConduit, x: [u64; 4]) -> Result<CallResult, String> {
-        let conduit = match conduit {
-            FwConduit::Hvc => Conduit::Hvc,
-            FwConduit::Smc => Conduit::Smc,
-        };
+    fn call(&mut self, vcpu: usize, conduit: Conduit, x: [u64; 4]) -> Result<CallResult, String> {
         Ok(
             match self
                 .vm()?
@@ -112,17 +106,17 @@ impl Backend for KvmBackend {
     fn entry(&mut self, vcpu: usize) -> Result<(u64, u64), String> {
         self.vm()?
             .entry(vcpu)
-            .map_err(|e| format!("reading PC and x0: {}", errno(e)))
+            .map_err(|e| format!("reading PC and x0: {}", AbiErrno::from(e)))
     }
 
     fn mp_state(&mut self, vcpu: usize) -> Result<u32, String> {
         self.vm()?
             .mp_state(vcpu)
-            .map_err(|e| format!("KVM_GET_MP_STATE: {}", errno(e)))
+            .map_err(|e| format!("KVM_GET_MP_STATE: {}", AbiErrno::from(e)))
     }
 
     fn set_mp_state(&mut self, vcpu: usize, state: u32) -> Result<Result<(), AbiErrno>, String> {
-        Ok(self.vm()?.set_mp_state(vcpu, state).map_err(errno))
+        Ok(self.vm()?.set_mp_state(vcpu, state).map_err(AbiErrno::from))
     }
 
     fn smccc_filter(
@@ -134,6 +128,6 @@ impl Backend for KvmBackend {
         Ok(self
             .vm()?
             .set_smccc_filter(base, count, action)
-            .map_err(errno))
+            .map_err(AbiErrno::from))
     }
 }

@@ -4,6 +4,8 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+pub use armfw::firmware::Conduit;
+use armfw::firmware::{KVM_MP_STATE_NAMES, SystemEventType};
 use kvm_bindings::{
     KVM_ARM_VCPU_POWER_OFF, KVM_ARM_VCPU_PSCI_0_2, KVM_ARM_VM_SMCCC_CTRL, KVM_ARM_VM_SMCCC_FILTER,
     KVM_CAP_ARM_SYSTEM_SUSPEND, kvm_device_attr, kvm_enable_cap, kvm_mp_state, kvm_smccc_filter,
@@ -68,15 +70,6 @@ impl Default for VmSpec {
     }
 }
 
-/// The instruction a call is made with.
-#[derive(Clone, Copy, Debug, Eq, PartialEq)]
-pub enum Conduit {
-    /// `hvc #0`.
-    Hvc,
-    /// `smc #0`.
-    Smc,
-}
-
 /// How a call ended.
 #[derive(Clone, Debug, Eq, PartialEq)]
 pub enum CallExit {
@@ -124,42 +117,27 @@ pub const MP_STATE_STOPPED: u32 = 5;
 pub const MP_STATE_SUSPENDED: u32 = 10;
 
 /// The `KVM_MP_STATE_*` name of `state` without its prefix (`"RUNNABLE"`, `"STOPPED"`,
-/// `"SUSPENDED"`, ...), from L:include/uapi/linux/kvm.h.
+/// `"SUSPENDED"`, ...), from the core's table ([`armfw::firmware::KVM_MP_STATE_NAMES`]).
 pub fn mp_state_name(state: u32) -> Option<&'static str> {
-    const NAMES: [&str; 11] = [
-        "RUNNABLE",
-        "UNINITIALIZED",
-        "INIT_RECEIVED",
-        "HALTED",
-        "SIPI_RECEIVED",
-        "STOPPED",
-        "CHECK_STOP",
-        "OPERATING",
-        "LOAD",
-        "AP_RESET_HOLD",
-        "SUSPENDED",
-    ];
-    NAMES.get(usize::try_from(state).ok()?).copied()
+    KVM_MP_STATE_NAMES
+        .iter()
+        .find(|(_, v)| *v == state)
+        .map(|(n, _)| *n)
 }
 
 /// The `KVM_MP_STATE_*` value named `name` (without the prefix): the inverse of
 /// [`mp_state_name`].
 pub fn mp_state_from_name(name: &str) -> Option<u32> {
-    (0..=10).find(|&s| mp_state_name(s) == Some(name))
+    KVM_MP_STATE_NAMES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| *v)
 }
 
-/// The `KVM_SYSTEM_EVENT_*` name of a system event type, without the prefix.
+/// The `KVM_SYSTEM_EVENT_*` name of a system event type, without the prefix; the types an
+/// arm64 VM can exit with ([`SystemEventType`]).
 pub fn system_event_name(kind: u32) -> Option<&'static str> {
-    match kind {
-        1 => Some("SHUTDOWN"),
-        2 => Some("RESET"),
-        3 => Some("CRASH"),
-        4 => Some("WAKEUP"),
-        5 => Some("SUSPEND"),
-        6 => Some("SEV_TERM"),
-        7 => Some("TDX_FATAL"),
-        _ => None,
-    }
+    SystemEventType::from_kvm_value(kind).map(SystemEventType::name)
 }
 
 /// One VM with N initialised vCPUs and a code page, for making single calls.
