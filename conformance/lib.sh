@@ -232,6 +232,7 @@ fetch_kernel() {
     dir=$ARMFW_CACHE/kernels/$rel
     if ! vmlinuz=$(_armfw_vmlinuz_in "$dir" "$rel"); then
         ((${#pkgs[@]})) || { _armfw_die "no package for $rel"; return 1; }
+        mkdir -p "$ARMFW_CACHE/kernels" || return 1
         tmp=$(mktemp -d "$ARMFW_CACHE/kernels/.unpack.XXXXXX") || return 1
         _armfw_log "downloading ${pkgs[*]}"
         (cd "$tmp" && apt-get "${_ARMFW_APT[@]}" download -q "${pkgs[@]/%/:arm64}" >&2) || {
