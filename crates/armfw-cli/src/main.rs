@@ -1,6 +1,7 @@
 //! `armfw`: simulate, inspect and (on arm64 hosts) probe KVM's arm64 guest firmware.
 
 mod conformance;
+mod migrate;
 mod sim;
 mod tables;
 
@@ -58,6 +59,12 @@ enum Command {
         #[arg(long)]
         name: Option<String>,
     },
+    /// Create a VM on the model of a host, run it, and write its firmware state file.
+    Save(migrate::SaveArgs),
+    /// Can a VM's firmware state move to a host? Verdict, per-register findings, plan.
+    Check(migrate::CheckArgs),
+    /// The firmware configuration every host of a pool accepts.
+    Baseline(migrate::BaselineArgs),
     /// The conformance harness, inside an arm64 host: probe it, run every scenario set under
     /// ROOT on real KVM and on the model, print records (what `armfw` does as PID 1).
     #[command(hide = true)]
@@ -160,6 +167,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Probe { cpu, name } => probe(cpu, name),
+        Command::Save(args) => migrate::save(args),
+        Command::Check(args) => migrate::check(args),
+        Command::Baseline(args) => migrate::baseline(args),
         Command::ConformanceGuest { root } => conformance_guest(&root),
         Command::ConformanceReport {
             sets,

@@ -12,6 +12,10 @@
 //! - [`profile`]: what one host offers ([`Profile`], JSON), and the built-in hosts.
 //! - [`release`]: the rules that changed between kernel releases.
 //! - [`scenario`]: the scenario contract, shared by the model and real-KVM backends.
+//! - [`snapshot`]: a VM's firmware state, saved, loaded from untrusted bytes, restored
+//!   atomically.
+//! - [`compat`]: whether a snapshot can move to another host, armfw's restore plan, the
+//!   strict restore's predicted outcome, and pool baselines.
 //!
 //! The crate is sans-IO: no I/O, threads, clock or logging; randomness and time come from
 //! the caller ([`firmware::Services`]). The same inputs always give the same answers.
@@ -42,12 +46,15 @@
 
 pub mod abi;
 pub mod catalog;
+pub mod compat;
 pub mod firmware;
 mod json;
 pub mod profile;
 pub mod release;
 pub mod scenario;
+pub mod snapshot;
 
 pub use firmware::Firmware;
 pub use json::{FieldError, hex, hex_le_bytes, parse_hex};
 pub use profile::Profile;
+pub use snapshot::Snapshot;

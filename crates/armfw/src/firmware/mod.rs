@@ -508,3 +508,24 @@ impl Firmware {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Read access for `crate::snapshot` (saving a VM's firmware state). Kept apart from the engine
+// above: these read private per-vCPU state that KVM shows the VMM through other ioctls.
+
+impl Firmware {
+    /// The features a vCPU was initialised with (`None`: not initialised or no such vCPU).
+    pub(crate) fn vcpu_features(&self, vcpu: usize) -> Option<VcpuFeatures> {
+        self.vcpus.get(vcpu).and_then(|v| v.features)
+    }
+
+    /// The vCPU's stolen-time IPA, if the VMM set one.
+    pub(crate) fn pv_time_ipa(&self, vcpu: usize) -> Option<u64> {
+        self.vcpus.get(vcpu).and_then(|v| v.steal_ipa)
+    }
+}
+
+/// The architecture ranges KVM inserts as HANDLE on the first filter write.
+pub(crate) const fn filter_reserved_ranges() -> [(u32, u32); 2] {
+    filter::RESERVED_RANGES
+}

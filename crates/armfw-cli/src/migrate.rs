@@ -1,0 +1,404 @@
+//! `armfw save`, `armfw check` and `armfw baseline`: firmware state files, migration checks
+//! and pool baselines.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, anyhow, bail};
+use armfw::abi::{FwReg, PsciVersion};
+use armfw::compat::{self, Finding, Outcome, Report, Verdict};
+use armfw::firmware::{Firmware, VcpuFeatures};
+use armfw::{Profile, Snapshot, hex};
+use clap::{ArgGroup, Args};
+
+use crate::load_profile;
+
+/// `armfw check` exit code: armfw's plan is needed (the strict restore would fail).
+pub const EXIT_PLAN: u8 = 3;
+/// `armfw check` / `armfw baseline` exit code: incompatible, or some pool moves are refused.
+pub const EXIT_INCOMPATIBLE: u8 = 1;
+
+/// Arguments of `armfw save`.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+The VM is created on the model of the host, set up as asked (baseline first, then \
+--psci-version, then each --set, all before the first KVM_RUN), run, and saved. The state \
+file is JSON (format armfw-snapshot/1.0) unless --binary is given.
+
+Exit codes: 0 saved; 2 bad input (unknown profile, a value KVM refuses, a file that cannot \
+be written).")]
+pub struct SaveArgs {
+    /// A built-in profile name or a profile file (default: the newest built-in kernel).
+    #[arg(long)]
+    profile: Option<String>,
+    /// How many vCPUs (vCPU 0 runs, the others start powered off).
+    #[arg(long, default_value_t = 1)]
+    vcpus: usize,
+    /// Apply the baseline of a pool of hosts (repeat for each host; names or files).
+    #[arg(long = "baseline", value_name = "PROFILE")]
+    pool: Vec<String>,
+    /// Pin KVM_REG_ARM_PSCI_VERSION, e.g. 1.0 or 0x10000.
+    #[arg(long, value_name = "VERSION")]
+    psci_version: Option<String>,
+    /// Write a firmware register before the VM runs, e.g. VENDOR_HYP_BMAP_2=0x3 (repeatable).
+    #[arg(long = "set", value_name = "REG=VALUE")]
+    sets: Vec<String>,
+    /// Write the compact binary form instead of JSON.
+    #[arg(long)]
+    binary: bool,
+    /// Write to this file instead of standard output.
+    #[arg(long, short)]
+    output: Option<PathBuf>,
+}
+
+/// Arguments of `armfw check`.
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("source").required(true).args(["state", "from"])))]
+#[command(after_help = "\
+For each firmware register: the saved value, what the destination accepts, the rule that \
+decides, the outcome (restore, keep, pin, skip, refuse) and, for a refusal, the remedy; then \
+armfw's restore plan and the predicted outcome of a strict restore (every saved register \
+written back in order, as today's VMMs do).
+
+Exit codes: 0 compatible (the strict restore succeeds and the guest's firmware does not \
+change); 3 compatible only with armfw's plan; 1 incompatible; 2 bad input (missing or \
+unreadable file, not a snapshot, a field that fails validation, a bad checksum, a truncated \
+file, an unknown profile).")]
+pub struct CheckArgs {
+    /// A state file (`armfw save` output, JSON or binary).
+    #[arg(long)]
+    state: Option<PathBuf>,
+    /// Instead of a state file: a VM created with the defaults of this host (name or file).
+    #[arg(long, value_name = "PROFILE")]
+    from: Option<String>,
+    /// The destination host (built-in profile name or profile file).
+    #[arg(long, value_name = "PROFILE")]
+    to: String,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Arguments of `armfw baseline`.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+The baseline is what `armfw save --baseline` applies at VM creation: PSCI_VERSION pinned to \
+the newest version every host offers, each service bitmap at the bits every host enables by \
+default. The WORKAROUND levels belong to the hosts, not the VM: where they differ, a VM saved \
+on a host at a higher level cannot move to a host at a lower one, and those pairs are listed.
+
+Exit codes: 0 a VM created with the baseline can move between any two hosts; 1 some moves \
+are refused (differing WORKAROUND levels) or the pool has no common configuration; 2 bad \
+input (an unknown profile or unreadable file).")]
+pub struct BaselineArgs {
+    /// The hosts of the pool (built-in profile names or profile files).
+    #[arg(required = true, value_name = "PROFILE")]
+    profiles: Vec<String>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `armfw save`.
+pub fn save(a: SaveArgs) -> Result<ExitCode> {
+    let profile = load_profile(a.profile.as_deref())?;
+    if a.vcpus == 0 || a.vcpus > armfw::firmware::KVM_MAX_VCPUS {
+        bail!("--vcpus must be 1 to {}", armfw::firmware::KVM_MAX_VCPUS);
+    }
+    let mut fw = Firmware::new(&profile);
+    for i in 0..a.vcpus {
+        fw.add_vcpu()
+            .map_err(|e| anyhow!("creating vCPU {i}: {e}"))?;
+        let features = VcpuFeatures {
+            psci_0_2: profile.capabilities.psci_0_2,
+            power_off: i > 0,
+        };
+        fw.init_vcpu(i, features)
+            .map_err(|e| anyhow!("initialising vCPU {i}: {e}"))?;
+    }
+    if !a.pool.is_empty() {
+        let pool = load_pool(&a.pool)?;
+        let b = compat::baseline(&pool)?;
+        b.apply(&mut fw)
+            .with_context(|| format!("applying the baseline to {}", profile.name))?;
+    }
+    if let Some(v) = &a.psci_version {
+        let value = parse_psci_version(v)?;
+        fw.set_one_reg(0, FwReg::PsciVersion.id(), value)
+            .map_err(|e| {
+                anyhow!(
+                    "--psci-version {v}: {profile} refuses it ({e})",
+                    profile = profile.name
+                )
+            })?;
+    }
+    for s in &a.sets {
+        let (reg, value) = parse_set(s)?;
+        fw.set_one_reg(0, reg.id(), value)
+            .map_err(|e| anyhow!("--set {s}: {e}"))?;
+    }
+    fw.vcpu_run(0).map_err(|e| anyhow!("running vCPU 0: {e}"))?;
+    let snapshot = fw.save()?;
+    let bytes = if a.binary {
+        snapshot.to_bytes()
+    } else {
+        let mut text = serde_json::to_string_pretty(&snapshot.to_json())?;
+        text.push('\n');
+        text.into_bytes()
+    };
+    match &a.output {
+        Some(path) => std::fs::write(path, bytes)
+            .with_context(|| format!("{}: cannot write", path.display()))?,
+        None => {
+            use std::io::Write;
+            std::io::stdout().write_all(&bytes)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `armfw check`.
+pub fn check(a: CheckArgs) -> Result<ExitCode> {
+    let dest = load_profile(Some(&a.to))?;
+    let snapshot = match (&a.state, &a.from) {
+        (Some(path), _) => load_state(path)?,
+        (None, Some(from)) => {
+            let p = load_profile(Some(from))?;
+            Snapshot::created_on(&p, 1).with_context(|| format!("a default VM on {}", p.name))?
+        }
+        (None, None) => bail!("give --state FILE or --from PROFILE"),
+    };
+    let report = compat::check(&snapshot, &dest);
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report.to_json(&snapshot, &dest))?
+        );
+    } else {
+        print_report(&report, &snapshot, &dest);
+    }
+    Ok(ExitCode::from(match report.verdict {
+        Verdict::Compatible => 0,
+        Verdict::CompatibleWithPlan => EXIT_PLAN,
+        Verdict::Incompatible => EXIT_INCOMPATIBLE,
+    }))
+}
+
+/// `armfw baseline`.
+pub fn baseline(a: BaselineArgs) -> Result<ExitCode> {
+    let pool = load_pool(&a.profiles)?;
+    let b = match compat::baseline(&pool) {
+        Ok(b) => b,
+        Err(e) => {
+            let msg = match e {
+                compat::BaselineError::NoPsci02 { host } => {
+                    format!("{} lacks KVM_CAP_ARM_PSCI_0_2", name(&pool, host))
+                }
+                compat::BaselineError::BitmapMissing { reg, host } => format!(
+                    "{} lacks {reg}, which other hosts of the pool have",
+                    name(&pool, host)
+                ),
+                other => other.to_string(),
+            };
+            eprintln!("armfw: no baseline: {msg}");
+            return Ok(ExitCode::from(EXIT_INCOMPATIBLE));
+        }
+    };
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&b.to_json(&pool))?);
+    } else {
+        println!("baseline of {} hosts", b.hosts);
+        let mut rows = vec![[
+            "REGISTER".to_string(),
+            "VALUE".to_string(),
+            "MEANING".to_string(),
+        ]];
+        for (reg, value) in b.registers() {
+            let meaning = if reg == FwReg::PsciVersion {
+                format!(
+                    "PSCI {} (every host offers {})",
+                    b.psci_version,
+                    b.psci_versions
+                        .iter()
+                        .map(|v| v.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            } else {
+                "the service bits every host enables by default".to_string()
+            };
+            rows.push([reg.name().to_string(), hex(value), meaning]);
+        }
+        print_rows(&rows);
+        println!();
+        for s in &b.workarounds {
+            if s.is_uniform() {
+                println!("{}: level {} on every host", s.reg, s.lowest);
+            } else {
+                println!(
+                    "{}: levels {}..{} — a VM saved on a host at level {} (e.g. {}) cannot move to a host at level {} (e.g. {})",
+                    s.reg,
+                    s.lowest,
+                    s.highest,
+                    s.highest,
+                    name(&pool, s.highest_host),
+                    s.lowest,
+                    name(&pool, s.lowest_host)
+                );
+            }
+        }
+        println!(
+            "system suspend: {}; SMCCC filter: {}",
+            if b.system_suspend {
+                "every host"
+            } else {
+                "not every host (do not enable it)"
+            },
+            if b.smccc_filter {
+                "every host"
+            } else {
+                "not every host (install no ranges)"
+            }
+        );
+        println!(
+            "{}",
+            if b.any_to_any() {
+                "a VM created with this baseline can move between any two hosts of the pool"
+            } else {
+                "some moves are refused: see the WORKAROUND lines"
+            }
+        );
+    }
+    Ok(if b.any_to_any() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_INCOMPATIBLE)
+    })
+}
+
+fn name(pool: &[Profile], i: usize) -> &str {
+    pool.get(i).map_or("?", |p| p.name.as_str())
+}
+
+fn load_pool(names: &[String]) -> Result<Vec<Profile>> {
+    names.iter().map(|n| load_profile(Some(n))).collect()
+}
+
+fn load_state(path: &Path) -> Result<Snapshot> {
+    let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    Snapshot::load(&bytes).with_context(|| path.display().to_string())
+}
+
+fn parse_number(s: &str) -> Option<u64> {
+    armfw::parse_hex(s).or_else(|| {
+        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse().ok())
+            .flatten()
+    })
+}
+
+fn parse_psci_version(s: &str) -> Result<u64> {
+    if let Some(v) = armfw::parse_hex(s) {
+        return Ok(v);
+    }
+    let parsed = s
+        .split_once('.')
+        .and_then(|(a, b)| Some(PsciVersion::new(a.parse().ok()?, b.parse().ok()?)));
+    parsed
+        .map(|v| u64::from(v.0))
+        .ok_or_else(|| anyhow!("--psci-version {s:?}: expected major.minor (1.0) or 0x10000"))
+}
+
+fn parse_set(s: &str) -> Result<(FwReg, u64)> {
+    let (name, value) = s
+        .split_once('=')
+        .ok_or_else(|| anyhow!("--set {s:?}: expected REG=VALUE"))?;
+    let reg = FwReg::from_name(name)
+        .or_else(|| parse_number(name).and_then(FwReg::from_id))
+        .ok_or_else(|| anyhow!("--set {s:?}: {name:?} is not a firmware register"))?;
+    let value = parse_number(value)
+        .ok_or_else(|| anyhow!("--set {s:?}: {value:?} is not a number (decimal or 0x hex)"))?;
+    Ok((reg, value))
+}
+
+fn print_report(r: &Report, s: &Snapshot, dest: &Profile) {
+    println!(
+        "{} (kernel {}) -> {} (kernel {}): {}",
+        s.source.profile,
+        s.source.kernel,
+        dest.name,
+        dest.kernel,
+        match r.verdict {
+            Verdict::Compatible => "compatible",
+            Verdict::CompatibleWithPlan => "compatible with armfw's plan",
+            Verdict::Incompatible => "incompatible",
+        }
+    );
+    println!();
+    let mut rows = vec![[
+        "SUBJECT".to_string(),
+        "SAVED".to_string(),
+        "DESTINATION ACCEPTS".to_string(),
+        "OUTCOME".to_string(),
+        "RULE".to_string(),
+    ]];
+    for f in r.findings() {
+        rows.push([
+            f.subject.to_string(),
+            f.saved_text(),
+            f.accepts.to_string(),
+            match f.outcome {
+                Outcome::Pin(v) => format!("pin {}", hex(v)),
+                o => o.name().to_string(),
+            },
+            f.rule.name().to_string(),
+        ]);
+    }
+    print_rows(&rows);
+    let notable: Vec<&Finding> = r
+        .findings()
+        .filter(|f| !matches!(f.outcome, Outcome::Restore | Outcome::Keep))
+        .collect();
+    if !notable.is_empty() {
+        println!();
+        for f in notable {
+            println!("{}: {}", f.subject, f.rule.text());
+            if let Some(remedy) = f.remedy {
+                println!("  remedy: {remedy}");
+            }
+        }
+    }
+    println!();
+    if r.verdict == Verdict::Incompatible {
+        println!("armfw plan: none (incompatible)");
+    } else {
+        println!("armfw plan:");
+        for (i, a) in r.plan().enumerate() {
+            println!("  {}. {a}", i + 1);
+        }
+    }
+    println!(
+        "strict restore (every saved register written back): {}",
+        r.strict
+    );
+}
+
+fn print_rows<const N: usize>(rows: &[[String; N]]) {
+    let mut widths = [0usize; N];
+    for r in rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    for r in rows {
+        let mut line = String::new();
+        for (i, (c, w)) in r.iter().zip(widths).enumerate() {
+            if i + 1 == N {
+                line.push_str(c);
+            } else {
+                line.push_str(&format!("{c:<w$}  "));
+            }
+        }
+        println!("{}", line.trim_end());
+    }
+}

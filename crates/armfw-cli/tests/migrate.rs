@@ -1,0 +1,315 @@
+//! `armfw save`, `armfw check` and `armfw baseline` end to end. Expected values come from the
+//! measured host profiles (`profiles/`: default PSCI 1.1 and 7 firmware registers on 6.12, 1.3
+//! and 8 on 7.2; the WORKAROUND levels per CPU model) and the kernel's SET rules, never from
+//! armfw's own output.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use serde_json::Value;
+
+const M612: &str = "linux-6.12.117-max";
+const M72: &str = "linux-7.2.13-max";
+const A53: &str = "linux-6.12.117-cortex-a53";
+
+fn armfw(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_armfw"))
+        .args(args)
+        .output()
+        .expect("armfw runs")
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().expect("armfw exits")
+}
+
+/// A fresh scratch folder of this test process.
+fn scratch() -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let d = std::env::temp_dir().join(format!(
+        "armfw-migrate-test-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    ));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// `armfw save ARGS -o FILE`; the file's path.
+fn save(args: &[&str], file: &str) -> PathBuf {
+    let path = scratch().join(file);
+    let mut all = vec!["save"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["-o", path.to_str().unwrap()]);
+    let out = armfw(&all);
+    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+    path
+}
+
+/// `armfw check --json` with `source` (`--state FILE` or `--from PROFILE`): exit code and
+/// report.
+fn check_json(source: &[&str], to: &str) -> (i32, Value) {
+    let mut args = vec!["check", "--json", "--to", to];
+    args.extend_from_slice(source);
+    let out = armfw(&args);
+    let stdout = String::from_utf8(out.stdout.clone()).unwrap();
+    let v = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    (code(&out), v)
+}
+
+fn finding<'a>(report: &'a Value, subject: &str) -> &'a Value {
+    report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["subject"] == subject)
+        .unwrap_or_else(|| panic!("no finding for {subject}"))
+}
+
+fn state(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// A bad input: exit 2, one line on stderr naming the problem, nothing on stdout.
+fn assert_bad_input(out: &Output, needle: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(code(out), 2, "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with("armfw: "), "{stderr}");
+    assert!(stderr.contains(needle), "{needle:?} not in {stderr}");
+    // Each part of the message once (an error and its source are not both printed).
+    let parts: Vec<&str> = stderr.trim_end().split(": ").collect();
+    for k in 1..=parts.len() / 2 {
+        for w in parts.windows(2 * k) {
+            assert_ne!(
+                w[..k],
+                w[k..],
+                "{stderr:?} says {:?} twice",
+                w[..k].join(": ")
+            );
+        }
+    }
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn default_7_2_vm_cannot_go_to_6_12_because_of_psci_1_3() {
+    // 7.2 defaults to PSCI 1.3; 6.12's SET accepts only 0.2, 1.0, 1.1 (EINVAL otherwise).
+    let (code, r) = check_json(&["--from", M72], M612);
+    assert_eq!(code, 1);
+    assert_eq!(r["verdict"], "incompatible");
+    let psci = finding(&r, "PSCI_VERSION");
+    assert_eq!(psci["saved"], "0x10003");
+    assert_eq!(psci["outcome"], "refuse");
+    assert_eq!(
+        psci["destination"]["values"],
+        serde_json::json!(["0x2", "0x10000", "0x10001"])
+    );
+    assert!(psci["remedy"].as_str().unwrap().contains("1.1"));
+    assert_eq!(r["strict"]["register"], "PSCI_VERSION");
+    assert_eq!(r["strict"]["errno"], "EINVAL");
+}
+
+#[test]
+fn default_6_12_vm_goes_to_7_2_unchanged() {
+    let (code, r) = check_json(&["--from", M612], M72);
+    assert_eq!(code, 0);
+    assert_eq!(r["verdict"], "compatible");
+    assert_eq!(r["strict"]["ok"], true);
+    // 7.2's extra VENDOR_HYP_BMAP_2 keeps its default 0: nothing is written.
+    let b2 = finding(&r, "VENDOR_HYP_BMAP_2");
+    assert_eq!(b2["saved"], Value::Null);
+    assert_eq!(b2["outcome"], "keep");
+    assert_eq!(r["plan"].as_array().unwrap().len(), 7);
+}
+
+#[test]
+fn pinned_7_2_vm_needs_the_plan_that_drops_bmap_2() {
+    let p = save(&["--profile", M72, "--psci-version", "1.1"], "pinned.json");
+    let (code, r) = check_json(&["--state", state(&p)], M612);
+    assert_eq!(code, 3);
+    assert_eq!(r["verdict"], "compatible_with_plan");
+    // The strict restore writes the 8th register, which 6.12 does not have: ENOENT.
+    assert_eq!(r["strict"]["register"], "VENDOR_HYP_BMAP_2");
+    assert_eq!(r["strict"]["errno"], "ENOENT");
+    let plan = r["plan"].as_array().unwrap();
+    assert_eq!(plan[0]["action"], "write");
+    assert_eq!(plan[0]["value"], "0x10001");
+    assert_eq!(plan[7]["action"], "skip");
+    assert_eq!(plan[7]["register"], "VENDOR_HYP_BMAP_2");
+}
+
+#[test]
+fn binary_state_gives_the_same_report_as_json() {
+    let j = save(&["--profile", M72, "--psci-version", "1.0"], "s.json");
+    let b = save(
+        &["--profile", M72, "--psci-version", "1.0", "--binary"],
+        "s.bin",
+    );
+    assert_eq!(&std::fs::read(&b).unwrap()[..8], b"ARMFWSNP");
+    let (cj, rj) = check_json(&["--state", state(&j)], M612);
+    let (cb, rb) = check_json(&["--state", state(&b)], M612);
+    assert_eq!((cj, &rj), (cb, &rb));
+}
+
+#[test]
+fn service_bits_only_7_2_has_are_refused_on_6_12() {
+    let p = save(
+        &[
+            "--profile",
+            M72,
+            "--psci-version",
+            "1.1",
+            "--set",
+            "VENDOR_HYP_BMAP_2=0x3",
+        ],
+        "bmap2.json",
+    );
+    let (code, r) = check_json(&["--state", state(&p)], M612);
+    assert_eq!(code, 1);
+    let b2 = finding(&r, "VENDOR_HYP_BMAP_2");
+    assert_eq!(b2["saved"], "0x3");
+    assert_eq!(b2["destination"]["present"], false);
+    assert_eq!(b2["outcome"], "refuse");
+}
+
+#[test]
+fn workaround_level_above_the_destination_is_refused() {
+    // cortex-a53: WA2 = 3 (NOT_REQUIRED); max: WA2 = 0. KVM refuses the higher level.
+    let (code, r) = check_json(&["--from", A53], M612);
+    assert_eq!(code, 1);
+    let wa2 = finding(&r, "SMCCC_ARCH_WORKAROUND_2");
+    assert_eq!(wa2["saved"], "0x3");
+    assert_eq!(wa2["destination"]["host_level"], "0x0");
+    assert_eq!(wa2["outcome"], "refuse");
+    assert_eq!(r["strict"]["register"], "SMCCC_ARCH_WORKAROUND_2");
+    assert_eq!(r["strict"]["errno"], "EINVAL");
+}
+
+#[test]
+fn text_report_names_the_verdict_rules_and_strict_outcome() {
+    let out = armfw(&["check", "--from", M72, "--to", M612]);
+    assert_eq!(code(&out), 1);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with(&format!("{M72} (kernel 7.2.13+deb14-arm64) -> {M612}")));
+    assert!(text.contains("incompatible"));
+    assert!(text.contains("psci_version_not_offered"));
+    assert!(text.contains("remedy:"));
+    assert!(text.contains("KVM_SET_ONE_REG PSCI_VERSION on vCPU 0: EINVAL"));
+}
+
+#[test]
+fn baseline_of_6_12_and_7_2_pins_psci_1_1_and_moves_both_ways() {
+    let out = armfw(&["baseline", "--json", M612, M72]);
+    assert_eq!(code(&out), 0);
+    let b: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(b["psci_version"], "0x10001");
+    assert_eq!(b["any_to_any"], true);
+    let regs: Vec<(&str, &str)> = b["registers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["name"].as_str().unwrap(), r["value"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        regs,
+        [
+            ("PSCI_VERSION", "0x10001"),
+            ("STD_BMAP", "0x1"),
+            ("STD_HYP_BMAP", "0x1"),
+            ("VENDOR_HYP_BMAP", "0x3"),
+            ("VENDOR_HYP_BMAP_2", "0x0"),
+        ]
+    );
+    // A VM created on 7.2 with the baseline goes to 6.12 (dropping BMAP_2 = 0) and back.
+    let p = save(
+        &["--profile", M72, "--baseline", M612, "--baseline", M72],
+        "base.json",
+    );
+    assert_eq!(check_json(&["--state", state(&p)], M612).0, 3);
+    assert_eq!(check_json(&["--state", state(&p)], M72).0, 0);
+}
+
+#[test]
+fn baseline_with_differing_workaround_levels_exits_1_and_names_the_hosts() {
+    let out = armfw(&["baseline", M612, A53]);
+    assert_eq!(code(&out), 1);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("SMCCC_ARCH_WORKAROUND_2: levels 0..3"),
+        "{text}"
+    );
+    assert!(text.contains(A53) && text.contains(M612));
+}
+
+#[test]
+fn help_documents_the_exit_codes() {
+    let out = armfw(&["check", "--help"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("0 compatible"));
+    assert!(text.contains("3 compatible only with armfw's plan"));
+    assert!(text.contains("1 incompatible"));
+    assert!(text.contains("2 bad input"));
+}
+
+#[test]
+fn bad_state_files_are_one_line_errors_with_exit_2() {
+    let dir = scratch();
+    let good = save(&["--profile", M612], "good.json");
+    let text = std::fs::read_to_string(&good).unwrap();
+    let write = |name: &str, body: &[u8]| {
+        let p = dir.join(name);
+        std::fs::write(&p, body).unwrap();
+        p
+    };
+    let not_json = write("not.json", b"{\"format\": ");
+    let profile = write("profile.json", br#"{"format": "armfw-profile/1"}"#);
+    let newer = write(
+        "newer.json",
+        text.replace("armfw-snapshot/1.0", "armfw-snapshot/2.0")
+            .as_bytes(),
+    );
+    let edited = write(
+        "edited.json",
+        text.replace("\"0x10001\"", "\"0x10000\"").as_bytes(),
+    );
+    let field = write(
+        "field.json",
+        text.replace("\"RUNNABLE\"", "\"HALTED\"").as_bytes(),
+    );
+    let bin = save(&["--profile", M612, "--binary"], "good.bin");
+    let bytes = std::fs::read(&bin).unwrap();
+    let truncated = write("truncated.bin", &bytes[..bytes.len() - 5]);
+    let missing = dir.join("missing.json");
+    for (path, needle) in [
+        (&not_json, "not JSON"),
+        (&profile, "not an armfw snapshot"),
+        (&newer, "format version 2.0 is not readable"),
+        (&edited, "checksum"),
+        (&field, "vcpus[0].mp_state"),
+        (&truncated, "truncated"),
+        (&missing, "cannot read"),
+    ] {
+        let out = armfw(&["check", "--state", state(path), "--to", M612]);
+        assert_bad_input(&out, needle);
+    }
+}
+
+#[test]
+fn bad_arguments_are_one_line_errors_with_exit_2() {
+    assert_bad_input(
+        &armfw(&["check", "--from", "no-such-host", "--to", M612]),
+        "no-such-host",
+    );
+    assert_bad_input(&armfw(&["check", "--to", M612]), "required");
+    assert_bad_input(
+        &armfw(&["save", "--profile", M612, "--psci-version", "1.3"]),
+        "EINVAL",
+    );
+    assert_bad_input(
+        &armfw(&["save", "--profile", M612, "--set", "STD_BMAP=0x2"]),
+        "EINVAL",
+    );
+    assert_bad_input(&armfw(&["baseline", "nope"]), "nope");
+}
