@@ -42,7 +42,9 @@ mod guest {
     use std::process::ExitCode;
 
     use anyhow::{Context, Result};
-    use armfw::scenario::{self, Backend, ModelBackend, ResultDocument};
+    use armfw::scenario::{
+        self, Backend, FirmwareMode, ModelBackend, ResultDocument, Scenario, Step, StepKind,
+    };
     use armfw_kvm::init;
     use armfw_kvm::scenario::KvmBackend;
     use serde_json::{Value, json};
@@ -104,6 +106,37 @@ mod guest {
         }
     }
 
+    /// The swap test of one scenario: the same steps with armfw's userspace firmware, against
+    /// `kernel` (the document of KVM's own firmware): `{"armfw": DOC, "mismatches": [...]}`
+    /// (each mismatch's `kvm` is the kernel's answer, `model` armfw's), or
+    /// `{"skipped": WHY}`.
+    fn swapped(s: &Scenario, kernel: &ResultDocument, kvm: &mut KvmBackend) -> Value {
+        let mut s = s.clone();
+        match &mut s.vm {
+            Err(_) => return json!({"skipped": "malformed vm"}),
+            Ok(vm) if vm.firmware == FirmwareMode::Armfw => {
+                return json!({"skipped": "already runs with armfw's firmware"});
+            }
+            Ok(vm) => vm.firmware = FirmwareMode::Armfw,
+        }
+        if s.steps.iter().any(|st| {
+            matches!(
+                st,
+                Ok(Step {
+                    kind: StepKind::SmcccFilter { .. },
+                    ..
+                })
+            )
+        }) {
+            return json!({"skipped": "programs the SMCCC filter itself"});
+        }
+        let doc = scenario::run(&s, kvm as &mut dyn Backend);
+        if doc.target["firmware"] != "armfw" {
+            return json!({"skipped": doc.target["firmware"].clone()});
+        }
+        json!({"armfw": doc.to_json(), "mismatches": compare(kernel, &doc)})
+    }
+
     /// `armfw` as PID 1 of an emulated host: mount, run the harness's guest half on the
     /// initramfs's scenarios, power off.
     pub fn pid1_main() -> ExitCode {
@@ -112,17 +145,20 @@ mod guest {
         }
         // Closing a VM costs seconds under emulation; the host powers off right after.
         armfw_kvm::set_leak_on_drop(true);
-        let code = guest(Path::new(INITRAMFS_SCENARIOS));
+        let swap = init::cmdline_value("armfw.firmware").as_deref() == Some("armfw");
+        let code = guest(Path::new(INITRAMFS_SCENARIOS), swap);
         let e = init::power_off();
         println!("armfw: power off failed: {e}");
         code
     }
 
     /// Probe this host, run every scenario set under `root` on KVM and on the model with the
-    /// probed profile, and print the records.
-    pub fn guest(root: &Path) -> ExitCode {
+    /// probed profile, and print the records. With `swap`, also run each scenario with
+    /// `"firmware": "armfw"` (armfw's userspace firmware on KVM) and compare it with KVM's
+    /// own firmware.
+    pub fn guest(root: &Path, swap: bool) -> ExitCode {
         let mut rec = Records(0);
-        let ok = run(root, &mut rec).unwrap_or_else(|e| {
+        let ok = run(root, swap, &mut rec).unwrap_or_else(|e| {
             rec.emit(&json!({"kind": "error", "error": crate::one_line(&format!("{e:#}"))}));
             false
         });
@@ -134,7 +170,7 @@ mod guest {
         }
     }
 
-    fn run(root: &Path, rec: &mut Records) -> Result<bool> {
+    fn run(root: &Path, swap: bool, rec: &mut Records) -> Result<bool> {
         let cpu = init::cmdline_value("armfw.cpu");
         let profile = armfw_kvm::probe::probe(cpu.as_deref(), None)?;
         rec.emit(&json!({"kind": "profile", "profile": profile.to_json()}));
@@ -168,10 +204,17 @@ mod guest {
                 let ours = scenario::run(&s, &mut model as &mut dyn Backend);
                 let mismatches = compare(&real, &ours);
                 all_pass &= mismatches.as_array().is_some_and(|m| m.is_empty());
-                rec.emit(&json!({
+                let mut r = json!({
                     "kind": "scenario", "set": set, "file": file,
                     "kvm": real.to_json(), "model": ours.to_json(), "mismatches": mismatches,
-                }));
+                });
+                if swap {
+                    r["swap"] = swapped(&s, &real, &mut kvm);
+                    all_pass &= r["swap"]["mismatches"]
+                        .as_array()
+                        .is_none_or(|m| m.is_empty());
+                }
+                rec.emit(&r);
             }
         }
         Ok(all_pass)
@@ -247,6 +290,11 @@ fn read_host(path: &Path) -> Result<Host> {
     Ok(host)
 }
 
+/// A JSON value as one line of text (strings without their quotes).
+fn one_line(v: &Value) -> String {
+    v.as_str().map_or_else(|| v.to_string(), crate::one_line)
+}
+
 /// A scenario file's steps, to show the step a mismatch is about.
 fn steps_of(path: &Path) -> Vec<Value> {
     std::fs::read_to_string(path)
@@ -302,6 +350,9 @@ pub fn report(
     let mut diffs = String::new();
     for h in &hosts {
         let (mut p, mut f, mut mismatched) = (0usize, 0usize, 0usize);
+        // The swap test (conformance/run --firmware armfw): scenarios run both ways, and
+        // the reason the first skipped one was not.
+        let (mut swapped, mut served, mut skipped) = (0usize, 0u64, None::<String>);
         for (set, file, path) in &expected {
             let rec = h.scenarios.get(&(set.clone(), file.clone()));
             let problem = match rec {
@@ -312,7 +363,17 @@ pub fn report(
                 }
                 Some(r) => {
                     let m = r["mismatches"].as_array().cloned().unwrap_or_default();
-                    if m.is_empty() {
+                    let swap = &r["swap"];
+                    let sm = swap["mismatches"].as_array().cloned().unwrap_or_default();
+                    if let Some(doc) = swap.get("armfw") {
+                        swapped += 1;
+                        served += doc["target"]["calls_served_in_userspace"]
+                            .as_u64()
+                            .unwrap_or(0);
+                    } else if swap.get("skipped").is_some() {
+                        skipped.get_or_insert_with(|| one_line(&swap["skipped"]));
+                    }
+                    if m.is_empty() && sm.is_empty() {
                         p += 1;
                         continue;
                     }
@@ -324,6 +385,14 @@ pub fn report(
                         let step = steps.get(i).map(Value::to_string).unwrap_or_default();
                         text.push_str(&format!(
                             "  step {i}: {step}\n    kvm:   {}\n    model: {}\n",
+                            x["kvm"], x["model"]
+                        ));
+                    }
+                    for x in sm {
+                        let i = x["step"].as_u64().unwrap_or(0) as usize;
+                        let step = steps.get(i).map(Value::to_string).unwrap_or_default();
+                        text.push_str(&format!(
+                            "  step {i} (firmware swapped): {step}\n    kernel firmware: {}\n    armfw firmware:  {}\n",
                             x["kvm"], x["model"]
                         ));
                     }
@@ -339,13 +408,20 @@ pub fn report(
                 }
             }
         }
-        let status = match &h.failure {
+        let mut status = match &h.failure {
             Some(why) => format!("FAILED: {why}"),
             None if f == 0 => "pass".to_string(),
             None if mismatched == f => "MISMATCH".to_string(),
             None if mismatched == 0 => format!("NOT RUN ({f})"),
             None => format!("MISMATCH ({mismatched}), NOT RUN ({})", f - mismatched),
         };
+        if swapped > 0 {
+            status.push_str(&format!(
+                "; armfw firmware: {swapped} scenarios swapped, {served} calls answered in userspace"
+            ));
+        } else if let Some(why) = skipped {
+            status.push_str(&format!("; armfw firmware: not run ({why})"));
+        }
         rows.push([
             h.name.clone(),
             h.kernel.clone(),

@@ -71,6 +71,9 @@ enum Command {
     ConformanceGuest {
         /// Folder of scenario sets (one folder each; `project` first).
         root: PathBuf,
+        /// Also run every scenario with armfw's userspace firmware and compare (swap test).
+        #[arg(long)]
+        swap: bool,
     },
     /// The conformance harness, after the boots: the table, the diffs and the count line.
     #[command(hide = true)]
@@ -170,7 +173,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Save(args) => migrate::save(args),
         Command::Check(args) => migrate::check(args),
         Command::Baseline(args) => migrate::baseline(args),
-        Command::ConformanceGuest { root } => conformance_guest(&root),
+        Command::ConformanceGuest { root, swap } => conformance_guest(&root, swap),
         Command::ConformanceReport {
             sets,
             out,
@@ -208,12 +211,12 @@ fn probe(_cpu: Option<String>, _name: Option<String>) -> Result<ExitCode> {
 }
 
 #[cfg(all(target_os = "linux", target_arch = "aarch64"))]
-fn conformance_guest(root: &Path) -> Result<ExitCode> {
-    Ok(conformance::guest(root))
+fn conformance_guest(root: &Path, swap: bool) -> Result<ExitCode> {
+    Ok(conformance::guest(root, swap))
 }
 
 #[cfg(not(all(target_os = "linux", target_arch = "aarch64")))]
-fn conformance_guest(_root: &Path) -> Result<ExitCode> {
+fn conformance_guest(_root: &Path, _swap: bool) -> Result<ExitCode> {
     anyhow::bail!(
         "conformance-guest needs Linux on arm64 with /dev/kvm; this armfw was built for another target"
     )

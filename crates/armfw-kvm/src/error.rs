@@ -50,6 +50,10 @@ pub enum Error {
         /// The exit, as kvm-ioctls describes it.
         exit: String,
     },
+    /// armfw's firmware engine refused a call (a VMM error, e.g. a call on a vCPU it has not
+    /// been told runs).
+    #[error("firmware engine: {0}")]
+    Firmware(String),
     /// The watchdog could not be set up or torn down cleanly.
     #[error("watchdog: {0}")]
     Watchdog(String),

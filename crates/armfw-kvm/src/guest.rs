@@ -10,6 +10,8 @@
 //!          + 0x010  .quad EXIT_MMIO
 //! MEM_BASE + 0x040  smc #0               SMC_ENTRY: the same through SMC
 //!          ...
+//! MEM_BASE + 0x080  wfi                  WFI_ENTRY: where userspace firmware resumes a
+//!          ...                           CPU_SUSPEND (KVM's own answer is a WFI too)
 //! MEM_BASE + 0x800  16 vectors of 0x80 bytes (VBAR_EL1); vector i stores to
 //!                   VECTOR_MMIO + 8 * i, so a guest exception is an MMIO exit that names it
 //! ```
@@ -26,6 +28,8 @@ pub(crate) const MEM_SIZE: usize = 0x1_0000;
 pub(crate) const HVC_ENTRY: u64 = MEM_BASE;
 /// PC of a call through SMC.
 pub(crate) const SMC_ENTRY: u64 = MEM_BASE + 0x40;
+/// Where a vCPU waits for an interrupt and then leaves as a returned call.
+pub(crate) const WFI_ENTRY: u64 = MEM_BASE + 0x80;
 /// VBAR_EL1 (2 KiB aligned).
 pub(crate) const VECTORS: u64 = MEM_BASE + 0x800;
 /// MMIO address stored to when a call has returned to the guest.
@@ -41,6 +45,8 @@ pub(crate) const PSTATE_EL1H_MASKED: u64 = 0x3c5;
 const HVC_0: u32 = 0xd400_0002;
 /// `smc #0`.
 const SMC_0: u32 = 0xd400_0003;
+/// `wfi`.
+const WFI: u32 = 0xd503_207f;
 /// `str xzr, [x30]` (STR immediate, unsigned offset 0, 64-bit).
 const STR_XZR_X30: u32 = 0xf900_03df;
 /// `b .`
@@ -67,6 +73,7 @@ impl GuestMemory {
         let mut mem = Box::new(GuestMemory([0; MEM_SIZE]));
         mem.stub(HVC_ENTRY, HVC_0, EXIT_MMIO);
         mem.stub(SMC_ENTRY, SMC_0, EXIT_MMIO);
+        mem.stub(WFI_ENTRY, WFI, EXIT_MMIO);
         let nop = 0xd503_201f; // first word of a vector: a NOP instead of a conduit
         for i in 0..VECTOR_COUNT {
             mem.stub(VECTORS + 0x80 * i, nop, VECTOR_MMIO + 8 * i);

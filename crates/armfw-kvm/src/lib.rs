@@ -23,6 +23,7 @@ pub mod init;
 pub mod probe;
 pub mod regs;
 pub mod scenario;
+pub mod serve;
 mod vm;
 mod watchdog;
 

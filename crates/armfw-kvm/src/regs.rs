@@ -69,6 +69,11 @@ pub const MPIDR_EL1: u64 = sys_reg(3, 0, 0, 0, 5);
 pub const ESR_EL1: u64 = sys_reg(3, 0, 5, 2, 0);
 /// `FAR_EL1` (3, 0, 6, 0, 0).
 pub const FAR_EL1: u64 = sys_reg(3, 0, 6, 0, 0);
+/// `KVM_REG_ARM_TIMER_CNT`: the guest's virtual counter. KVM's uapi encodes it as
+/// (3, 3, 14, 3, 2), the encoding of CNTV_CVAL_EL0 (a historical swap kept for ABI).
+pub const TIMER_CNT: u64 = sys_reg(3, 3, 14, 3, 2);
+/// `KVM_REG_ARM_PTIMER_CNT` (3, 3, 14, 0, 1): the guest's physical counter (Linux 6.4).
+pub const PTIMER_CNT: u64 = sys_reg(3, 3, 14, 0, 1);
 /// `VBAR_EL1` (3, 0, 12, 0, 0).
 pub const VBAR_EL1: u64 = sys_reg(3, 0, 12, 0, 0);
 
@@ -94,6 +99,16 @@ mod tests {
         assert_eq!(
             (PSTATE, ELR_EL1),
             (0x6030_0000_0010_0042, 0x6030_0000_0010_0046)
+        );
+    }
+
+    #[test]
+    fn timer_counter_ids_match_the_uapi_header() {
+        // arch/arm64/include/uapi/asm/kvm.h: KVM_REG_ARM_TIMER_CNT ARM64_SYS_REG(3, 3, 14, 3, 2),
+        // KVM_REG_ARM_PTIMER_CNT ARM64_SYS_REG(3, 3, 14, 0, 1).
+        assert_eq!(
+            (TIMER_CNT, PTIMER_CNT),
+            (0x6030_0000_0013_df1a, 0x6030_0000_0013_df01)
         );
     }
 

@@ -1,10 +1,13 @@
 //! Scenarios on real KVM: [`KvmBackend`] implements the scenario contract's
 //! [`armfw::scenario::Backend`] on [`TestVm`].
 
-use armfw::abi::Errno as AbiErrno;
+use armfw::abi::{Errno as AbiErrno, OneRegId};
+use armfw::firmware::{Action, VcpuFeatures};
+use armfw::profile::Profile;
 use armfw::scenario::{Backend, CallResult, FirmwareMode, VmSpec as ScenarioVm};
 use serde_json::{Value, json};
 
+use crate::serve::{FirmwareServer, HostServices};
 use crate::{CallExit, Conduit, Error, TestVm, VmSpec, kernel_release};
 
 /// The CPU model the host was started with, from the kernel command line (`armfw.cpu=MODEL`);
@@ -13,13 +16,24 @@ pub fn cpu_from_cmdline() -> Option<String> {
     crate::init::cmdline_value("armfw.cpu")
 }
 
-/// Scenarios run on this host's KVM.
+/// Scenarios run on this host's KVM: with KVM's in-kernel firmware, or, for
+/// `"firmware": "armfw"`, with armfw's engine answering the forwarded calls in userspace
+/// ([`FirmwareServer`]) on kernels that have the SMCCC filter.
 #[derive(Debug)]
 pub struct KvmBackend {
     vm: Option<TestVm>,
     kernel: String,
     cpu: Option<String>,
     firmware: FirmwareMode,
+    /// The userspace firmware of the current VM, when it serves.
+    server: Option<FirmwareServer>,
+    /// The profile the userspace firmware answers as: this host's, probed on the first
+    /// `"firmware": "armfw"` scenario, unless given.
+    profile: Option<Profile>,
+    /// Why `"firmware": "armfw"` runs on the in-kernel firmware here, if it does.
+    no_server: Option<String>,
+    /// Calls the userspace firmware answered in the current VM.
+    served: usize,
 }
 
 impl KvmBackend {
@@ -34,11 +48,142 @@ impl KvmBackend {
             kernel,
             cpu: cpu_from_cmdline(),
             firmware: FirmwareMode::Kernel,
+            server: None,
+            profile: None,
+            no_server: None,
+            served: 0,
         })
+    }
+
+    /// A backend whose userspace firmware answers as `profile` (by default it probes this
+    /// host, so that the guest sees no difference).
+    pub fn with_profile(profile: Profile) -> Result<KvmBackend, Error> {
+        let mut b = KvmBackend::new()?;
+        b.profile = Some(profile);
+        Ok(b)
     }
 
     fn vm(&mut self) -> Result<&mut TestVm, String> {
         self.vm.as_mut().ok_or_else(|| "no VM".to_string())
+    }
+
+    /// Sets up armfw's userspace firmware for the new VM, or notes why it cannot serve.
+    fn serve(&mut self, vm: &ScenarioVm) -> Result<(), String> {
+        if let Err(e) = self.vm()?.has_smccc_filter() {
+            self.no_server = Some(format!("no SMCCC filter ({e})"));
+            return Ok(());
+        }
+        if self.profile.is_none() {
+            let cpu = self.cpu.clone();
+            self.profile =
+                Some(crate::probe::probe(cpu.as_deref(), None).map_err(|e| e.to_string())?);
+        }
+        let profile = self.profile.as_ref().ok_or("no profile")?;
+        let mut server = FirmwareServer::new(profile);
+        let fw = server.firmware_mut();
+        if vm.system_suspend {
+            fw.enable_system_suspend()
+                .map_err(|e| format!("firmware engine: SYSTEM_SUSPEND: {e}"))?;
+        }
+        for i in 0..vm.vcpus {
+            fw.add_vcpu()
+                .map_err(|e| format!("firmware engine: vCPU {i}: {e}"))?;
+            fw.init_vcpu(
+                i,
+                VcpuFeatures {
+                    psci_0_2: vm.psci_0_2,
+                    power_off: vm.power_off.contains(&i),
+                },
+            )
+            .map_err(|e| format!("firmware engine: vCPU {i}: {e}"))?;
+        }
+        let test_vm = self.vm.as_ref().ok_or("no VM")?;
+        server
+            .install(test_vm.fds(0).0)
+            .map_err(|e| e.to_string())?;
+        self.server = Some(server);
+        Ok(())
+    }
+
+    /// A call answered by armfw's userspace firmware.
+    fn served_call(
+        &mut self,
+        vcpu: usize,
+        conduit: Conduit,
+        x: [u64; 4],
+    ) -> Result<CallResult, String> {
+        let (Some(vm), Some(server)) = (self.vm.as_mut(), self.server.as_mut()) else {
+            return Err("no VM".into());
+        };
+        if vcpu >= vm.vcpu_count() {
+            return Err(format!("vCPU {vcpu} does not exist"));
+        }
+        server
+            .firmware_mut()
+            .vcpu_run(vcpu)
+            .map_err(|e| e.to_string())?;
+        let exit = vm.call(vcpu, conduit, x).map_err(|e| e.to_string())?;
+        let CallExit::Hypercall { nr, flags, .. } = exit else {
+            // In-kernel answers (the architecture calls) and blocked vCPUs.
+            return Ok(call_result(exit));
+        };
+        let out = {
+            let fd = vm.fds(vcpu).1;
+            server
+                .handle_hypercall(vcpu, fd, nr, flags, &mut HostServices::new(fd))
+                .map_err(|e| e.to_string())?
+        };
+        self.served += 1;
+        // KVM's MP states follow the engine's: a CPU_ON target is reset and started; SHUTDOWN
+        // and RESET stop every vCPU, as KVM does.
+        if let Action::StartVcpu(s) = &out.action {
+            vm.start_vcpu(s.vcpu, s.entry, s.context_id)
+                .map_err(|e| e.to_string())?;
+        }
+        for v in 0..vm.vcpu_count() {
+            let want = server
+                .firmware()
+                .mp_state(v)
+                .map_err(|e| e.to_string())?
+                .kvm_value();
+            let have = vm
+                .mp_state(v)
+                .map_err(|e| format!("KVM_GET_MP_STATE: {e}"))?;
+            if want != have {
+                vm.set_mp_state(v, want)
+                    .map_err(|e| format!("KVM_SET_MP_STATE: {e}"))?;
+            }
+        }
+        let exit = match out.action {
+            Action::SystemEvent(e) => {
+                return Ok(CallResult::SystemEvent {
+                    kind: e.kind.kvm_value(),
+                    data: e.data,
+                    x: out.x,
+                });
+            }
+            Action::Forward(h) => {
+                return Ok(CallResult::Hypercall {
+                    nr: h.nr.into(),
+                    flags: h.flags,
+                });
+            }
+            Action::WaitForInterrupt => vm.run_on_after_wfi(vcpu),
+            Action::Resume
+            | Action::StartVcpu(_)
+            | Action::InitStolenTime { .. }
+            | Action::CpuOff => vm.run_on(vcpu),
+        };
+        Ok(call_result(exit.map_err(|e| e.to_string())?))
+    }
+}
+
+fn call_result(exit: CallExit) -> CallResult {
+    match exit {
+        CallExit::Returned { x } => CallResult::Returned { x },
+        CallExit::SystemEvent { kind, data, x } => CallResult::SystemEvent { kind, data, x },
+        CallExit::Hypercall { nr, flags, .. } => CallResult::Hypercall { nr, flags },
+        CallExit::Blocked { mp_state, x } => CallResult::Blocked { mp_state, x },
     }
 }
 
@@ -49,9 +194,14 @@ impl Backend for KvmBackend {
             t["cpu"] = json!(cpu);
         }
         if self.firmware == FirmwareMode::Armfw {
-            // Userspace firmware through the SMCCC filter is not served yet: say who answered.
-            t["firmware"] =
-                json!("kernel (armfw userspace firmware not available in this backend)");
+            match &self.no_server {
+                None => {
+                    t["firmware"] = json!("armfw");
+                    // Evidence that the calls really went through userspace.
+                    t["calls_served_in_userspace"] = json!(self.served);
+                }
+                Some(why) => t["firmware"] = json!(format!("kernel: {why}")),
+            }
         }
         t
     }
@@ -60,6 +210,9 @@ impl Backend for KvmBackend {
         if let Some(old) = self.vm.take() {
             old.leak();
         }
+        self.server = None;
+        self.no_server = None;
+        self.served = 0;
         self.firmware = vm.firmware;
         let spec = VmSpec {
             vcpus: vm.vcpus,
@@ -68,6 +221,9 @@ impl Backend for KvmBackend {
             system_suspend: vm.system_suspend,
         };
         self.vm = Some(TestVm::new(&spec).map_err(|e| e.to_string())?);
+        if vm.firmware == FirmwareMode::Armfw {
+            self.serve(vm)?;
+        }
         Ok(())
     }
 
@@ -80,27 +236,32 @@ impl Backend for KvmBackend {
     }
 
     fn set(&mut self, vcpu: usize, id: u64, data: &[u8]) -> Result<Result<(), AbiErrno>, String> {
-        Ok(self
+        let r = self
             .vm()?
             .set_one_reg(vcpu, id, data)
-            .map_err(AbiErrno::from))
+            .map_err(AbiErrno::from);
+        // What KVM took, the userspace firmware takes too.
+        if let (Ok(()), Some(server)) = (&r, self.server.as_mut()) {
+            if OneRegId(id).is_firmware_class() && data.len() == 8 {
+                let mut le = [0u8; 8];
+                le.copy_from_slice(data);
+                let _ = server
+                    .firmware_mut()
+                    .set_one_reg(vcpu, id, u64::from_le_bytes(le));
+            }
+        }
+        Ok(r)
     }
 
     fn call(&mut self, vcpu: usize, conduit: Conduit, x: [u64; 4]) -> Result<CallResult, String> {
-        Ok(
-            match self
-                .vm()?
-                .call(vcpu, conduit, x)
-                .map_err(|e| e.to_string())?
-            {
-                CallExit::Returned { x } => CallResult::Returned { x },
-                CallExit::SystemEvent { kind, data, x } => {
-                    CallResult::SystemEvent { kind, data, x }
-                }
-                CallExit::Hypercall { nr, flags, .. } => CallResult::Hypercall { nr, flags },
-                CallExit::Blocked { mp_state, x } => CallResult::Blocked { mp_state, x },
-            },
-        )
+        if self.server.is_some() {
+            return self.served_call(vcpu, conduit, x);
+        }
+        let exit = self
+            .vm()?
+            .call(vcpu, conduit, x)
+            .map_err(|e| e.to_string())?;
+        Ok(call_result(exit))
     }
 
     fn entry(&mut self, vcpu: usize) -> Result<(u64, u64), String> {
@@ -116,7 +277,11 @@ impl Backend for KvmBackend {
     }
 
     fn set_mp_state(&mut self, vcpu: usize, state: u32) -> Result<Result<(), AbiErrno>, String> {
-        Ok(self.vm()?.set_mp_state(vcpu, state).map_err(AbiErrno::from))
+        let r = self.vm()?.set_mp_state(vcpu, state).map_err(AbiErrno::from);
+        if let (Ok(()), Some(server)) = (&r, self.server.as_mut()) {
+            let _ = server.firmware_mut().set_mp_state(vcpu, state);
+        }
+        Ok(r)
     }
 
     fn smccc_filter(

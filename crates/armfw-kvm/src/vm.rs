@@ -153,6 +153,8 @@ pub fn system_event_name(kind: u32) -> Option<&'static str> {
 pub struct TestVm {
     inner: Option<Inner>,
     vcpu_count: usize,
+    /// Each vCPU's KVM_ARM_VCPU_INIT argument, for the re-initialisation of a CPU_ON.
+    inits: Vec<kvm_vcpu_init>,
     target: u32,
     wait_limit: Duration,
 }
@@ -194,6 +196,7 @@ impl TestVm {
                 memory: GuestMemory::new(),
             }),
             vcpu_count: 0,
+            inits: Vec::new(),
             target: 0,
             wait_limit: DEFAULT_WAIT_LIMIT,
         };
@@ -242,6 +245,7 @@ impl TestVm {
             vcpu.vcpu_init(&features)
                 .map_err(sys("KVM_ARM_VCPU_INIT"))?;
             inner.vcpus.push(vcpu);
+            this.inits.push(features);
             this.vcpu_count = i + 1;
         }
         Ok(this)
@@ -430,6 +434,46 @@ impl TestVm {
             set_u64(fd, regs::x(i), value)?;
         }
         self.run_call(vcpu)
+    }
+
+    /// Runs vCPU `vcpu` on from where it stopped, its registers as they are (after a
+    /// [`CallExit::Hypercall`] that userspace firmware answered in place).
+    pub fn run_on(&mut self, vcpu: usize) -> Result<CallExit, Error> {
+        self.check_vcpu(vcpu)?;
+        self.run_call(vcpu)
+    }
+
+    /// Runs vCPU `vcpu` from a `wfi` that leaves as a returned call once an interrupt is
+    /// pending: how userspace firmware completes CPU_SUSPEND exactly as KVM does.
+    pub fn run_on_after_wfi(&mut self, vcpu: usize) -> Result<CallExit, Error> {
+        self.check_vcpu(vcpu)?;
+        set_u64(self.vcpu(vcpu), regs::PC, guest::WFI_ENTRY)?;
+        self.run_call(vcpu)
+    }
+
+    /// What KVM does to the target of a CPU_ON, done from userspace: KVM_ARM_VCPU_INIT
+    /// again with the vCPU's features (a reset: EL1h, DAIF masked, MMU off), MP state
+    /// RUNNABLE, PC = `entry`, x0 = `context_id`.
+    pub fn start_vcpu(&self, vcpu: usize, entry: u64, context_id: u64) -> Result<(), Error> {
+        self.check_vcpu(vcpu)?;
+        let fd = self.vcpu(vcpu);
+        fd.vcpu_init(&self.inits[vcpu])
+            .map_err(sys("KVM_ARM_VCPU_INIT (CPU_ON reset)"))?;
+        fd.set_mp_state(kvm_mp_state {
+            mp_state: MP_STATE_RUNNABLE,
+        })
+        .map_err(sys("KVM_SET_MP_STATE"))?;
+        set_u64(fd, regs::PC, entry)?;
+        set_u64(fd, regs::x(0), context_id)
+    }
+
+    /// The VM's fd and vCPU `vcpu`'s, for code that drives KVM directly.
+    ///
+    /// # Panics
+    ///
+    /// If `vcpu` is out of range.
+    pub fn fds(&self, vcpu: usize) -> (&VmFd, &VcpuFd) {
+        (&self.inner().vm, self.vcpu(vcpu))
     }
 
     fn run_call(&mut self, vcpu: usize) -> Result<CallExit, Error> {
