@@ -145,8 +145,20 @@ mod guest {
         }
         // Closing a VM costs seconds under emulation; the host powers off right after.
         armfw_kvm::set_leak_on_drop(true);
-        let swap = init::cmdline_value("armfw.firmware").as_deref() == Some("armfw");
-        let code = guest(Path::new(INITRAMFS_SCENARIOS), swap);
+        let code = match init::cmdline_value("armfw.mode") {
+            // The real-migration harness (conformance/migrate).
+            Some(mode) => {
+                if crate::migrations::guest(&mode, Path::new("/armfw")) {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(1)
+                }
+            }
+            None => {
+                let swap = init::cmdline_value("armfw.firmware").as_deref() == Some("armfw");
+                guest(Path::new(INITRAMFS_SCENARIOS), swap)
+            }
+        };
         let e = init::power_off();
         println!("armfw: power off failed: {e}");
         code

@@ -2,6 +2,7 @@
 
 mod conformance;
 mod migrate;
+mod migrations;
 mod sim;
 mod tables;
 
@@ -74,6 +75,17 @@ enum Command {
         /// Also run every scenario with armfw's userspace firmware and compare (swap test).
         #[arg(long)]
         swap: bool,
+    },
+    /// The real-migration harness, after the boots: the rows as a markdown table, the JSON
+    /// report, and the count line.
+    #[command(hide = true)]
+    MigrationsReport {
+        /// Write the rows as JSON to FILE.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// The `restore` boots' records (JSON Lines).
+        #[arg(required = true)]
+        records: Vec<PathBuf>,
     },
     /// The conformance harness, after the boots: the table, the diffs and the count line.
     #[command(hide = true)]
@@ -174,6 +186,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Check(args) => migrate::check(args),
         Command::Baseline(args) => migrate::baseline(args),
         Command::ConformanceGuest { root, swap } => conformance_guest(&root, swap),
+        Command::MigrationsReport { json, records } => {
+            migrations::report(&records, json.as_deref())
+        }
         Command::ConformanceReport {
             sets,
             out,

@@ -118,8 +118,8 @@ pub enum ApplyError {
 ///   possible only where a value means the register's absence (VENDOR_HYP_BMAP_2 = 0), and
 ///   then that value is the baseline.
 /// - The WORKAROUND levels are the hosts' own (SET stores nothing), so no VM setting changes
-///   them: the baseline reports their spread. A VM saved on a host at a higher level cannot
-///   move to a host at a lower one ([`super::Rule::WorkaroundAboveHost`]);
+///   them: the baseline reports their spread. A VM cannot move between hosts at different
+///   levels ([`super::Rule::WorkaroundAboveHost`], [`super::Rule::WorkaroundBelowHost`]);
 ///   [`Baseline::any_to_any`] says whether the pool has no such pair.
 /// - The capabilities every host has: a VM that enables system suspend or installs SMCCC
 ///   filter ranges is portable only where every host has them.

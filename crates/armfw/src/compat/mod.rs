@@ -196,8 +196,11 @@ pub enum Rule {
     PsciFeatureMissing,
     /// A PSCI 0.1 VM: every kernel accepts 0.1 on vCPUs without PSCI_0_2.
     Psci01,
-    /// A WORKAROUND level at or below the destination's.
+    /// The destination's WORKAROUND level is the saved one.
     WorkaroundWithinHost,
+    /// A WORKAROUND level below the destination's: KVM accepts it, but the guest would be
+    /// told another mitigation state.
+    WorkaroundBelowHost,
     /// A WORKAROUND level above the destination's.
     WorkaroundAboveHost,
     /// A WORKAROUND level that promises nothing, onto a kernel without the register.
@@ -235,12 +238,13 @@ pub enum Rule {
 
 impl Rule {
     /// Every rule.
-    pub const ALL: [Rule; 21] = [
+    pub const ALL: [Rule; 22] = [
         Rule::PsciVersionOffered,
         Rule::PsciVersionNotOffered,
         Rule::PsciFeatureMissing,
         Rule::Psci01,
         Rule::WorkaroundWithinHost,
+        Rule::WorkaroundBelowHost,
         Rule::WorkaroundAboveHost,
         Rule::WorkaroundPromisesNothing,
         Rule::WorkaroundNoRegister,
@@ -267,6 +271,7 @@ impl Rule {
             Rule::PsciFeatureMissing => "psci_feature_missing",
             Rule::Psci01 => "psci_0_1",
             Rule::WorkaroundWithinHost => "workaround_within_host",
+            Rule::WorkaroundBelowHost => "workaround_below_host",
             Rule::WorkaroundAboveHost => "workaround_above_host",
             Rule::WorkaroundPromisesNothing => "workaround_promises_nothing",
             Rule::WorkaroundNoRegister => "workaround_no_register",
@@ -303,7 +308,10 @@ impl Rule {
                 "a PSCI 0.1 VM: KVM accepts 0.1 on vCPUs without PSCI_0_2 on every kernel, so the guest keeps KVM's 0.1 calls"
             }
             Rule::WorkaroundWithinHost => {
-                "the saved level is at most the destination's; KVM accepts it and the guest keeps a mitigation at least as strong as it was told (kvm_arm_set_fw_reg: SET only validates)"
+                "the destination's level is the saved one; KVM accepts it (SET only validates) and the guest's ARCH_FEATURES answers stay what they were"
+            }
+            Rule::WorkaroundBelowHost => {
+                "KVM accepts the saved level (SET only checks it is not above the host's) but stores nothing: the guest's ARCH_FEATURES answer comes from the destination's own mitigation state, so the guest would be told something else under its feet (measured: cortex-a72 to max, WORKAROUND_1 NOT_AVAIL became NOT_REQUIRED)"
             }
             Rule::WorkaroundAboveHost => {
                 "the guest was told a level the destination does not reach (it may skip a mitigation the destination needs); KVM refuses with EINVAL, the check that exists to stop such a move (99adb567632b)"
@@ -422,8 +430,8 @@ pub enum Remedy {
     HostLevel {
         /// The WORKAROUND register.
         reg: FwReg,
-        /// The lowest acceptable host level.
-        at_least: u64,
+        /// The level the guest was told (the source host's).
+        level: u64,
     },
     /// Restore on a host that has it (or create VMs without using it).
     HostWith(Need),
@@ -440,9 +448,9 @@ impl fmt::Display for Remedy {
                 f,
                 "create the VM with {reg} bits {bits:#x} cleared (armfw baseline with this host in the pool), or restore on a host that supports them"
             ),
-            Remedy::HostLevel { reg, at_least } => write!(
+            Remedy::HostLevel { reg, level } => write!(
                 f,
-                "restore on a host whose {reg} level is at least {at_least}; the level is the host's, no VM setting changes it"
+                "restore on a host whose {reg} level is {level}, as the source's was; the level is the host CPU's, no VM setting changes it"
             ),
             Remedy::HostWith(need) => match need {
                 Need::Register(reg) => write!(f, "restore on a host whose kernel has {reg}"),
@@ -797,20 +805,23 @@ fn assess(reg: FwReg, saved: Option<u64>, psci_0_2: bool, dest: &Profile) -> Opt
                 }
             };
             match (saved, on_dest) {
-                (Some(s), Some(d)) if s & !0x1f == 0 && level(s) <= d.default => finding(
+                (Some(s), Some(d)) if s == d.default => finding(
                     accepts(d.default),
                     Rule::WorkaroundWithinHost,
                     Outcome::Restore,
                     None,
                 ),
+                (Some(s), Some(d)) if s & !0x1f == 0 && level(s) <= d.default => finding(
+                    accepts(d.default),
+                    Rule::WorkaroundBelowHost,
+                    Outcome::Refuse,
+                    Some(Remedy::HostLevel { reg, level: s }),
+                ),
                 (Some(s), Some(d)) => finding(
                     accepts(d.default),
                     Rule::WorkaroundAboveHost,
                     Outcome::Refuse,
-                    Some(Remedy::HostLevel {
-                        reg,
-                        at_least: level(s),
-                    }),
+                    Some(Remedy::HostLevel { reg, level: s }),
                 ),
                 (Some(s), None) if level(s) == 0 => finding(
                     Accepts::Missing,

@@ -1,0 +1,313 @@
+//! The real-migration harness (`conformance/migrate`): firmware states saved on real KVM
+//! hosts and restored on every host, each outcome held against armfw's prediction.
+//!
+//! Three boots per host, each with `armfw` as `/init` and `armfw.mode=` on the command line:
+//! - `probe`: the host's profile (`{"kind":"profile"}` record);
+//! - `save`: with the profiles of the whole pool (the `probe` records under
+//!   `/armfw/pool/`), two VMs — KVM's defaults (`default`) and the pool baseline applied at
+//!   creation (`baseline`) — run the guest-view calls and are saved (`{"kind":"state"}`);
+//! - `restore`: every saved state (under `/armfw/states/`) is restored into a new VM under
+//!   the `strict` policy (every saved register written back, as today's VMMs do) and the
+//!   `armfw` policy (armfw's plan), each after armfw predicted the outcome with this host's
+//!   probed profile (`{"kind":"row"}`).
+//!
+//! `armfw migrations-report` then prints the rows as a markdown table, writes them as JSON,
+//! and ends with `migrations: N passed, M failed`. A row passes when the prediction agrees
+//! with what KVM did (outcome, and for a failure the operation and errno) and, for a
+//! success under `armfw`, the guest sees the same firmware as before the move.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+
+/// The row fields, in the report's order.
+pub const ROW_FIELDS: [&str; 8] = [
+    "from",
+    "to",
+    "config",
+    "policy",
+    "predicted",
+    "real",
+    "detail",
+    "guest_view_same",
+];
+
+/// Whether a row passes: see the module docs.
+pub fn row_passes(row: &Value) -> bool {
+    let (predicted, real) = (&row["predicted"], &row["real"]);
+    if predicted != real {
+        return false;
+    }
+    if real == "fail" && row["predicted_detail"] != row["detail"] {
+        return false;
+    }
+    !(real == "ok" && row["policy"] == "armfw" && row["guest_view_same"] != true)
+}
+
+/// `armfw migrations-report`.
+pub fn report(records: &[PathBuf], json_out: Option<&Path>) -> Result<ExitCode> {
+    let mut rows = Vec::new();
+    let mut errors = Vec::new();
+    for path in records {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("{}: cannot read", path.display()))?;
+        for (i, line) in text.lines().enumerate() {
+            let v: Value = serde_json::from_str(line)
+                .with_context(|| format!("{}: line {}: not JSON", path.display(), i + 1))?;
+            match v["kind"].as_str() {
+                Some("row") => rows.push(v),
+                Some("error") => errors.push(format!(
+                    "{}: {}",
+                    path.display(),
+                    v["error"].as_str().unwrap_or("?")
+                )),
+                Some("profile") => {}
+                _ => bail!("{}: line {}: unknown record", path.display(), i + 1),
+            }
+        }
+    }
+    if rows.is_empty() && errors.is_empty() {
+        bail!("no rows in the records given");
+    }
+    rows.sort_by_key(|r| {
+        ROW_FIELDS[..4]
+            .iter()
+            .map(|f| r[*f].as_str().unwrap_or_default().to_string())
+            .collect::<Vec<_>>()
+    });
+    println!("| {} | pass |", ROW_FIELDS.join(" | "));
+    println!("|{}", "---|".repeat(ROW_FIELDS.len() + 1));
+    let (mut passed, mut failed) = (0usize, errors.len());
+    let mut out = Vec::new();
+    for r in &rows {
+        let ok = row_passes(r);
+        if ok {
+            passed += 1;
+        } else {
+            failed += 1;
+        }
+        let cells: Vec<String> = ROW_FIELDS
+            .iter()
+            .map(|f| match &r[*f] {
+                Value::String(s) => s.replace('|', "\\|"),
+                Value::Null => "—".into(),
+                v => v.to_string(),
+            })
+            .collect();
+        println!(
+            "| {} | {} |",
+            cells.join(" | "),
+            if ok { "yes" } else { "NO" }
+        );
+        let mut o = serde_json::Map::new();
+        for f in ROW_FIELDS {
+            o.insert(f.into(), r[f].clone());
+        }
+        o.insert("predicted_detail".into(), r["predicted_detail"].clone());
+        o.insert("pass".into(), json!(ok));
+        out.push(Value::Object(o));
+    }
+    for e in &errors {
+        println!();
+        println!("host failed: {}", crate::one_line(e));
+    }
+    if let Some(p) = json_out {
+        let doc = json!({"rows": out, "host_errors": errors});
+        std::fs::write(p, serde_json::to_string_pretty(&doc)? + "\n")
+            .with_context(|| format!("{}: cannot write", p.display()))?;
+    }
+    println!();
+    println!("migrations: {passed} passed, {failed} failed");
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+#[cfg(all(target_os = "linux", target_arch = "aarch64"))]
+pub use guest::guest;
+
+#[cfg(all(target_os = "linux", target_arch = "aarch64"))]
+mod guest {
+    use std::io::Write;
+    use std::path::Path;
+
+    use anyhow::{Context, Result, anyhow};
+    use armfw::Profile;
+    use armfw::compat::{self, StrictOutcome, Verdict};
+    use armfw::snapshot::{Snapshot, Source};
+    use armfw_kvm::migrate::{self, RestoreFailure};
+    use armfw_kvm::{TestVm, VmSpec};
+    use serde_json::{Value, json};
+
+    /// Records on the console, as the conformance harness prints them.
+    struct Records(usize);
+
+    impl Records {
+        fn emit(&mut self, v: &Value) {
+            let line = format!("@@ARMFW {} {}\n", self.0, v);
+            let _ = std::io::stdout().lock().write_all(line.as_bytes());
+            self.0 += 1;
+        }
+    }
+
+    /// The record values under `dir` (`*.jsonl`, one JSON value a line) of kind `kind`.
+    fn records_in(dir: &Path, kind: &str) -> Result<Vec<Value>> {
+        let mut out = Vec::new();
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return Ok(out);
+        };
+        let mut files: Vec<_> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        files.sort();
+        for f in files {
+            let text = std::fs::read_to_string(&f).with_context(|| f.display().to_string())?;
+            for line in text.lines() {
+                let v: Value =
+                    serde_json::from_str(line).with_context(|| f.display().to_string())?;
+                if v["kind"] == kind {
+                    out.push(v);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The VMs saved: two vCPUs (the second powered off), PSCI 0.2 or later.
+    fn spec() -> VmSpec {
+        VmSpec {
+            vcpus: 2,
+            psci_0_2: true,
+            power_off: vec![1],
+            system_suspend: false,
+        }
+    }
+
+    fn view_json(view: &[[u64; 4]]) -> Value {
+        json!(
+            view.iter()
+                .map(|x| x.iter().map(|v| format!("{v:#x}")).collect::<Vec<_>>())
+                .collect::<Vec<_>>()
+        )
+    }
+
+    /// The harness's in-host half in `mode` (probe, save, restore) with the inputs under
+    /// `root`; the records go to stdout, ending with `@@ARMFW-END`.
+    pub fn guest(mode: &str, root: &Path) -> bool {
+        let mut rec = Records(0);
+        let ok = run(mode, root, &mut rec).unwrap_or_else(|e| {
+            rec.emit(&json!({"kind": "error", "error": crate::one_line(&format!("{e:#}"))}));
+            false
+        });
+        let _ = std::io::stdout()
+            .lock()
+            .write_all(format!("@@ARMFW-END {}\n", rec.0).as_bytes());
+        ok
+    }
+
+    fn run(mode: &str, root: &Path, rec: &mut Records) -> Result<bool> {
+        let cpu = armfw_kvm::init::cmdline_value("armfw.cpu");
+        let profile = armfw_kvm::probe::probe(cpu.as_deref(), None)?;
+        rec.emit(&json!({"kind": "profile", "profile": profile.to_json()}));
+        match mode {
+            "probe" => Ok(true),
+            "save" => save(&profile, root, rec),
+            "restore" => restore(&profile, root, rec),
+            other => Err(anyhow!("unknown armfw.mode '{other}'")),
+        }
+    }
+
+    fn save(profile: &Profile, root: &Path, rec: &mut Records) -> Result<bool> {
+        let pool: Vec<Profile> = records_in(&root.join("pool"), "profile")?
+            .iter()
+            .map(|r| Profile::from_value(&r["profile"]).map_err(|e| anyhow!("pool profile: {e}")))
+            .collect::<Result<_>>()?;
+        let baseline = compat::baseline(&pool).map_err(|e| anyhow!("pool baseline: {e}"))?;
+        let spec = spec();
+        for config in ["default", "baseline"] {
+            let mut vm = TestVm::new(&spec)?;
+            if config == "baseline" {
+                migrate::apply_baseline(&vm, &spec, &baseline)?;
+            }
+            let view = migrate::guest_view(&mut vm)?;
+            let source = Source {
+                profile: profile.name.clone(),
+                kernel: profile.kernel.clone(),
+            };
+            let snap = migrate::save(&vm, &spec, source, true)?;
+            vm.leak();
+            rec.emit(&json!({
+                "kind": "state", "host": profile.name, "config": config,
+                "snapshot": snap.to_json(), "view": view_json(&view),
+            }));
+        }
+        Ok(true)
+    }
+
+    fn restore(profile: &Profile, root: &Path, rec: &mut Records) -> Result<bool> {
+        let states = records_in(&root.join("states"), "state")?;
+        for s in states {
+            let snap = Snapshot::from_value(&s["snapshot"]).map_err(|e| anyhow!("state: {e}"))?;
+            // The prediction, before any restore.
+            let report = compat::check(&snap, profile);
+            for policy in ["strict", "armfw"] {
+                let (predicted, predicted_detail) = match policy {
+                    "strict" => match report.strict {
+                        StrictOutcome::Ok => ("ok", Value::Null),
+                        StrictOutcome::Fails { step, errno } => {
+                            ("fail", json!(format!("{step}: {}", errno.name())))
+                        }
+                    },
+                    _ if report.verdict == Verdict::Incompatible => {
+                        ("fail", json!("armfw refuses"))
+                    }
+                    _ => ("ok", Value::Null),
+                };
+                let plan = (policy == "armfw").then_some(&report);
+                let (real, detail, same) = match migrate::restore(&snap, plan) {
+                    Ok(mut vm) => {
+                        let same = match migrate::guest_view(&mut vm) {
+                            Ok(view) => json!(view_json(&view) == s["view"]),
+                            Err(e) => json!(format!("guest calls failed: {e}")),
+                        };
+                        vm.leak();
+                        ("ok", Value::Null, same)
+                    }
+                    Err(RestoreFailure::Refused { step, errno }) => (
+                        "fail",
+                        json!(format!("{step}: {}", errno.name())),
+                        Value::Null,
+                    ),
+                    Err(RestoreFailure::PlanRefuses(_)) => {
+                        ("fail", json!("armfw refuses"), Value::Null)
+                    }
+                    Err(RestoreFailure::Other(e)) => ("error", json!(e), Value::Null),
+                };
+                let why = match (&report.verdict, policy) {
+                    (Verdict::Incompatible, _) => report
+                        .findings()
+                        .find(|f| f.is_refused())
+                        .map(|f| format!("{}: {}", f.subject, f.rule.name())),
+                    (Verdict::CompatibleWithPlan, "armfw") => Some(
+                        report
+                            .findings()
+                            .filter(|f| f.outcome.name() != "restore")
+                            .map(|f| format!("{} {}", f.subject, f.outcome.name()))
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    ),
+                    _ => None,
+                };
+                rec.emit(&json!({
+                    "kind": "row", "from": s["host"], "to": profile.name, "config": s["config"],
+                    "policy": policy, "predicted": predicted, "predicted_detail": predicted_detail,
+                    "real": real, "detail": detail, "guest_view_same": same,
+                    "verdict": report.verdict.name(), "why": why,
+                }));
+            }
+        }
+        Ok(true)
+    }
+}
