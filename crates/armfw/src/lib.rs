@@ -8,7 +8,8 @@
 //!
 //! - [`abi`]: function ids, return codes, PSCI versions, MPIDR, ONE_REG ids, errnos.
 //! - [`firmware`]: the engine, one [`Firmware`] per VM: guest calls in, what the VMM must do
-//!   out; the firmware registers with KVM's errnos; the SMCCC filter.
+//!   out; the firmware registers with KVM's errnos; the SMCCC filter; [`firmware::shared`]
+//!   for a VMM with one thread per vCPU.
 //! - [`profile`]: what one host offers ([`Profile`], JSON), and the built-in hosts.
 //! - [`release`]: the rules that changed between kernel releases.
 //! - [`scenario`]: the scenario contract, shared by the model and real-KVM backends.

@@ -3,9 +3,10 @@
 //! `psci.c`, `trng.c`, `pvtime.c`).
 
 use super::{
-    Action, Call, CallOutcome, Conduit, FilterAction, Firmware, Hypercall, KVM_HYPERCALL_EXIT_SMC,
-    KVM_SYSTEM_EVENT_RESET_FLAG_PSCI_RESET2, KVM_SYSTEM_EVENT_SHUTDOWN_FLAG_PSCI_OFF2, MpState,
-    PtpCounter, Services, SystemEvent, SystemEventType, VcpuError, VcpuFeatures, VcpuStart,
+    Action, Call, CallOutcome, Caller, Conduit, FilterAction, Firmware, Hypercall,
+    KVM_HYPERCALL_EXIT_SMC, KVM_SYSTEM_EVENT_RESET_FLAG_PSCI_RESET2,
+    KVM_SYSTEM_EVENT_SHUTDOWN_FLAG_PSCI_OFF2, PowerStates, PtpCounter, Services, SystemEvent,
+    SystemEventType, TurnOn, VcpuError, VcpuStart, Vm,
 };
 use crate::abi::psci::*;
 use crate::abi::reg::{
@@ -45,10 +46,25 @@ impl Firmware {
         call: &Call,
         services: &mut dyn Services,
     ) -> Result<CallOutcome, VcpuError> {
-        let features = self.initialised(vcpu)?;
-        if self.vcpus[vcpu].mp_state != MpState::Runnable {
-            return Err(VcpuError::NotRunnable(vcpu));
-        }
+        let caller = self
+            .vcpus
+            .get(vcpu)
+            .ok_or(VcpuError::NoSuchVcpu(vcpu))?
+            .caller(vcpu)?;
+        Ok(self.vm.handle_call(caller, call, services, &mut self.vcpus))
+    }
+}
+
+impl Vm {
+    /// A guest call from `caller`, which has passed [`super::Vcpu::caller`]'s checks. Reads
+    /// the VM-wide state only; power-state changes go through `power`.
+    pub(super) fn handle_call(
+        &self,
+        caller: Caller,
+        call: &Call,
+        services: &mut dyn Services,
+        power: &mut dyn PowerStates,
+    ) -> CallOutcome {
         let x = &call.x;
         let func = FunctionId::from_x0(x[0]).0;
         match call.conduit {
@@ -61,28 +77,28 @@ impl Firmware {
                         | ARM_SMCCC_ARCH_WORKAROUND_2
                         | ARM_SMCCC_ARCH_WORKAROUND_3
                 ) {
-                    return Ok(resume([0, 0, x[2], x[3]]));
+                    return resume([0, 0, x[2], x[3]]);
                 }
             }
             Conduit::Smc => {
                 // handle_smc(): before 6.4 every SMC gets x0 = ~0; since, a non-zero immediate
                 // does. x1..x3 are untouched.
                 if !self.rules.smc_reaches_handler || call.imm != 0 {
-                    return Ok(resume([u64::MAX, x[1], x[2], x[3]]));
+                    return resume([u64::MAX, x[1], x[2], x[3]]);
                 }
             }
         }
-        Ok(self.smccc_call(vcpu, features, call, func, services))
+        self.smccc_call(caller, call, func, services, power)
     }
 
     /// `kvm_smccc_call_handler()`: filter, gate, service.
     fn smccc_call(
-        &mut self,
-        vcpu: usize,
-        features: VcpuFeatures,
+        &self,
+        caller: Caller,
         call: &Call,
         func: u32,
         services: &mut dyn Services,
+        power: &mut dyn PowerStates,
     ) -> CallOutcome {
         let x = &call.x;
         match self.filter.action(func) {
@@ -111,14 +127,14 @@ impl Firmware {
                 let ok = matches!(
                     arg1_u32,
                     ARM_SMCCC_HV_PV_TIME_FEATURES | ARM_SMCCC_HV_PV_TIME_ST
-                ) && self.vcpus[vcpu].steal_ipa.is_some();
+                ) && caller.steal_ipa.is_some();
                 resume(ret1(if ok {
                     SMCCC_RET_SUCCESS
                 } else {
                     SMCCC_RET_NOT_SUPPORTED
                 }))
             }
-            ARM_SMCCC_HV_PV_TIME_ST => match self.vcpus[vcpu].steal_ipa {
+            ARM_SMCCC_HV_PV_TIME_ST => match caller.steal_ipa {
                 Some(ipa) => CallOutcome {
                     x: [ipa, 0, 0, 0],
                     action: Action::InitStolenTime { ipa },
@@ -155,7 +171,7 @@ impl Firmware {
             | ARM_SMCCC_TRNG_GET_UUID
             | ARM_SMCCC_TRNG_RND32
             | ARM_SMCCC_TRNG_RND64 => resume(trng(func, x, services)),
-            _ => self.psci_call(vcpu, features, call, func),
+            _ => self.psci_call(caller, call, func, power),
         }
     }
 
@@ -207,79 +223,32 @@ impl Firmware {
 
     /// `kvm_psci_call()`.
     fn psci_call(
-        &mut self,
-        vcpu: usize,
-        features: VcpuFeatures,
+        &self,
+        caller: Caller,
         call: &Call,
         func: u32,
+        power: &mut dyn PowerStates,
     ) -> CallOutcome {
-        let version = self.psci_version_for(features);
+        let vcpu = caller.index;
+        let version = self.psci_version_for(caller.features);
         let mut x = call.x;
         if version == PsciVersion::V0_1 {
-            self.psci_0_1(vcpu, version, &x, func)
+            psci_0_1(vcpu, version, &x, func, power)
         } else if version == PsciVersion::V0_2 {
-            self.psci_0_2(vcpu, version, &mut x, func)
+            psci_0_2(vcpu, version, &mut x, func, power)
         } else {
-            self.psci_1_x(vcpu, version, &mut x, func)
-        }
-    }
-
-    /// `kvm_psci_0_1_call()`: KVM's own ids; only CPU_OFF and CPU_ON work.
-    fn psci_0_1(
-        &mut self,
-        vcpu: usize,
-        version: PsciVersion,
-        x: &[u64; 18],
-        func: u32,
-    ) -> CallOutcome {
-        match func {
-            KVM_PSCI_FN_CPU_OFF => self.cpu_off(vcpu),
-            KVM_PSCI_FN_CPU_ON => self.cpu_on(version, x),
-            _ => resume(ret1(PSCI_RET_NOT_SUPPORTED)),
-        }
-    }
-
-    /// `kvm_psci_0_2_call()`.
-    fn psci_0_2(
-        &mut self,
-        vcpu: usize,
-        version: PsciVersion,
-        x: &mut [u64; 18],
-        func: u32,
-    ) -> CallOutcome {
-        match func {
-            PSCI_0_2_FN_PSCI_VERSION => resume(ret1(PsciVersion::V0_2.0.into())),
-            PSCI_0_2_FN_CPU_SUSPEND | PSCI_0_2_FN64_CPU_SUSPEND => CallOutcome {
-                x: ret1(PSCI_RET_SUCCESS),
-                action: Action::WaitForInterrupt,
-            },
-            PSCI_0_2_FN_CPU_OFF => self.cpu_off(vcpu),
-            PSCI_0_2_FN_CPU_ON | PSCI_0_2_FN64_CPU_ON => {
-                if func == PSCI_0_2_FN_CPU_ON {
-                    narrow(x);
-                }
-                self.cpu_on(version, x)
-            }
-            PSCI_0_2_FN_AFFINITY_INFO | PSCI_0_2_FN64_AFFINITY_INFO => {
-                if func == PSCI_0_2_FN_AFFINITY_INFO {
-                    narrow(x);
-                }
-                resume(ret1(self.affinity_info(x[1], x[2])))
-            }
-            PSCI_0_2_FN_MIGRATE_INFO_TYPE => resume(ret1(PSCI_0_2_TOS_MP)),
-            PSCI_0_2_FN_SYSTEM_OFF => self.system_event(SystemEventType::Shutdown, 0),
-            PSCI_0_2_FN_SYSTEM_RESET => self.system_event(SystemEventType::Reset, 0),
-            _ => resume(ret1(PSCI_RET_NOT_SUPPORTED)),
+            self.psci_1_x(vcpu, version, &mut x, func, power)
         }
     }
 
     /// `kvm_psci_1_x_call()`.
     fn psci_1_x(
-        &mut self,
+        &self,
         vcpu: usize,
         version: PsciVersion,
         x: &mut [u64; 18],
         func: u32,
+        power: &mut dyn PowerStates,
     ) -> CallOutcome {
         let minor = version.minor();
         match func {
@@ -313,7 +282,7 @@ impl Firmware {
                 if reset_type == PSCI_1_1_RESET_TYPE_SYSTEM_WARM_RESET
                     || reset_type >= PSCI_1_1_RESET_TYPE_VENDOR_START
                 {
-                    self.stop_all();
+                    power.stop_all();
                     // Only x0 is overwritten; the type and cookie stay for userspace.
                     return CallOutcome {
                         x: [PSCI_RET_INTERNAL_FAILURE as u64, x[1], x[2], x[3]],
@@ -338,12 +307,13 @@ impl Firmware {
                 if !type_ok || x[2] != 0 {
                     return resume(ret1(PSCI_RET_INVALID_PARAMS));
                 }
-                self.system_event(
+                system_event(
                     SystemEventType::Shutdown,
                     KVM_SYSTEM_EVENT_SHUTDOWN_FLAG_PSCI_OFF2,
+                    power,
                 )
             }
-            _ => self.psci_0_2(vcpu, version, x, func),
+            _ => psci_0_2(vcpu, version, x, func, power),
         }
     }
 
@@ -375,81 +345,119 @@ impl Firmware {
             _ => PSCI_RET_NOT_SUPPORTED,
         }
     }
+}
 
-    fn cpu_off(&mut self, vcpu: usize) -> CallOutcome {
-        self.vcpus[vcpu].mp_state = MpState::Stopped;
-        CallOutcome {
-            x: ret1(PSCI_RET_SUCCESS),
-            action: Action::CpuOff,
-        }
+/// `kvm_psci_0_1_call()`: KVM's own ids; only CPU_OFF and CPU_ON work.
+fn psci_0_1(
+    vcpu: usize,
+    version: PsciVersion,
+    x: &[u64; 18],
+    func: u32,
+    power: &mut dyn PowerStates,
+) -> CallOutcome {
+    match func {
+        KVM_PSCI_FN_CPU_OFF => cpu_off(vcpu, power),
+        KVM_PSCI_FN_CPU_ON => cpu_on(version, x, power),
+        _ => resume(ret1(PSCI_RET_NOT_SUPPORTED)),
     }
+}
 
-    /// `kvm_psci_vcpu_on()`: x1 target, x2 entry, x3 context id (already narrowed for SMC32).
-    fn cpu_on(&mut self, version: PsciVersion, x: &[u64; 18]) -> CallOutcome {
-        let target = Mpidr(x[1]);
-        if !target.is_valid_affinity() {
-            return resume(ret1(PSCI_RET_INVALID_PARAMS));
+/// `kvm_psci_0_2_call()`.
+fn psci_0_2(
+    vcpu: usize,
+    version: PsciVersion,
+    x: &mut [u64; 18],
+    func: u32,
+    power: &mut dyn PowerStates,
+) -> CallOutcome {
+    match func {
+        PSCI_0_2_FN_PSCI_VERSION => resume(ret1(PsciVersion::V0_2.0.into())),
+        PSCI_0_2_FN_CPU_SUSPEND | PSCI_0_2_FN64_CPU_SUSPEND => CallOutcome {
+            x: ret1(PSCI_RET_SUCCESS),
+            action: Action::WaitForInterrupt,
+        },
+        PSCI_0_2_FN_CPU_OFF => cpu_off(vcpu, power),
+        PSCI_0_2_FN_CPU_ON | PSCI_0_2_FN64_CPU_ON => {
+            if func == PSCI_0_2_FN_CPU_ON {
+                narrow(x);
+            }
+            cpu_on(version, x, power)
         }
-        let Some(t) = self
-            .vcpus
-            .iter()
-            .position(|v| v.features.is_some() && v.mpidr.affinity() == target.affinity())
-        else {
-            return resume(ret1(PSCI_RET_INVALID_PARAMS));
-        };
-        if self.vcpus[t].mp_state != MpState::Stopped {
+        PSCI_0_2_FN_AFFINITY_INFO | PSCI_0_2_FN64_AFFINITY_INFO => {
+            if func == PSCI_0_2_FN_AFFINITY_INFO {
+                narrow(x);
+            }
+            resume(ret1(affinity_info(x[1], x[2], power)))
+        }
+        PSCI_0_2_FN_MIGRATE_INFO_TYPE => resume(ret1(PSCI_0_2_TOS_MP)),
+        PSCI_0_2_FN_SYSTEM_OFF => system_event(SystemEventType::Shutdown, 0, power),
+        PSCI_0_2_FN_SYSTEM_RESET => system_event(SystemEventType::Reset, 0, power),
+        _ => resume(ret1(PSCI_RET_NOT_SUPPORTED)),
+    }
+}
+
+fn cpu_off(vcpu: usize, power: &mut dyn PowerStates) -> CallOutcome {
+    power.stop(vcpu);
+    CallOutcome {
+        x: ret1(PSCI_RET_SUCCESS),
+        action: Action::CpuOff,
+    }
+}
+
+/// `kvm_psci_vcpu_on()`: x1 target, x2 entry, x3 context id (already narrowed for SMC32).
+/// Concurrent CPU_ONs of one STOPPED target give one SUCCESS: the check and the change are
+/// one step of [`PowerStates::turn_on`] (KVM holds the target's `mp_state_lock`).
+fn cpu_on(version: PsciVersion, x: &[u64; 18], power: &mut dyn PowerStates) -> CallOutcome {
+    let target = Mpidr(x[1]);
+    if !target.is_valid_affinity() {
+        return resume(ret1(PSCI_RET_INVALID_PARAMS));
+    }
+    match power.turn_on(target.affinity()) {
+        TurnOn::NoSuchVcpu => resume(ret1(PSCI_RET_INVALID_PARAMS)),
+        TurnOn::NotStopped => {
             let e = if version == PsciVersion::V0_1 {
                 PSCI_RET_INVALID_PARAMS
             } else {
                 PSCI_RET_ALREADY_ON
             };
-            return resume(ret1(e));
+            resume(ret1(e))
         }
-        self.vcpus[t].mp_state = MpState::Runnable;
-        CallOutcome {
+        TurnOn::TurnedOn(t) => CallOutcome {
             x: ret1(PSCI_RET_SUCCESS),
             action: Action::StartVcpu(VcpuStart {
                 vcpu: t,
                 entry: x[2],
                 context_id: x[3],
             }),
-        }
+        },
     }
+}
 
-    /// `kvm_psci_vcpu_affinity_info()`.
-    fn affinity_info(&self, target: u64, level: u64) -> i64 {
-        if !Mpidr(target).is_valid_affinity() {
-            return PSCI_RET_INVALID_PARAMS;
-        }
-        let Some(mask) = Mpidr::affinity_mask(level) else {
-            return PSCI_RET_INVALID_PARAMS;
-        };
-        let target = target & mask;
-        let mut matching = 0;
-        for v in self.vcpus.iter().filter(|v| v.mpidr.0 & mask == target) {
-            matching += 1;
-            if v.mp_state != MpState::Stopped {
-                return PSCI_0_2_AFFINITY_LEVEL_ON;
-            }
-        }
-        if matching == 0 {
-            PSCI_RET_INVALID_PARAMS
-        } else {
-            PSCI_0_2_AFFINITY_LEVEL_OFF
-        }
+/// `kvm_psci_vcpu_affinity_info()`.
+fn affinity_info(target: u64, level: u64, power: &dyn PowerStates) -> i64 {
+    if !Mpidr(target).is_valid_affinity() {
+        return PSCI_RET_INVALID_PARAMS;
     }
+    let Some(mask) = Mpidr::affinity_mask(level) else {
+        return PSCI_RET_INVALID_PARAMS;
+    };
+    match power.any_on(target & mask, mask) {
+        None => PSCI_RET_INVALID_PARAMS,
+        Some(true) => PSCI_0_2_AFFINITY_LEVEL_ON,
+        Some(false) => PSCI_0_2_AFFINITY_LEVEL_OFF,
+    }
+}
 
-    /// SYSTEM_OFF, SYSTEM_RESET, SYSTEM_OFF2: every vCPU STOPPED, exit with one data word,
-    /// x0 preloaded with INTERNAL_FAILURE and x1..x3 zeroed.
-    fn system_event(&mut self, kind: SystemEventType, flags: u64) -> CallOutcome {
-        self.stop_all();
-        CallOutcome {
-            x: ret1(PSCI_RET_INTERNAL_FAILURE),
-            action: Action::SystemEvent(SystemEvent {
-                kind,
-                data: vec![flags],
-            }),
-        }
+/// SYSTEM_OFF, SYSTEM_RESET, SYSTEM_OFF2: every vCPU STOPPED, exit with one data word,
+/// x0 preloaded with INTERNAL_FAILURE and x1..x3 zeroed.
+fn system_event(kind: SystemEventType, flags: u64, power: &mut dyn PowerStates) -> CallOutcome {
+    power.stop_all();
+    CallOutcome {
+        x: ret1(PSCI_RET_INTERNAL_FAILURE),
+        action: Action::SystemEvent(SystemEvent {
+            kind,
+            data: vec![flags],
+        }),
     }
 }
 
@@ -526,6 +534,7 @@ fn trng(func: u32, x: &[u64; 18], services: &mut dyn Services) -> [u64; 4] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::firmware::{MpState, VcpuFeatures};
     use crate::profile::{Profile, builtin_named};
 
     /// Services whose random words and time are known, to check where bits land.

@@ -21,6 +21,9 @@
 //!   errno where KVM would fail.
 //! - **Getters** for the state: [`Firmware::psci_version`], [`Firmware::has_run`], ...
 //!
+//! A VMM with one thread per vCPU hands the set-up engine to [`shared::SharedFirmware`]:
+//! one handle per vCPU thread, the same answers, calls of different vCPUs in parallel.
+//!
 //! # Guarantees
 //!
 //! - Deterministic: the same inputs give the same outputs; randomness (TRNG) and time (PTP)
@@ -32,6 +35,7 @@
 mod dispatch;
 mod filter;
 mod regs;
+pub mod shared;
 
 pub use filter::{FilterAction, SmcccFilter};
 
@@ -303,7 +307,8 @@ pub enum VcpuError {
     NotRunnable(usize),
 }
 
-#[derive(Clone, Debug)]
+/// One vCPU's firmware state (the parts of KVM's `struct kvm_vcpu` the firmware uses).
+#[derive(Clone, Copy, Debug)]
 struct Vcpu {
     features: Option<VcpuFeatures>,
     mp_state: MpState,
@@ -311,12 +316,143 @@ struct Vcpu {
     steal_ipa: Option<u64>,
 }
 
-/// The firmware of one VM. See the [module documentation](self).
+impl Vcpu {
+    fn new(index: usize) -> Vcpu {
+        Vcpu {
+            features: None,
+            mp_state: MpState::Runnable,
+            mpidr: Mpidr::for_vcpu_index(index),
+            steal_ipa: None,
+        }
+    }
+
+    /// The checks a guest call makes on its caller: initialised and RUNNABLE.
+    fn caller(&self, index: usize) -> Result<Caller, VcpuError> {
+        let features = self.features.ok_or(VcpuError::NotInitialised(index))?;
+        if self.mp_state != MpState::Runnable {
+            return Err(VcpuError::NotRunnable(index));
+        }
+        Ok(Caller {
+            index,
+            features,
+            steal_ipa: self.steal_ipa,
+        })
+    }
+
+    /// CPU_ON's transition on the target it names (under KVM's `mp_state_lock` of the
+    /// target): an initialised STOPPED vCPU becomes RUNNABLE.
+    fn turn_on(&mut self, index: usize) -> TurnOn {
+        if self.features.is_none() {
+            return TurnOn::NoSuchVcpu;
+        }
+        if self.mp_state != MpState::Stopped {
+            return TurnOn::NotStopped;
+        }
+        self.mp_state = MpState::Runnable;
+        TurnOn::TurnedOn(index)
+    }
+
+    /// KVM_ARM_VCPU_PVTIME_IPA's rule: EINVAL unless 64-byte aligned, EEXIST if already set.
+    fn set_pv_time_ipa(&mut self, ipa: u64) -> Result<(), Errno> {
+        if ipa % 64 != 0 {
+            return Err(Errno::EINVAL);
+        }
+        if self.steal_ipa.is_some() {
+            return Err(Errno::EEXIST);
+        }
+        self.steal_ipa = Some(ipa);
+        Ok(())
+    }
+
+    /// KVM_SET_MP_STATE's rule: RUNNABLE, STOPPED and SUSPENDED, anything else EINVAL.
+    fn set_mp_state(&mut self, state: u32) -> Result<(), Errno> {
+        self.mp_state = MpState::from_kvm_value(state).ok_or(Errno::EINVAL)?;
+        Ok(())
+    }
+}
+
+/// What a guest call needs to know about its caller, read when the call starts.
+#[derive(Clone, Copy, Debug)]
+struct Caller {
+    index: usize,
+    features: VcpuFeatures,
+    steal_ipa: Option<u64>,
+}
+
+/// The outcome of CPU_ON's transition on its target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TurnOn {
+    /// No initialised vCPU has the affinity.
+    NoSuchVcpu,
+    /// The target is RUNNABLE or SUSPENDED.
+    NotStopped,
+    /// The target (this index) was STOPPED and is now RUNNABLE.
+    TurnedOn(usize),
+}
+
+/// The vCPUs' power states as guest calls see and change them. The single-threaded engine
+/// implements it on its vCPU list; [`shared`] on per-vCPU locks, with each method's change
+/// to one vCPU made under that vCPU's lock, as KVM does under its `mp_state_lock`.
+trait PowerStates {
+    /// CPU_OFF: `vcpu` becomes STOPPED.
+    fn stop(&mut self, vcpu: usize);
+    /// CPU_ON: the vCPU with this affinity (valid affinity bits only) goes from STOPPED to
+    /// RUNNABLE, checked and changed in one step.
+    fn turn_on(&mut self, affinity: u64) -> TurnOn;
+    /// AFFINITY_INFO: `None` if no vCPU's MPIDR matches `target` under `mask`, else whether
+    /// any of the matching ones is not STOPPED.
+    fn any_on(&self, target: u64, mask: u64) -> Option<bool>;
+    /// SYSTEM_OFF, SYSTEM_RESET(2), SYSTEM_OFF2: every vCPU becomes STOPPED, as
+    /// `kvm_prepare_system_event()` does (one vCPU at a time).
+    fn stop_all(&mut self);
+}
+
+impl PowerStates for Vec<Vcpu> {
+    fn stop(&mut self, vcpu: usize) {
+        if let Some(v) = self.get_mut(vcpu) {
+            v.mp_state = MpState::Stopped;
+        }
+    }
+
+    fn turn_on(&mut self, affinity: u64) -> TurnOn {
+        match vcpu_index_of(affinity).and_then(|i| Some((i, self.get_mut(i)?))) {
+            Some((i, v)) => v.turn_on(i),
+            None => TurnOn::NoSuchVcpu,
+        }
+    }
+
+    fn any_on(&self, target: u64, mask: u64) -> Option<bool> {
+        let mut matching = self
+            .iter()
+            .filter(|v| v.mpidr.0 & mask == target)
+            .peekable();
+        matching.peek()?;
+        Some(matching.any(|v| v.mp_state != MpState::Stopped))
+    }
+
+    fn stop_all(&mut self) {
+        for v in self.iter_mut() {
+            v.mp_state = MpState::Stopped;
+        }
+    }
+}
+
+/// The index of the vCPU whose MPIDR affinity is `affinity`, if any vCPU index up to
+/// [`KVM_MAX_VCPUS`] has it ([`Mpidr::for_vcpu_index`] gives each index its own affinity).
+fn vcpu_index_of(affinity: u64) -> Option<usize> {
+    let aff0 = affinity & 0xff;
+    let aff1 = (affinity >> 8) & 0xff;
+    let aff2 = (affinity >> 16) & 0xff;
+    let index = usize::try_from(aff0 | (aff1 << 4) | (aff2 << 12)).ok()?;
+    (index < KVM_MAX_VCPUS && Mpidr::for_vcpu_index(index).affinity() == affinity).then_some(index)
+}
+
+/// The VM-wide firmware state (the parts of KVM's `struct kvm_arch` the firmware uses).
+/// Guest calls only read it; the VMM's requests change it.
 #[derive(Clone, Debug)]
-pub struct Firmware {
+struct Vm {
     profile: Profile,
     rules: Rules,
-    vcpus: Vec<Vcpu>,
     /// KVM's `kvm->arch.psci_version`; `None` until userspace writes it.
     psci_version: Option<PsciVersion>,
     /// STD, STD_HYP, VENDOR_HYP, VENDOR_HYP_2 bitmaps.
@@ -326,23 +462,17 @@ pub struct Firmware {
     filter: SmcccFilter,
 }
 
-/// KVM's `KVM_MAX_VCPUS` on arm64.
-pub const KVM_MAX_VCPUS: usize = 512;
-
-impl Firmware {
-    /// A new VM on the host `profile` describes (KVM_CREATE_VM): no vCPUs, every bitmap at its
-    /// default, PSCI version unset.
-    pub fn new(profile: &Profile) -> Firmware {
+impl Vm {
+    fn new(profile: &Profile) -> Vm {
         let mut bitmaps = [0u64; 4];
         for r in &profile.registers {
             if let Some(i) = r.reg.bitmap_index() {
                 bitmaps[i] = r.default;
             }
         }
-        Firmware {
+        Vm {
             rules: profile.rules(),
             profile: profile.clone(),
-            vcpus: Vec::new(),
             psci_version: None,
             bitmaps,
             has_run: false,
@@ -351,17 +481,62 @@ impl Firmware {
         }
     }
 
+    fn psci_version_for(&self, features: VcpuFeatures) -> PsciVersion {
+        if features.psci_0_2 {
+            self.psci_version
+                .unwrap_or_else(|| self.profile.psci_default())
+        } else {
+            PsciVersion::V0_1
+        }
+    }
+
+    fn set_smccc_filter(
+        &mut self,
+        base: u32,
+        nr_functions: u32,
+        action: u8,
+        pad: [u8; 15],
+    ) -> Result<(), Errno> {
+        if !self.profile.capabilities.smccc_filter {
+            // Before 6.4 the VM ioctl does not know KVM_SET_DEVICE_ATTR.
+            return Err(Errno::EINVAL);
+        }
+        self.filter
+            .insert(base, nr_functions, action, pad, self.has_run)
+    }
+}
+
+/// The firmware of one VM. See the [module documentation](self).
+#[derive(Clone, Debug)]
+pub struct Firmware {
+    vm: Vm,
+    vcpus: Vec<Vcpu>,
+}
+
+/// KVM's `KVM_MAX_VCPUS` on arm64.
+pub const KVM_MAX_VCPUS: usize = 512;
+
+impl Firmware {
+    /// A new VM on the host `profile` describes (KVM_CREATE_VM): no vCPUs, every bitmap at its
+    /// default, PSCI version unset.
+    pub fn new(profile: &Profile) -> Firmware {
+        Firmware {
+            vm: Vm::new(profile),
+            vcpus: Vec::new(),
+        }
+    }
+
     /// The host profile.
     pub fn profile(&self) -> &Profile {
-        &self.profile
+        &self.vm.profile
     }
 
     /// KVM_ENABLE_CAP(KVM_CAP_ARM_SYSTEM_SUSPEND) on the VM: EINVAL where the host lacks it.
     pub fn enable_system_suspend(&mut self) -> Result<(), Errno> {
-        if !self.profile.capabilities.system_suspend {
+        if !self.vm.profile.capabilities.system_suspend {
             return Err(Errno::EINVAL);
         }
-        self.system_suspend = true;
+        self.vm.system_suspend = true;
         Ok(())
     }
 
@@ -372,19 +547,14 @@ impl Firmware {
         if index >= KVM_MAX_VCPUS {
             return Err(Errno::EINVAL);
         }
-        self.vcpus.push(Vcpu {
-            features: None,
-            mp_state: MpState::Runnable,
-            mpidr: Mpidr::for_vcpu_index(index),
-            steal_ipa: None,
-        });
+        self.vcpus.push(Vcpu::new(index));
         Ok(index)
     }
 
     /// KVM_ARM_VCPU_INIT with `features`: STOPPED with POWER_OFF, else RUNNABLE. EINVAL if the
     /// host lacks PSCI_0_2 and it is asked for.
     pub fn init_vcpu(&mut self, vcpu: usize, features: VcpuFeatures) -> Result<(), Errno> {
-        if features.psci_0_2 && !self.profile.capabilities.psci_0_2 {
+        if features.psci_0_2 && !self.vm.profile.capabilities.psci_0_2 {
             return Err(Errno::EINVAL);
         }
         let v = self.vcpus.get_mut(vcpu).ok_or(Errno::EINVAL)?;
@@ -411,13 +581,13 @@ impl Firmware {
     /// `KVM_ARCH_FLAG_HAS_RAN_ONCE`), even if that vCPU is STOPPED and never enters the guest.
     pub fn vcpu_run(&mut self, vcpu: usize) -> Result<(), VcpuError> {
         self.initialised(vcpu)?;
-        self.has_run = true;
+        self.vm.has_run = true;
         Ok(())
     }
 
     /// Whether any vCPU of the VM has run.
     pub fn has_run(&self) -> bool {
-        self.has_run
+        self.vm.has_run
     }
 
     /// KVM_GET_MP_STATE.
@@ -428,50 +598,37 @@ impl Firmware {
     /// KVM_SET_MP_STATE with a raw `KVM_MP_STATE_*` value: RUNNABLE, STOPPED and SUSPENDED are
     /// accepted, anything else is EINVAL.
     pub fn set_mp_state(&mut self, vcpu: usize, state: u32) -> Result<(), Errno> {
-        let v = self.vcpus.get_mut(vcpu).ok_or(Errno::EINVAL)?;
-        v.mp_state = MpState::from_kvm_value(state).ok_or(Errno::EINVAL)?;
-        Ok(())
+        self.vcpus
+            .get_mut(vcpu)
+            .ok_or(Errno::EINVAL)?
+            .set_mp_state(state)
     }
 
     /// The PSCI version `vcpu` sees (Linux `kvm_psci_version()`): the VM's stored version or
     /// the kernel's latest for a PSCI_0_2 vCPU, 0.1 otherwise.
     pub fn psci_version(&self, vcpu: usize) -> Result<PsciVersion, VcpuError> {
         let f = self.initialised(vcpu)?;
-        Ok(self.psci_version_for(f))
-    }
-
-    fn psci_version_for(&self, features: VcpuFeatures) -> PsciVersion {
-        if features.psci_0_2 {
-            self.psci_version
-                .unwrap_or_else(|| self.profile.psci_default())
-        } else {
-            PsciVersion::V0_1
-        }
+        Ok(self.vm.psci_version_for(f))
     }
 
     /// Whether KVM_CAP_ARM_SYSTEM_SUSPEND is enabled on the VM.
     pub fn system_suspend_enabled(&self) -> bool {
-        self.system_suspend
+        self.vm.system_suspend
     }
 
     /// KVM_ARM_VCPU_PVTIME_CTRL / KVM_ARM_VCPU_PVTIME_IPA: set the vCPU's stolen-time
     /// structure. EINVAL unless 64-byte aligned, EEXIST if already set. (KVM also refuses an
     /// IPA outside every memslot with EINVAL; the VMM checks that.)
     pub fn set_pv_time_ipa(&mut self, vcpu: usize, ipa: u64) -> Result<(), Errno> {
-        let v = self.vcpus.get_mut(vcpu).ok_or(Errno::EINVAL)?;
-        if ipa % 64 != 0 {
-            return Err(Errno::EINVAL);
-        }
-        if v.steal_ipa.is_some() {
-            return Err(Errno::EEXIST);
-        }
-        v.steal_ipa = Some(ipa);
-        Ok(())
+        self.vcpus
+            .get_mut(vcpu)
+            .ok_or(Errno::EINVAL)?
+            .set_pv_time_ipa(ipa)
     }
 
     /// The SMCCC filter as configured so far.
     pub fn smccc_filter(&self) -> &SmcccFilter {
-        &self.filter
+        &self.vm.filter
     }
 
     /// KVM_SET_DEVICE_ATTR(KVM_ARM_VM_SMCCC_CTRL, KVM_ARM_VM_SMCCC_FILTER): add one range.
@@ -483,12 +640,7 @@ impl Firmware {
         action: u8,
         pad: [u8; 15],
     ) -> Result<(), Errno> {
-        if !self.profile.capabilities.smccc_filter {
-            // Before 6.4 the VM ioctl does not know KVM_SET_DEVICE_ATTR.
-            return Err(Errno::EINVAL);
-        }
-        self.filter
-            .insert(base, nr_functions, action, pad, self.has_run)
+        self.vm.set_smccc_filter(base, nr_functions, action, pad)
     }
 
     fn vcpu(&self, vcpu: usize) -> Result<&Vcpu, VcpuError> {
@@ -499,13 +651,6 @@ impl Firmware {
         self.vcpu(vcpu)?
             .features
             .ok_or(VcpuError::NotInitialised(vcpu))
-    }
-
-    /// Every vCPU becomes STOPPED, as `kvm_prepare_system_event()` does.
-    fn stop_all(&mut self) {
-        for v in &mut self.vcpus {
-            v.mp_state = MpState::Stopped;
-        }
     }
 }
 

@@ -2,7 +2,7 @@
 //! classes 0x14 and 0x16 (Linux `arch/arm64/kvm/hypercalls.c`, `kvm_arm_get_fw_reg()`,
 //! `kvm_arm_set_fw_reg()`, `kvm_arm_set_fw_reg_bmap()`; `arch/arm64/kvm/guest.c`).
 
-use super::Firmware;
+use super::{Firmware, VcpuFeatures, Vm};
 use crate::abi::reg::{
     KVM_REG_ARM_SMCCC_ARCH_WORKAROUND_2_AVAIL, KVM_REG_ARM_SMCCC_ARCH_WORKAROUND_2_ENABLED,
     KVM_REG_ARM_SMCCC_ARCH_WORKAROUND_2_NOT_AVAIL,
@@ -16,7 +16,7 @@ impl Firmware {
     /// KVM's order. ENOEXEC for an uninitialised vCPU.
     pub fn reg_list(&self, vcpu: usize) -> Result<Vec<u64>, Errno> {
         self.one_reg_vcpu(vcpu)?;
-        Ok(self.profile.registers.iter().map(|r| r.reg.id()).collect())
+        Ok(self.vm.reg_list())
     }
 
     /// KVM_GET_ONE_REG for a firmware register.
@@ -27,14 +27,7 @@ impl Firmware {
     /// serves them from KVM) and get ENOENT.
     pub fn get_one_reg(&self, vcpu: usize, id: u64) -> Result<u64, Errno> {
         let features = self.one_reg_vcpu(vcpu)?;
-        let reg = self.lookup(id)?;
-        Ok(match reg {
-            FwReg::PsciVersion => u64::from(self.psci_version_for(features).0),
-            FwReg::SmcccArchWorkaround1
-            | FwReg::SmcccArchWorkaround2
-            | FwReg::SmcccArchWorkaround3 => self.host_level(reg) & KVM_REG_FEATURE_LEVEL_MASK,
-            _ => reg.bitmap_index().map_or(0, |i| self.bitmaps[i]),
-        })
+        self.vm.get_one_reg(features, id)
     }
 
     /// KVM_SET_ONE_REG for a firmware register, `value` being the register's 64-bit content.
@@ -50,6 +43,46 @@ impl Firmware {
     ///   the VM has run; the value is VM-wide.
     pub fn set_one_reg(&mut self, vcpu: usize, id: u64, value: u64) -> Result<(), Errno> {
         let features = self.one_reg_vcpu(vcpu)?;
+        self.vm.set_one_reg(features, id, value)
+    }
+
+    /// The value of a bitmap register (0 where the host lacks it).
+    pub fn bitmap(&self, reg: FwReg) -> u64 {
+        self.vm.bitmap(reg)
+    }
+
+    /// The vCPU checks every ONE_REG ioctl makes first: ENOEXEC unless initialised.
+    fn one_reg_vcpu(&self, vcpu: usize) -> Result<VcpuFeatures, Errno> {
+        self.vcpus
+            .get(vcpu)
+            .and_then(|v| v.features)
+            .ok_or(Errno::ENOEXEC)
+    }
+}
+
+/// The register rules proper, on the VM-wide state; `features` are the accessing vCPU's.
+impl Vm {
+    pub(super) fn reg_list(&self) -> Vec<u64> {
+        self.profile.registers.iter().map(|r| r.reg.id()).collect()
+    }
+
+    pub(super) fn get_one_reg(&self, features: VcpuFeatures, id: u64) -> Result<u64, Errno> {
+        let reg = self.lookup(id)?;
+        Ok(match reg {
+            FwReg::PsciVersion => u64::from(self.psci_version_for(features).0),
+            FwReg::SmcccArchWorkaround1
+            | FwReg::SmcccArchWorkaround2
+            | FwReg::SmcccArchWorkaround3 => self.host_level(reg) & KVM_REG_FEATURE_LEVEL_MASK,
+            _ => reg.bitmap_index().map_or(0, |i| self.bitmaps[i]),
+        })
+    }
+
+    pub(super) fn set_one_reg(
+        &mut self,
+        features: VcpuFeatures,
+        id: u64,
+        value: u64,
+    ) -> Result<(), Errno> {
         let reg = self.lookup(id)?;
         match reg {
             FwReg::PsciVersion => {
@@ -121,16 +154,8 @@ impl Firmware {
     }
 
     /// The value of a bitmap register (0 where the host lacks it).
-    pub fn bitmap(&self, reg: FwReg) -> u64 {
+    pub(super) fn bitmap(&self, reg: FwReg) -> u64 {
         reg.bitmap_index().map_or(0, |i| self.bitmaps[i])
-    }
-
-    /// The vCPU checks every ONE_REG ioctl makes first: ENOEXEC unless initialised.
-    fn one_reg_vcpu(&self, vcpu: usize) -> Result<super::VcpuFeatures, Errno> {
-        self.vcpus
-            .get(vcpu)
-            .and_then(|v| v.features)
-            .ok_or(Errno::ENOEXEC)
     }
 
     fn unknown_reg_errno(&self) -> Errno {
