@@ -422,12 +422,11 @@ impl PowerStates for Vec<Vcpu> {
     }
 
     fn any_on(&self, target: u64, mask: u64) -> Option<bool> {
-        let mut matching = self
-            .iter()
-            .filter(|v| v.mpidr.0 & mask == target)
-            .peekable();
-        matching.peek()?;
-        Some(matching.any(|v| v.mp_state != MpState::Stopped))
+        let matching = self.get(affinity_range(target, mask, self.len()))?;
+        if matching.is_empty() {
+            return None;
+        }
+        Some(matching.iter().any(|v| v.mp_state != MpState::Stopped))
     }
 
     fn stop_all(&mut self) {
@@ -435,6 +434,34 @@ impl PowerStates for Vec<Vcpu> {
             v.mp_state = MpState::Stopped;
         }
     }
+}
+
+/// The indices of the vCPUs (of `n`) whose MPIDR equals `target` under `mask`, an
+/// AFFINITY_INFO mask ([`Mpidr::affinity_mask`]). KVM compares every vCPU's MPIDR; since
+/// [`Mpidr::for_vcpu_index`] packs the index as Aff0 (4 bits), Aff1 and Aff2 (8 bits each),
+/// the matches are one contiguous run of indices, found without a scan.
+pub(crate) fn affinity_range(target: u64, mask: u64, n: usize) -> std::ops::Range<usize> {
+    let field = |shift: u32| (target >> shift) & 0xff;
+    let (aff0, aff1, aff2, aff3) = (field(0), field(8), field(16), field(32));
+    // Aff3 is 0 for every vCPU; Aff0 is below 16.
+    let (start, len) = if aff3 != 0 {
+        (0, 0)
+    } else if mask & 0xff != 0 {
+        if aff0 >= 16 {
+            (0, 0)
+        } else {
+            (aff0 | aff1 << 4 | aff2 << 12, 1)
+        }
+    } else if mask & 0xff00 != 0 {
+        (aff1 << 4 | aff2 << 12, 16)
+    } else if mask & 0xff_0000 != 0 {
+        (aff2 << 12, 1 << 12)
+    } else {
+        (0, 1 << 20)
+    };
+    let start = usize::try_from(start).unwrap_or(usize::MAX).min(n);
+    let end = start.saturating_add(len).min(n);
+    start..end
 }
 
 /// The index of the vCPU whose MPIDR affinity is `affinity`, if any vCPU index up to
@@ -673,4 +700,47 @@ impl Firmware {
 /// The architecture ranges KVM inserts as HANDLE on the first filter write.
 pub(crate) const fn filter_reserved_ranges() -> [(u32, u32); 2] {
     filter::RESERVED_RANGES
+}
+
+#[cfg(test)]
+mod affinity_tests {
+    use super::*;
+
+    /// The scan KVM does: every vCPU whose MPIDR matches under the mask.
+    fn scan(target: u64, mask: u64, n: usize) -> Vec<usize> {
+        (0..n)
+            .filter(|&i| Mpidr::for_vcpu_index(i).0 & mask == target)
+            .collect()
+    }
+
+    #[test]
+    fn affinity_range_is_the_scan() {
+        let targets = [
+            0u64,
+            1,
+            15,
+            16,
+            0xff,
+            0x100,
+            0x10f,
+            0x1f0f,
+            0x1f00,
+            0xff0f,
+            0x1_0000,
+            0x1_0203,
+            0xff_00ff_ffff,
+            0x1_0000_0000,
+            0x10_0000,
+        ];
+        for n in [1usize, 2, 16, 17, 100, 256, 512] {
+            for level in 0..4 {
+                let mask = Mpidr::affinity_mask(level).unwrap();
+                for t in targets {
+                    let t = t & mask;
+                    let got: Vec<usize> = affinity_range(t, mask, n).collect();
+                    assert_eq!(got, scan(t, mask, n), "n {n} level {level} target {t:#x}");
+                }
+            }
+        }
+    }
 }

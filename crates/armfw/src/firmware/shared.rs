@@ -289,18 +289,18 @@ impl PowerStates for Slots<'_> {
     }
 
     fn any_on(&self, target: u64, mask: u64) -> Option<bool> {
-        let mut matching = false;
-        for (i, slot) in self.0.iter().enumerate() {
-            // MPIDRs never change: only the matching vCPUs' locks are taken.
-            if Mpidr::for_vcpu_index(i).0 & mask != target {
-                continue;
-            }
-            matching = true;
-            if lock(slot).mp_state != MpState::Stopped {
-                return Some(true);
-            }
+        // MPIDRs never change: only the matching vCPUs' locks are taken, one at a time.
+        let matching = self
+            .0
+            .get(super::affinity_range(target, mask, self.0.len()))?;
+        if matching.is_empty() {
+            return None;
         }
-        matching.then_some(false)
+        Some(
+            matching
+                .iter()
+                .any(|slot| lock(slot).mp_state != MpState::Stopped),
+        )
     }
 
     fn stop_all(&mut self) {

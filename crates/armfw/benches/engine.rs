@@ -1,0 +1,209 @@
+//! Speed of the engine on the paths a VMM takes: guest-call dispatch, firmware register
+//! access, snapshot save and restore, migration checks and pool baselines.
+//! `cargo bench -p armfw`; docs/performance.md has the figures and the targets.
+#![allow(missing_docs)] // criterion_group! makes an undocumented function
+
+use std::hint::black_box;
+
+use armfw::Profile;
+use armfw::compat;
+use armfw::firmware::{Call, Conduit, Firmware, PtpCounter, PtpTime, Services, VcpuFeatures};
+use armfw::snapshot::{RestorePolicy, Snapshot};
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+
+const HOST: &str = "linux-6.12.117-max";
+const PSCI_VERSION: u64 = 0x8400_0000;
+const PSCI_FEATURES: u64 = 0x8400_000a;
+const CPU_ON: u64 = 0xc400_0003;
+const AFFINITY_INFO: u64 = 0xc400_0004;
+
+struct NoServices;
+
+impl Services for NoServices {
+    fn random_u64(&mut self) -> u64 {
+        4
+    }
+    fn ptp_time(&mut self, _: PtpCounter) -> Option<PtpTime> {
+        None
+    }
+}
+
+fn host(name: &str) -> Profile {
+    armfw::profile::builtin_named(name).expect("built-in host")
+}
+
+/// A VM of `n` vCPUs: vCPU 0 runs, the others are powered off (as a VMM boots one).
+fn vm(n: usize) -> Firmware {
+    let mut fw = Firmware::new(&host(HOST));
+    for i in 0..n {
+        fw.add_vcpu().expect("vCPU");
+        fw.init_vcpu(
+            i,
+            VcpuFeatures {
+                psci_0_2: true,
+                power_off: i > 0,
+            },
+        )
+        .expect("init");
+    }
+    fw.vcpu_run(0).expect("run");
+    fw
+}
+
+fn dispatch(c: &mut Criterion) {
+    let mut g = c.benchmark_group("dispatch");
+    let mut fw = vm(512);
+    let mut s = NoServices;
+    let version = Call::new(Conduit::Hvc, [PSCI_VERSION, 0, 0, 0]);
+    g.bench_function("PSCI_VERSION", |b| {
+        b.iter(|| {
+            fw.handle_call(0, black_box(&version), &mut s)
+                .expect("call")
+        })
+    });
+    let features = Call::new(Conduit::Hvc, [PSCI_FEATURES, CPU_ON, 0, 0]);
+    g.bench_function("PSCI_FEATURES", |b| {
+        b.iter(|| {
+            fw.handle_call(0, black_box(&features), &mut s)
+                .expect("call")
+        })
+    });
+    // vCPU 511 of 512: Aff0 = 511 % 16, Aff1 = 511 / 16.
+    let target = ((511 / 16) << 8) | (511 % 16);
+    let affinity = Call::new(Conduit::Hvc, [AFFINITY_INFO, target, 0, 0]);
+    g.bench_function("AFFINITY_INFO level 0, 512 vCPUs", |b| {
+        b.iter(|| {
+            fw.handle_call(0, black_box(&affinity), &mut s)
+                .expect("call")
+        })
+    });
+    let cluster = Call::new(Conduit::Hvc, [AFFINITY_INFO, target & !0xff, 1, 0]);
+    g.bench_function("AFFINITY_INFO level 1, 512 vCPUs", |b| {
+        b.iter(|| {
+            fw.handle_call(0, black_box(&cluster), &mut s)
+                .expect("call")
+        })
+    });
+    let on = Call::new(Conduit::Hvc, [CPU_ON, target, 0x4008_0000, 0x42]);
+    g.bench_function("CPU_ON (ALREADY_ON), 512 vCPUs", |b| {
+        let mut fw = vm(512);
+        fw.handle_call(0, &on, &mut s).expect("first CPU_ON");
+        b.iter(|| fw.handle_call(0, black_box(&on), &mut s).expect("call"))
+    });
+    g.bench_function("CPU_ON (SUCCESS), 512 vCPUs", |b| {
+        b.iter_batched_ref(
+            || vm(512),
+            |fw| {
+                fw.handle_call(0, black_box(&on), &mut NoServices)
+                    .expect("call")
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    g.finish();
+}
+
+fn registers(c: &mut Criterion) {
+    let mut g = c.benchmark_group("registers");
+    let fw = vm(1);
+    let psci = armfw::abi::FwReg::PsciVersion.id();
+    let std_bmap = armfw::abi::FwReg::StdBmap.id();
+    g.bench_function("get PSCI_VERSION", |b| {
+        b.iter(|| fw.get_one_reg(0, black_box(psci)).expect("get"))
+    });
+    g.bench_function("get reg list", |b| b.iter(|| fw.reg_list(0).expect("list")));
+    let mut fresh = Firmware::new(&host(HOST));
+    fresh.add_vcpu().expect("vCPU");
+    fresh
+        .init_vcpu(
+            0,
+            VcpuFeatures {
+                psci_0_2: true,
+                power_off: false,
+            },
+        )
+        .expect("init");
+    g.bench_function("set PSCI_VERSION", |b| {
+        b.iter(|| fresh.set_one_reg(0, black_box(psci), 0x10000).expect("set"))
+    });
+    g.bench_function("set STD_BMAP", |b| {
+        b.iter(|| fresh.set_one_reg(0, black_box(std_bmap), 1).expect("set"))
+    });
+    g.finish();
+}
+
+fn snapshots(c: &mut Criterion) {
+    let mut g = c.benchmark_group("snapshot");
+    // KVM_MAX_VCPUS is 512 on arm64: no VM, and so no snapshot, has more.
+    for n in [1usize, 64, 512] {
+        let fw = vm(n);
+        let snap = fw.save().expect("save");
+        let profile = host(HOST);
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_function(format!("save, {n} vCPUs"), |b| {
+            b.iter(|| fw.save().expect("save"))
+        });
+        g.bench_function(format!("restore, {n} vCPUs"), |b| {
+            b.iter_batched_ref(
+                || Firmware::new(&profile),
+                |fresh| {
+                    fresh
+                        .restore(black_box(&snap), RestorePolicy::Armfw)
+                        .expect("restore")
+                },
+                BatchSize::SmallInput,
+            )
+        });
+        g.bench_function(format!("save + restore, {n} vCPUs"), |b| {
+            b.iter_batched_ref(
+                || Firmware::new(&profile),
+                |fresh| {
+                    let s = fw.save().expect("save");
+                    fresh.restore(&s, RestorePolicy::Armfw).expect("restore")
+                },
+                BatchSize::SmallInput,
+            )
+        });
+        let bytes = snap.to_bytes();
+        g.bench_function(format!("encode + load (binary), {n} vCPUs"), |b| {
+            b.iter(|| Snapshot::load(&black_box(&snap).to_bytes()).expect("load"))
+        });
+        g.bench_function(format!("load (binary), {n} vCPUs"), |b| {
+            b.iter(|| Snapshot::load(black_box(&bytes)).expect("load"))
+        });
+    }
+    g.finish();
+}
+
+fn checks(c: &mut Criterion) {
+    let mut g = c.benchmark_group("check");
+    let from = Snapshot::created_on(&host("linux-7.2.13-max"), 4).expect("state");
+    let to = host("linux-6.12.117-max");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("7.2 default onto 6.12 (incompatible)", |b| {
+        b.iter(|| compat::check(black_box(&from), black_box(&to)))
+    });
+    let from = Snapshot::created_on(&host("linux-6.12.117-max"), 4).expect("state");
+    let to = host("linux-7.2.13-max");
+    g.bench_function("6.12 default onto 7.2 (compatible)", |b| {
+        b.iter(|| compat::check(black_box(&from), black_box(&to)))
+    });
+    g.finish();
+}
+
+fn baselines(c: &mut Criterion) {
+    let mut g = c.benchmark_group("baseline");
+    g.sample_size(20);
+    let hosts = armfw::profile::builtin();
+    for n in [1_000usize, 100_000] {
+        let pool: Vec<Profile> = hosts.iter().cycle().take(n).cloned().collect();
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_function(format!("{n} profiles"), |b| {
+            b.iter(|| compat::baseline(black_box(&pool)).expect("baseline"))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, dispatch, registers, snapshots, checks, baselines);
+criterion_main!(benches);
