@@ -11,6 +11,7 @@
 # Functions (progress goes to stderr, results to stdout and to the globals named):
 #   ensure_tools                      qemu-system-aarch64, cpio, the musl target
 #   fetch_kernel SERIES               6.1 | 6.12 | 7  -> ARMFW_KERNEL_RELEASE, ARMFW_KERNEL_VMLINUZ
+#   fetch_busybox                     Debian's static arm64 busybox -> ARMFW_BUSYBOX
 #   build_static [CARGO ARGS...]      cargo build --release --target aarch64-unknown-linux-musl
 #   test_static [CARGO ARGS...]       cargo test for that target under qemu-user (unit tests)
 #   make_initramfs OUT BINARY [FILE...]
@@ -256,6 +257,42 @@ fetch_kernel() {
     ARMFW_KERNEL_RELEASE=$rel
     ARMFW_KERNEL_VMLINUZ=$vmlinuz
     echo "$ARMFW_KERNEL_RELEASE $ARMFW_KERNEL_VMLINUZ"
+}
+
+# fetch_busybox: makes sure Debian's busybox-static for arm64 (bookworm) is unpacked under
+# $ARMFW_CACHE/busybox/, downloading it only if it is not (with the private apt setup of
+# fetch_kernel). Sets ARMFW_BUSYBOX (the static binary) and prints its path. The package and
+# version are in $ARMFW_CACHE/busybox/package. ARMFW_KERNEL_OFFLINE=1 uses the cache only.
+fetch_busybox() {
+    local dir=$ARMFW_CACHE/busybox tmp deb
+    ARMFW_BUSYBOX=$dir/busybox
+    if [[ ! -x $ARMFW_BUSYBOX ]]; then
+        [[ ${ARMFW_KERNEL_OFFLINE:-0} != 1 ]] || { _armfw_die "busybox is not in the cache (offline)"; return 1; }
+        _armfw_apt_setup && _armfw_apt_update || return 1
+        mkdir -p "$ARMFW_CACHE" || return 1
+        tmp=$(mktemp -d "$ARMFW_CACHE/.busybox.XXXXXX") || return 1
+        _armfw_log "downloading busybox-static:arm64"
+        if ! (cd "$tmp" && apt-get "${_ARMFW_APT[@]}" download -q busybox-static:arm64 >&2); then
+            rm -rf "$tmp"
+            return 1
+        fi
+        deb=$(compgen -G "$tmp/busybox-static_*.deb" | head -n1)
+        if [[ -z $deb ]] || ! dpkg -x "$deb" "$tmp/root" || [[ ! -x $tmp/root/bin/busybox ]]; then
+            rm -rf "$tmp"
+            _armfw_die "no bin/busybox in busybox-static:arm64"
+            return 1
+        fi
+        # shellcheck disable=SC2016 # dpkg-deb's own ${field} syntax
+        if ! { mkdir -p "$dir" &&
+            dpkg-deb --show --showformat='${Package} ${Version} ${Architecture}\n' "$deb" >"$dir/package" &&
+            cp "$tmp/root/bin/busybox" "$dir/busybox.new" && mv "$dir/busybox.new" "$ARMFW_BUSYBOX"; }; then
+            rm -rf "$tmp"
+            return 1
+        fi
+        rm -rf "$tmp"
+        _armfw_log "unpacked $(cat "$dir/package") into $dir"
+    fi
+    echo "$ARMFW_BUSYBOX"
 }
 
 # ---------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ mod errno;
 mod error;
 mod guest;
 pub mod init;
+pub mod memory;
 pub mod migrate;
 pub mod probe;
 pub mod regs;

@@ -1,0 +1,224 @@
+// SPDX-License-Identifier: Apache-2.0 OR MIT
+//! `armfw-vmm` as PID 1 of an emulated arm64 host (conformance/linux-guest): mounts the
+//! pseudo file systems, reads its [`Plan`] from the kernel command line, boots the guest
+//! once per firmware mode and action, each run in a child process (`armfw-vmm run
+//! --result`, so that every VM ends with its process), prints one `@@ARMFW` record per
+//! run and per check, `@@ARMFW-END`, and powers the host off.
+//!
+//! Records (one JSON object a line, flat, keys in this order):
+//!
+//! ```text
+//! {"type":"host","kernel":..,"cpu":..,"smccc_filter":bool,"vcpus":N,"memory_mib":M,"plan":".."}
+//! {"type":"run","firmware":..,"action":..,"exit":"SHUTDOWN",..,"boot_to_init_ms":..,..}
+//! {"type":"check","firmware":..,"action":..,"check":..,"result":"pass|fail|skip","detail":..}
+//! ```
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, ExitCode, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use armfw_kvm::init;
+use serde_json::{Value, json};
+
+use crate::checks::{Check, run_checks, same_firmware};
+use crate::plan::{GuestAction, Plan};
+use crate::report::{FirmwareMode, RunResult};
+
+/// Extra seconds a child gets beyond its own time limit before it is killed.
+const KILL_GRACE_S: u64 = 30;
+
+struct Records(usize);
+
+impl Records {
+    fn emit(&mut self, v: &Value) {
+        let line = format!("@@ARMFW {} {}\n", self.0, v);
+        // One write per line, so that kernel messages cannot split a record.
+        let _ = std::io::stdout().lock().write_all(line.as_bytes());
+        self.0 += 1;
+    }
+
+    fn end(self) {
+        let line = format!("@@ARMFW-END {}\n", self.0);
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(line.as_bytes());
+        let _ = out.flush();
+    }
+}
+
+fn check_record(firmware: &str, action: &str, check: &Check) -> Value {
+    json!({
+        "type": "check",
+        "firmware": firmware,
+        "action": action,
+        "check": check.check,
+        "result": if check.ok { "pass" } else { "fail" },
+        "detail": check.detail,
+    })
+}
+
+/// PID 1's whole life: the runs of the plan, the records, power-off.
+pub fn main() -> ExitCode {
+    if let Err((what, e)) = init::mount_pseudo_filesystems() {
+        println!("armfw-vmm: cannot mount {what}: {e}");
+    }
+    // The probe's scratch VMs are leaked, not closed (closing costs time under emulation).
+    armfw_kvm::set_leak_on_drop(true);
+    let mut rec = Records(0);
+    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    match Plan::from_cmdline(&cmdline) {
+        Ok(plan) => run_plan(&plan, &mut rec),
+        Err(e) => rec.emit(&json!({"type": "error", "error": e.to_string()})),
+    }
+    rec.end();
+    let e = init::power_off();
+    println!("armfw-vmm: power off failed: {e}");
+    ExitCode::from(1)
+}
+
+fn run_plan(plan: &Plan, rec: &mut Records) {
+    let cpu = init::cmdline_value("armfw.cpu");
+    let filter = armfw_kvm::TestVm::new(&armfw_kvm::VmSpec::default())
+        .map(|vm| {
+            let has = vm.has_smccc_filter().is_ok();
+            vm.leak();
+            has
+        })
+        .unwrap_or(false);
+    rec.emit(&json!({
+        "type": "host",
+        "kernel": armfw_kvm::kernel_release().unwrap_or_default(),
+        "cpu": cpu.clone().unwrap_or_default(),
+        "smccc_filter": filter,
+        "vcpus": plan.vcpus,
+        "memory_mib": plan.memory_mib,
+        "firmwares": plan.firmwares.iter().map(|f| f.name()).collect::<Vec<_>>(),
+        "actions": plan.actions.iter().map(|a| a.name()).collect::<Vec<_>>(),
+    }));
+    let mut results: Vec<(FirmwareMode, GuestAction, RunResult)> = Vec::new();
+    for &firmware in &plan.firmwares {
+        for &action in &plan.actions {
+            if firmware == FirmwareMode::Armfw && !filter {
+                rec.emit(&json!({
+                    "type": "check",
+                    "firmware": firmware.name(),
+                    "action": action.name(),
+                    "check": "run",
+                    "result": "skip",
+                    "detail": "this kernel has no SMCCC filter (Linux before 6.4): armfw's firmware cannot be installed",
+                }));
+                continue;
+            }
+            let result = run_child(plan, firmware, action, cpu.as_deref());
+            rec.emit(&json!({
+                "type": "run",
+                "firmware": firmware.name(),
+                "action": action.name(),
+                "exit": result.exit.name(),
+                "exit_data": result.exit_data,
+                "exit_vcpu": result.exit_vcpu,
+                "error": result.error,
+                "setup_ms": result.setup_ms,
+                "boot_to_init_ms": result.boot_to_init_ms,
+                "guest_uptime_at_init": result.guest_value("init"),
+                "total_ms": result.total_ms,
+                "userspace_calls": result.userspace_total(),
+                "calls": result.userspace_calls,
+            }));
+            for check in run_checks(action, &result) {
+                rec.emit(&check_record(firmware.name(), action.name(), &check));
+            }
+            results.push((firmware, action, result));
+        }
+    }
+    // The guest must not be able to tell the firmwares apart.
+    for &action in &plan.actions {
+        let find = |f: FirmwareMode| {
+            results
+                .iter()
+                .find(|(rf, ra, _)| *rf == f && *ra == action)
+                .map(|(_, _, r)| r)
+        };
+        if let (Some(kernel), Some(armfw)) = (find(FirmwareMode::Kernel), find(FirmwareMode::Armfw))
+        {
+            rec.emit(&check_record(
+                "both",
+                action.name(),
+                &same_firmware(kernel, armfw),
+            ));
+        }
+    }
+}
+
+/// One run, in a child process (`/proc/self/exe run ... --result`): its console lines are
+/// passed on, its result line read back.
+fn run_child(
+    plan: &Plan,
+    firmware: FirmwareMode,
+    action: GuestAction,
+    cpu: Option<&str>,
+) -> RunResult {
+    let failed = |error: String| {
+        let mut r = RunResult::new(firmware, plan.vcpus);
+        r.error = Some(error);
+        r
+    };
+    let exe = std::env::current_exe().unwrap_or_else(|_| "/init".into());
+    let mut cmd = Command::new(exe);
+    cmd.arg("run")
+        .args(["--kernel", &plan.kernel, "--initrd", &plan.initrd])
+        .args(["--vcpus", &plan.vcpus.to_string()])
+        .args(["--memory", &plan.memory_mib.to_string()])
+        .args(["--firmware", firmware.name(), "--action", action.name()])
+        .args(["--timeout", &plan.timeout_s.to_string()])
+        .args(["--prefix", &format!("[{firmware}/{action}] ")])
+        .arg("--result")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    if let Some(cpu) = cpu {
+        cmd.args(["--cpu", cpu]);
+    }
+    let mut child = match cmd.spawn() {
+        Ok(child) => child,
+        Err(e) => return failed(format!("starting armfw-vmm run: {e}")),
+    };
+    let Some(stdout) = child.stdout.take() else {
+        return failed("no pipe from armfw-vmm run".into());
+    };
+    let child = Arc::new(Mutex::new(child));
+    // A child that outlives its own time limit is killed.
+    let guard = {
+        let child = Arc::clone(&child);
+        let limit = Duration::from_secs(plan.timeout_s + KILL_GRACE_S);
+        std::thread::spawn(move || {
+            std::thread::sleep(limit);
+            if let Ok(mut c) = child.lock() {
+                if matches!(c.try_wait(), Ok(None)) {
+                    let _ = c.kill();
+                }
+            }
+        })
+    };
+    drop(guard);
+    let mut result = None;
+    for line in BufReader::new(stdout).lines() {
+        let Ok(line) = line else { break };
+        match RunResult::from_line(&line) {
+            Some(r) => result = Some(r),
+            None => {
+                let _ = writeln!(std::io::stdout().lock(), "{line}");
+            }
+        }
+    }
+    let status = child.lock().map(|mut c| c.wait());
+    result.unwrap_or_else(|| {
+        failed(format!(
+            "armfw-vmm run printed no result (exit status {})",
+            match status {
+                Ok(Ok(s)) => s.to_string(),
+                _ => "unknown".into(),
+            }
+        ))
+    })
+}
