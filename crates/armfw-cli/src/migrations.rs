@@ -231,12 +231,16 @@ mod guest {
             if config == "baseline" {
                 migrate::apply_baseline(&vm, &spec, &baseline)?;
             }
+            // A stolen-time structure on vCPU 0 (PV time), so that the state carries one:
+            // the guest sees it as PV_TIME_FEATURES = SUCCESS.
+            let ram = vm.guest_memory_range();
+            vm.set_pv_time_ipa(0, ram.end - 64)?;
             let view = migrate::guest_view(&mut vm)?;
             let source = Source {
                 profile: profile.name.clone(),
                 kernel: profile.kernel.clone(),
             };
-            let snap = migrate::save(&vm, &spec, source, true)?;
+            let snap = migrate::save(&vm, &spec, source, true, Vec::new())?;
             vm.leak();
             rec.emit(&json!({
                 "kind": "state", "host": profile.name, "config": config,

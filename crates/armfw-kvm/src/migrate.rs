@@ -11,7 +11,7 @@
 use armfw::abi::{Errno as AbiErrno, FwReg, OneRegId};
 use armfw::compat::{Baseline, PlanAction, Report};
 use armfw::firmware::{Conduit, FilterAction, MpState};
-use armfw::snapshot::{Snapshot, Source, Step, VcpuState, VmState};
+use armfw::snapshot::{FilterRange, Snapshot, Source, Step, VcpuState, VmState};
 
 use crate::{CallExit, Error, TestVm, VmSpec};
 
@@ -53,8 +53,15 @@ impl std::fmt::Display for RestoreFailure {
 
 /// The firmware state of `vm` (which `spec` created), as a VMM saves it: every firmware
 /// register of KVM_GET_REG_LIST with its value (through vCPU 0: the values are VM-wide), and
-/// each vCPU's MP state. `source` names the host.
-pub fn save(vm: &TestVm, spec: &VmSpec, source: Source, has_run: bool) -> Result<Snapshot, Error> {
+/// each vCPU's MP state and stolen-time IPA. KVM cannot read SMCCC filter ranges back: the
+/// VMM passes the ranges it installed as `smccc_filter`. `source` names the host.
+pub fn save(
+    vm: &TestVm,
+    spec: &VmSpec,
+    source: Source,
+    has_run: bool,
+    smccc_filter: Vec<FilterRange>,
+) -> Result<Snapshot, Error> {
     let sys = |op: &'static str| move |errno| Error::Sys { op, errno };
     let mut registers = Vec::new();
     for id in vm.reg_list(0).map_err(sys("KVM_GET_REG_LIST"))? {
@@ -68,10 +75,13 @@ pub fn save(vm: &TestVm, spec: &VmSpec, source: Source, has_run: bool) -> Result
         let raw = vm.mp_state(v).map_err(sys("KVM_GET_MP_STATE"))?;
         let mp_state = MpState::from_kvm_value(raw)
             .ok_or_else(|| Error::Firmware(format!("vCPU {v}: MP state {raw} on arm64")))?;
+        let pv_time_ipa = vm
+            .pv_time_ipa(v)
+            .map_err(sys("KVM_GET_DEVICE_ATTR(KVM_ARM_VCPU_PVTIME_IPA)"))?;
         vcpus.push(VcpuState {
             mp_state,
             pending_start: None,
-            pv_time_ipa: None,
+            pv_time_ipa,
         });
     }
     Ok(Snapshot {
@@ -80,7 +90,7 @@ pub fn save(vm: &TestVm, spec: &VmSpec, source: Source, has_run: bool) -> Result
             psci_0_2: spec.psci_0_2,
             has_run,
             system_suspend: spec.system_suspend,
-            smccc_filter: Vec::new(),
+            smccc_filter,
             registers,
         },
         vcpus,
@@ -177,10 +187,9 @@ pub fn restore(snapshot: &Snapshot, plan: Option<&Report>) -> Result<TestVm, Res
         }
     }
     for (vcpu, v) in snapshot.vcpus.iter().enumerate() {
-        if v.pv_time_ipa.is_some() {
-            return Err(RestoreFailure::Other(
-                "stolen-time IPAs are not restored on real vCPUs yet".into(),
-            ));
+        if let Some(ipa) = v.pv_time_ipa {
+            vm.set_pv_time_ipa(vcpu, ipa)
+                .map_err(refused(Step::SetPvTimeIpa { vcpu }))?;
         }
         vm.set_mp_state(vcpu, v.mp_state.kvm_value())
             .map_err(refused(Step::SetMpState { vcpu }))?;

@@ -7,12 +7,13 @@ use std::time::Duration;
 pub use armfw::firmware::Conduit;
 use armfw::firmware::{KVM_MP_STATE_NAMES, SystemEventType};
 use kvm_bindings::{
-    KVM_ARM_VCPU_POWER_OFF, KVM_ARM_VCPU_PSCI_0_2, KVM_ARM_VM_SMCCC_CTRL, KVM_ARM_VM_SMCCC_FILTER,
+    KVM_ARM_VCPU_POWER_OFF, KVM_ARM_VCPU_PSCI_0_2, KVM_ARM_VCPU_PVTIME_CTRL,
+    KVM_ARM_VCPU_PVTIME_IPA, KVM_ARM_VM_SMCCC_CTRL, KVM_ARM_VM_SMCCC_FILTER,
     KVM_CAP_ARM_SYSTEM_SUSPEND, kvm_device_attr, kvm_enable_cap, kvm_mp_state, kvm_smccc_filter,
     kvm_userspace_memory_region, kvm_vcpu_init,
 };
 use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
-use vmm_sys_util::ioctl::ioctl_with_mut_ptr;
+use vmm_sys_util::ioctl::{ioctl_with_mut_ptr, ioctl_with_ref};
 
 use crate::guest::{self, GuestMemory, MmioExit};
 use crate::regs;
@@ -25,6 +26,15 @@ vmm_sys_util::ioctl_iowr_nr!(
     kvm_bindings::KVMIO,
     0xb0,
     kvm_bindings::kvm_reg_list
+);
+
+// KVM_GET_DEVICE_ATTR on a vCPU: kvm-ioctls has no vCPU getter (include/uapi/linux/kvm.h:
+// _IOW(KVMIO, 0xe2, struct kvm_device_attr)).
+vmm_sys_util::ioctl_iow_nr!(
+    KVM_GET_DEVICE_ATTR,
+    kvm_bindings::KVMIO,
+    0xe2,
+    kvm_bindings::kvm_device_attr
 );
 
 /// The default wait limit of a call; see [`TestVm::set_wait_limit`].
@@ -465,6 +475,51 @@ impl TestVm {
         .map_err(sys("KVM_SET_MP_STATE"))?;
         set_u64(fd, regs::PC, entry)?;
         set_u64(fd, regs::x(0), context_id)
+    }
+
+    /// KVM_SET_DEVICE_ATTR(KVM_ARM_VCPU_PVTIME_CTRL, KVM_ARM_VCPU_PVTIME_IPA) on vCPU
+    /// `vcpu`: the guest physical address of its stolen-time structure (64-byte aligned,
+    /// inside guest memory; once per vCPU, EEXIST after).
+    pub fn set_pv_time_ipa(&self, vcpu: usize, ipa: u64) -> Result<(), Errno> {
+        self.check_vcpu(vcpu).map_err(|_| Errno(libc::EINVAL))?;
+        let attr = kvm_device_attr {
+            group: KVM_ARM_VCPU_PVTIME_CTRL,
+            attr: u64::from(KVM_ARM_VCPU_PVTIME_IPA),
+            addr: &ipa as *const u64 as u64,
+            flags: 0,
+        };
+        self.vcpu(vcpu).set_device_attr(&attr)?;
+        Ok(())
+    }
+
+    /// KVM_GET_DEVICE_ATTR of the stolen-time IPA of vCPU `vcpu`: `None` where the VMM has
+    /// set none (KVM reads back INVALID_GPA) or the host has no PV time.
+    pub fn pv_time_ipa(&self, vcpu: usize) -> Result<Option<u64>, Errno> {
+        self.check_vcpu(vcpu).map_err(|_| Errno(libc::EINVAL))?;
+        let mut ipa = u64::MAX;
+        let attr = kvm_device_attr {
+            group: KVM_ARM_VCPU_PVTIME_CTRL,
+            attr: u64::from(KVM_ARM_VCPU_PVTIME_IPA),
+            addr: &mut ipa as *mut u64 as u64,
+            flags: 0,
+        };
+        let fd = self.vcpu(vcpu);
+        if fd.has_device_attr(&attr).is_err() {
+            return Ok(None);
+        }
+        // SAFETY: one KVM_GET_DEVICE_ATTR ioctl on a vCPU fd; `attr.addr` points to `ipa`, a
+        // u64 that outlives the call, which is what KVM writes for this attribute.
+        let ret = unsafe { ioctl_with_ref(fd, KVM_GET_DEVICE_ATTR(), &attr) };
+        if ret != 0 {
+            return Err(Errno::last());
+        }
+        Ok((ipa != u64::MAX).then_some(ipa))
+    }
+
+    /// The guest physical address range of the VM's memory (where a stolen-time structure
+    /// can go).
+    pub fn guest_memory_range(&self) -> std::ops::Range<u64> {
+        guest::MEM_BASE..guest::MEM_BASE + guest::MEM_SIZE as u64
     }
 
     /// The VM's fd and vCPU `vcpu`'s, for code that drives KVM directly.
