@@ -37,7 +37,7 @@ pub use guest::{guest, pid1_main};
 
 #[cfg(all(target_os = "linux", target_arch = "aarch64"))]
 mod guest {
-    use std::io::Write;
+    use armfw_kvm::init::Records;
     use std::path::{Path, PathBuf};
     use std::process::ExitCode;
 
@@ -86,24 +86,6 @@ mod guest {
             })
             .collect();
         json!(mismatches)
-    }
-
-    struct Records(usize);
-
-    impl Records {
-        fn emit(&mut self, v: &Value) {
-            let line = format!("@@ARMFW {} {}\n", self.0, v);
-            // One write per line, so that kernel messages cannot split a record.
-            let _ = std::io::stdout().lock().write_all(line.as_bytes());
-            self.0 += 1;
-        }
-
-        fn end(self) {
-            let line = format!("@@ARMFW-END {}\n", self.0);
-            let mut out = std::io::stdout().lock();
-            let _ = out.write_all(line.as_bytes());
-            let _ = out.flush();
-        }
     }
 
     /// The swap test of one scenario: the same steps with armfw's userspace firmware, against
@@ -169,7 +151,7 @@ mod guest {
     /// `"firmware": "armfw"` (armfw's userspace firmware on KVM) and compare it with KVM's
     /// own firmware.
     pub fn guest(root: &Path, swap: bool) -> ExitCode {
-        let mut rec = Records(0);
+        let mut rec = Records::new();
         let ok = run(root, swap, &mut rec).unwrap_or_else(|e| {
             rec.emit(&json!({"kind": "error", "error": crate::one_line(&format!("{e:#}"))}));
             false

@@ -132,7 +132,7 @@ pub use guest::guest;
 
 #[cfg(all(target_os = "linux", target_arch = "aarch64"))]
 mod guest {
-    use std::io::Write;
+    use armfw_kvm::init::Records;
     use std::path::Path;
 
     use anyhow::{Context, Result, anyhow};
@@ -142,17 +142,6 @@ mod guest {
     use armfw_kvm::migrate::{self, RestoreFailure};
     use armfw_kvm::{TestVm, VmSpec};
     use serde_json::{Value, json};
-
-    /// Records on the console, as the conformance harness prints them.
-    struct Records(usize);
-
-    impl Records {
-        fn emit(&mut self, v: &Value) {
-            let line = format!("@@ARMFW {} {}\n", self.0, v);
-            let _ = std::io::stdout().lock().write_all(line.as_bytes());
-            self.0 += 1;
-        }
-    }
 
     /// The record values under `dir` (`*.jsonl`, one JSON value a line) of kind `kind`.
     fn records_in(dir: &Path, kind: &str) -> Result<Vec<Value>> {
@@ -196,14 +185,12 @@ mod guest {
     /// The harness's in-host half in `mode` (probe, save, restore) with the inputs under
     /// `root`; the records go to stdout, ending with `@@ARMFW-END`.
     pub fn guest(mode: &str, root: &Path) -> bool {
-        let mut rec = Records(0);
+        let mut rec = Records::new();
         let ok = run(mode, root, &mut rec).unwrap_or_else(|e| {
             rec.emit(&json!({"kind": "error", "error": crate::one_line(&format!("{e:#}"))}));
             false
         });
-        let _ = std::io::stdout()
-            .lock()
-            .write_all(format!("@@ARMFW-END {}\n", rec.0).as_bytes());
+        rec.end();
         ok
     }
 

@@ -5,6 +5,7 @@
 //! `/init` is the static `armfw` binary; nothing else runs there.
 
 use std::ffi::CString;
+use std::io::Write;
 
 use crate::Errno;
 
@@ -51,6 +52,40 @@ fn cmdline_value_in(cmdline: &str, key: &str) -> Option<String> {
             .and_then(|rest| rest.strip_prefix('='))
             .map(str::to_string)
     })
+}
+
+/// The records a program in an emulated host prints on its console for the harness: lines
+/// `@@ARMFW <seq> <json>` (seq counts from 0), ended by `@@ARMFW-END <count>`, so that a cut
+/// or garbled console log is never taken for a complete result (conformance/lib.sh's
+/// `extract_records` checks both).
+#[derive(Debug, Default)]
+pub struct Records(usize);
+
+impl Records {
+    /// No records yet.
+    pub fn new() -> Records {
+        Records(0)
+    }
+
+    /// Prints the next record. One write per line, so that kernel messages cannot split it.
+    pub fn emit(&mut self, v: &serde_json::Value) {
+        let line = format!("@@ARMFW {} {}\n", self.0, v);
+        let _ = std::io::stdout().lock().write_all(line.as_bytes());
+        self.0 += 1;
+    }
+
+    /// How many records were printed.
+    pub fn count(&self) -> usize {
+        self.0
+    }
+
+    /// Prints the end marker and flushes.
+    pub fn end(self) {
+        let line = format!("@@ARMFW-END {}\n", self.0);
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(line.as_bytes());
+        let _ = out.flush();
+    }
 }
 
 /// Flushes nothing and powers the machine off (`reboot(RB_POWER_OFF)`: the kernel calls

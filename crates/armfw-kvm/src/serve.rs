@@ -46,9 +46,7 @@ use armfw::firmware::{
     Services,
 };
 use armfw::profile::Profile;
-use kvm_bindings::{
-    KVM_ARM_VM_SMCCC_CTRL, KVM_ARM_VM_SMCCC_FILTER, kvm_device_attr, kvm_mp_state, kvm_smccc_filter,
-};
+use kvm_bindings::kvm_mp_state;
 use kvm_ioctls::{VcpuFd, VmFd};
 
 use crate::{Errno, Error, MP_STATE_STOPPED, regs};
@@ -99,21 +97,11 @@ impl FirmwareServer {
     /// come before any vCPU runs (EBUSY after); kernels before 6.4 have no filter (EINVAL).
     pub fn install(&self, vm: &VmFd) -> Result<(), Error> {
         for (base, nr_functions) in FORWARDED_RANGES {
-            let filter = kvm_smccc_filter {
-                base,
-                nr_functions,
-                action: FWD_TO_USER,
-                pad: [0; 15],
-            };
-            let attr = kvm_device_attr {
-                group: KVM_ARM_VM_SMCCC_CTRL,
-                attr: u64::from(KVM_ARM_VM_SMCCC_FILTER),
-                addr: &filter as *const kvm_smccc_filter as u64,
-                flags: 0,
-            };
-            vm.set_device_attr(&attr).map_err(|e| Error::Sys {
-                op: "KVM_SET_DEVICE_ATTR(KVM_ARM_VM_SMCCC_FILTER)",
-                errno: e.into(),
+            crate::vm::set_smccc_filter(vm, base, nr_functions, FWD_TO_USER).map_err(|errno| {
+                Error::Sys {
+                    op: "KVM_SET_DEVICE_ATTR(KVM_ARM_VM_SMCCC_FILTER)",
+                    errno,
+                }
             })?;
         }
         Ok(())

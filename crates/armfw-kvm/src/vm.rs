@@ -366,20 +366,7 @@ impl TestVm {
     /// KVM_ARM_VM_SMCCC_FILTER, with `{base, nr_functions, action}` and a zero pad
     /// (action 0 HANDLE, 1 DENY, 2 FWD_TO_USER). Kernels before 6.4 answer EINVAL.
     pub fn set_smccc_filter(&self, base: u32, nr_functions: u32, action: u8) -> Result<(), Errno> {
-        let filter = kvm_smccc_filter {
-            base,
-            nr_functions,
-            action,
-            pad: [0; 15],
-        };
-        let attr = kvm_device_attr {
-            group: KVM_ARM_VM_SMCCC_CTRL,
-            attr: u64::from(KVM_ARM_VM_SMCCC_FILTER),
-            addr: &filter as *const kvm_smccc_filter as u64,
-            flags: 0,
-        };
-        self.inner().vm.set_device_attr(&attr)?;
-        Ok(())
+        set_smccc_filter(&self.inner().vm, base, nr_functions, action)
     }
 
     /// KVM_HAS_DEVICE_ATTR for the SMCCC filter on the VM: `Ok(())` iff the kernel has it.
@@ -710,6 +697,30 @@ impl From<VcpuExit<'_>> for Exit {
             other => Exit::Other(format!("{other:?}")),
         }
     }
+}
+
+/// KVM_SET_DEVICE_ATTR(KVM_ARM_VM_SMCCC_CTRL, KVM_ARM_VM_SMCCC_FILTER) on `vm`: one range
+/// `{base, nr_functions, action}` with a zero pad.
+pub(crate) fn set_smccc_filter(
+    vm: &VmFd,
+    base: u32,
+    nr_functions: u32,
+    action: u8,
+) -> Result<(), Errno> {
+    let filter = kvm_smccc_filter {
+        base,
+        nr_functions,
+        action,
+        pad: [0; 15],
+    };
+    let attr = kvm_device_attr {
+        group: KVM_ARM_VM_SMCCC_CTRL,
+        attr: u64::from(KVM_ARM_VM_SMCCC_FILTER),
+        addr: &filter as *const kvm_smccc_filter as u64,
+        flags: 0,
+    };
+    vm.set_device_attr(&attr)?;
+    Ok(())
 }
 
 fn set_u64(fd: &VcpuFd, id: u64, value: u64) -> Result<(), Error> {

@@ -18,7 +18,7 @@ use std::process::{Command, ExitCode, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use armfw_kvm::init;
+use armfw_kvm::init::{self, Records};
 use serde_json::{Value, json};
 
 use crate::checks::{Check, run_checks, same_firmware};
@@ -27,24 +27,6 @@ use crate::report::{FirmwareMode, RunResult};
 
 /// Extra seconds a child gets beyond its own time limit before it is killed.
 const KILL_GRACE_S: u64 = 30;
-
-struct Records(usize);
-
-impl Records {
-    fn emit(&mut self, v: &Value) {
-        let line = format!("@@ARMFW {} {}\n", self.0, v);
-        // One write per line, so that kernel messages cannot split a record.
-        let _ = std::io::stdout().lock().write_all(line.as_bytes());
-        self.0 += 1;
-    }
-
-    fn end(self) {
-        let line = format!("@@ARMFW-END {}\n", self.0);
-        let mut out = std::io::stdout().lock();
-        let _ = out.write_all(line.as_bytes());
-        let _ = out.flush();
-    }
-}
 
 fn check_record(firmware: &str, action: &str, check: &Check) -> Value {
     json!({
@@ -64,7 +46,7 @@ pub fn main() -> ExitCode {
     }
     // The probe's scratch VMs are leaked, not closed (closing costs time under emulation).
     armfw_kvm::set_leak_on_drop(true);
-    let mut rec = Records(0);
+    let mut rec = Records::new();
     let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
     match Plan::from_cmdline(&cmdline) {
         Ok(plan) => run_plan(&plan, &mut rec),
