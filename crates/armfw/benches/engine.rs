@@ -90,6 +90,17 @@ fn dispatch(c: &mut Criterion) {
         fw.handle_call(0, &on, &mut s).expect("first CPU_ON");
         b.iter(|| fw.handle_call(0, black_box(&on), &mut s).expect("call"))
     });
+    // A steady state: the target is turned on, then turns itself off (two calls).
+    let off = Call::new(Conduit::Hvc, [0x8400_0002, 0, 0, 0]);
+    g.bench_function("CPU_ON (SUCCESS) + the target's CPU_OFF, 512 vCPUs", |b| {
+        let mut fw = vm(512);
+        b.iter(|| {
+            fw.handle_call(0, black_box(&on), &mut s).expect("CPU_ON");
+            fw.vcpu_run(511).expect("run");
+            fw.handle_call(511, black_box(&off), &mut s)
+                .expect("CPU_OFF")
+        })
+    });
     g.bench_function("CPU_ON (SUCCESS), 512 vCPUs", |b| {
         b.iter_batched_ref(
             || vm(512),
