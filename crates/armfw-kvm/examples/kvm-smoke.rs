@@ -245,10 +245,8 @@ mod smoke {
         ));
         out.end();
         if pid1 {
-            // SAFETY: one sync system call.
-            unsafe { libc::sync() };
-            // SAFETY: one reboot system call; PSCI SYSTEM_OFF makes QEMU exit.
-            unsafe { libc::reboot(libc::RB_POWER_OFF) };
+            // Waits for the console to send the records, then PSCI SYSTEM_OFF makes QEMU exit.
+            let _ = armfw_kvm::init::power_off();
         }
     }
 

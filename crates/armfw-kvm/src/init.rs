@@ -88,9 +88,16 @@ impl Records {
     }
 }
 
-/// Flushes nothing and powers the machine off (`reboot(RB_POWER_OFF)`: the kernel calls
-/// PSCI SYSTEM_OFF, and QEMU exits). Returns only if the system call fails.
+/// Powers the machine off (`reboot(RB_POWER_OFF)`: the kernel calls PSCI SYSTEM_OFF, and
+/// QEMU exits) once the console has sent everything written to it: a `write` to the serial
+/// console returns when the bytes are in the tty's buffer, and powering off at once can
+/// lose the last lines (seen: a harness record without its end marker). Returns only if the
+/// system call fails.
 pub fn power_off() -> Errno {
+    let _ = std::io::stdout().flush();
+    // SAFETY: one tcdrain system call on the standard output descriptor; it only waits.
+    // Not a tty (a pipe): it fails with ENOTTY, and there is nothing to wait for.
+    let _ = unsafe { libc::tcdrain(libc::STDOUT_FILENO) };
     // SAFETY: one reboot system call with a constant command.
     unsafe { libc::reboot(libc::RB_POWER_OFF) };
     Errno::last()
