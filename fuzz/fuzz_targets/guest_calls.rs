@@ -137,6 +137,13 @@ fuzz_target!(|data: &[u8]| {
                 for r in x.iter_mut().skip(1).take(3) {
                     *r = input.value();
                 }
+                // x4..x17: KVM's firmware reads none of them; any values must change nothing
+                // (checked against a twin below).
+                if input.u8() % 4 == 0 {
+                    for r in x.iter_mut().skip(4) {
+                        *r = input.value();
+                    }
+                }
                 let imm = if input.u8() % 8 == 0 {
                     u16::from(input.u8())
                 } else {
@@ -147,7 +154,18 @@ fuzz_target!(|data: &[u8]| {
                     continue;
                 }
                 let call = Call { conduit, imm, x };
-                match fw.handle_call(vcpu, &call, &mut services) {
+                // The same call with x4..x17 zero, on a twin of the VM and its services.
+                let mut twin = (fw.clone(), Fixed(services.0));
+                let mut zeroed = call;
+                zeroed.x[4..].fill(0);
+                let want = twin.0.handle_call(vcpu, &zeroed, &mut twin.1);
+                let got = fw.handle_call(vcpu, &call, &mut services);
+                assert_eq!(
+                    format!("{got:?} {fw:?}"),
+                    format!("{want:?} {:?}", twin.0),
+                    "x4..x17 changed an answer"
+                );
+                match got {
                     Err(_) => assert_ne!(fw.mp_state(vcpu).ok(), Some(MpState::Runnable)),
                     Ok(out) => {
                         if is_psci(x[0])
