@@ -9,6 +9,13 @@ use crate::firmware::Firmware;
 use crate::json::hex;
 use crate::profile::Profile;
 
+/// The four firmware feature bitmaps, in register order.
+const BITMAPS: [FwReg; 4] = [
+    FwReg::StdBmap,
+    FwReg::StdHypBmap,
+    FwReg::VendorHypBmap,
+    FwReg::VendorHypBmap2,
+];
 /// The spread of one WORKAROUND register's host level over a pool (WORKAROUND_2 levels as KVM
 /// compares them: 0 or 3). A host without the register counts as level 0.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -157,12 +164,7 @@ pub fn baseline<'a>(
         } else {
             versions.intersect(offered)
         };
-        for reg in [
-            FwReg::StdBmap,
-            FwReg::StdHypBmap,
-            FwReg::VendorHypBmap,
-            FwReg::VendorHypBmap2,
-        ] {
+        for reg in BITMAPS {
             let Some(i) = reg.bitmap_index() else {
                 continue;
             };
@@ -207,12 +209,7 @@ pub fn baseline<'a>(
     let psci_version = versions
         .newest()
         .ok_or(BaselineError::NoCommonPsciVersion)?;
-    for reg in [
-        FwReg::StdBmap,
-        FwReg::StdHypBmap,
-        FwReg::VendorHypBmap,
-        FwReg::VendorHypBmap2,
-    ] {
+    for reg in BITMAPS {
         let Some(i) = reg.bitmap_index() else {
             continue;
         };
