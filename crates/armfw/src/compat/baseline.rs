@@ -16,6 +16,7 @@ const BITMAPS: [FwReg; 4] = [
     FwReg::VendorHypBmap,
     FwReg::VendorHypBmap2,
 ];
+
 /// The spread of one WORKAROUND register's host level over a pool (WORKAROUND_2 levels as KVM
 /// compares them: 0 or 3). A host without the register counts as level 0.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
