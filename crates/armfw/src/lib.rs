@@ -54,6 +54,8 @@ pub mod profile;
 pub mod release;
 pub mod scenario;
 pub mod snapshot;
+#[cfg(test)]
+mod test_support;
 
 pub use firmware::Firmware;
 pub use json::{FieldError, hex, hex_le_bytes, parse_hex};

@@ -6,8 +6,9 @@ use serde_json::json;
 
 use super::*;
 use crate::firmware::{Firmware, VcpuFeatures};
-use crate::profile::{builtin, builtin_named};
+use crate::profile::builtin;
 use crate::snapshot::{FilterRange, RestoreError, RestorePolicy, SavedReg};
+use crate::test_support::{self, host};
 
 const M612: &str = "linux-6.12.117-max";
 const M72: &str = "linux-7.2.13-max";
@@ -15,24 +16,9 @@ const A53: &str = "linux-6.12.117-cortex-a53";
 const A72: &str = "linux-6.12.117-cortex-a72";
 const N1: &str = "linux-6.12.117-neoverse-n1";
 
-fn host(name: &str) -> Profile {
-    builtin_named(name).unwrap()
-}
-
 /// The state of a 2-vCPU VM on `name` with `writes` made before it ran.
 fn state(name: &str, writes: &[(FwReg, u64)]) -> Snapshot {
-    let mut fw = Firmware::new(&host(name));
-    for i in 0..2 {
-        fw.add_vcpu().unwrap();
-        fw.init_vcpu(
-            i,
-            VcpuFeatures {
-                psci_0_2: true,
-                power_off: i > 0,
-            },
-        )
-        .unwrap();
-    }
+    let mut fw = test_support::vm(&host(name), 2, true);
     for &(reg, value) in writes {
         fw.set_one_reg(0, reg.id(), value).unwrap();
     }
@@ -479,16 +465,7 @@ fn baseline_vms_move_between_every_pair_of_a_uniform_pool() {
     let b = baseline(&pool).unwrap();
     assert!(b.any_to_any());
     for src in &pool {
-        let mut fw = Firmware::new(src);
-        fw.add_vcpu().unwrap();
-        fw.init_vcpu(
-            0,
-            VcpuFeatures {
-                psci_0_2: true,
-                power_off: false,
-            },
-        )
-        .unwrap();
+        let mut fw = test_support::vm(src, 1, false);
         b.apply(&mut fw).unwrap();
         fw.vcpu_run(0).unwrap();
         let s = fw.save().unwrap();

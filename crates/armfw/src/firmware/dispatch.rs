@@ -563,23 +563,11 @@ mod tests {
     }
 
     fn vm(profile: &Profile, vcpus: usize) -> Firmware {
-        let mut fw = Firmware::new(profile);
-        for i in 0..vcpus {
-            fw.add_vcpu().unwrap();
-            fw.init_vcpu(
-                i,
-                VcpuFeatures {
-                    psci_0_2: true,
-                    power_off: false,
-                },
-            )
-            .unwrap();
-        }
-        fw
+        crate::test_support::vm(profile, vcpus, false)
     }
 
     fn host() -> Profile {
-        builtin_named("linux-6.12.117-max").unwrap()
+        crate::test_support::host("linux-6.12.117-max")
     }
 
     fn call(fw: &mut Firmware, s: &mut Fixed, conduit: Conduit, x: [u64; 4]) -> CallOutcome {

@@ -8,6 +8,7 @@ use crate::abi::FwReg;
 use crate::firmware::{Action, Call, Conduit};
 use crate::profile::builtin_named;
 use crate::scenario::ModelServices;
+use crate::test_support;
 
 /// An edit of a test input.
 type Edit<T> = fn(&mut T);
@@ -17,19 +18,7 @@ const M72: &str = "linux-7.2.13-max";
 
 /// A VM on `host` with `n` vCPUs (vCPU 0 running, the others powered off), after `setup`.
 fn vm(host: &str, n: usize, setup: impl FnOnce(&mut Firmware)) -> Firmware {
-    let p = builtin_named(host).unwrap();
-    let mut fw = Firmware::new(&p);
-    for i in 0..n {
-        fw.add_vcpu().unwrap();
-        fw.init_vcpu(
-            i,
-            VcpuFeatures {
-                psci_0_2: true,
-                power_off: i > 0,
-            },
-        )
-        .unwrap();
-    }
+    let mut fw = test_support::vm(&builtin_named(host).unwrap(), n, true);
     setup(&mut fw);
     fw.vcpu_run(0).unwrap();
     fw
