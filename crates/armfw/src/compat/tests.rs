@@ -531,16 +531,7 @@ fn baseline_of_a_large_pool_does_not_need_copies() {
 fn filter_ranges_cannot_go_to_6_1_which_has_no_smccc_filter() {
     // Measured on 6.1.192: every SMCCC filter request to the VM gives EINVAL.
     const M61: &str = "linux-6.1.192-max";
-    let mut fw = Firmware::new(&host(M612));
-    fw.add_vcpu().unwrap();
-    fw.init_vcpu(
-        0,
-        VcpuFeatures {
-            psci_0_2: true,
-            power_off: false,
-        },
-    )
-    .unwrap();
+    let mut fw = test_support::vm(&host(M612), 1, false);
     fw.set_smccc_filter(0xc400_0003, 1, 2, [0; 15]).unwrap();
     fw.vcpu_run(0).unwrap();
     let s = fw.save().unwrap();
