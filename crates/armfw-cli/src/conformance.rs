@@ -374,21 +374,23 @@ pub fn report(
                     mismatched += 1;
                     let steps = steps_of(path);
                     let mut text = String::new();
-                    for x in m {
-                        let i = x["step"].as_u64().unwrap_or(0) as usize;
-                        let step = steps.get(i).map(Value::to_string).unwrap_or_default();
-                        text.push_str(&format!(
-                            "  step {i}: {step}\n    kvm:   {}\n    model: {}\n",
-                            x["kvm"], x["model"]
-                        ));
-                    }
-                    for x in sm {
-                        let i = x["step"].as_u64().unwrap_or(0) as usize;
-                        let step = steps.get(i).map(Value::to_string).unwrap_or_default();
-                        text.push_str(&format!(
-                            "  step {i} (firmware swapped): {step}\n    kernel firmware: {}\n    armfw firmware:  {}\n",
-                            x["kvm"], x["model"]
-                        ));
+                    let labels = [
+                        ("", "kvm:  ", "model:"),
+                        (
+                            " (firmware swapped)",
+                            "kernel firmware:",
+                            "armfw firmware: ",
+                        ),
+                    ];
+                    for (list, (what, a, b)) in [(m, labels[0]), (sm, labels[1])] {
+                        for x in list {
+                            let i = x["step"].as_u64().unwrap_or(0) as usize;
+                            let step = steps.get(i).map(Value::to_string).unwrap_or_default();
+                            text.push_str(&format!(
+                                "  step {i}{what}: {step}\n    {a} {}\n    {b} {}\n",
+                                x["kvm"], x["model"]
+                            ));
+                        }
                     }
                     Some(text)
                 }

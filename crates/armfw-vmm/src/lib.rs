@@ -13,7 +13,7 @@
 //! ([`report`]) and their checks ([`checks`]). The VMM itself (`vmm`), its command line
 //! and its PID-1 mode are Linux/aarch64 only.
 //!
-//! It forbids unsafe code: guest RAM is registered through `armfw_kvm::memory`, and every other
+//! The crate forbids `unsafe_code`: guest RAM is registered through `armfw_kvm::memory`, and every other
 //! ioctl goes through kvm-ioctls' or armfw-kvm's safe wrappers.
 #![forbid(unsafe_code)]
 
