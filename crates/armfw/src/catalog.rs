@@ -1,24 +1,15 @@
-//! What each firmware register means and which values a host accepts: the facts behind
-//! `armfw regs`.
+//! What each register of a host means and which values the host accepts, as `armfw regs`
+//! shows it: the register table's facts ([`crate::register`]) applied to one profile.
 
 use serde_json::{Value, json};
 
-use crate::abi::reg::{
-    KVM_REG_ARM_SMCCC_ARCH_WORKAROUND_2_AVAIL, KVM_REG_ARM_SMCCC_ARCH_WORKAROUND_2_ENABLED,
-    KVM_REG_ARM_SMCCC_ARCH_WORKAROUND_2_NOT_REQUIRED,
-};
 use crate::abi::{FwReg, PsciVersion};
 use crate::json::hex;
 use crate::profile::Profile;
+use crate::register::{self, SetContext, SetRule};
+use crate::release::Release;
 
-/// Where a register's value lives.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Scope {
-    /// One value for the VM, read and written through any vCPU.
-    Vm,
-    /// A property of the host: GET reports it, SET only validates and stores nothing.
-    Host,
-}
+pub use crate::register::Scope;
 
 /// One register of one host, described.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -34,47 +25,9 @@ pub struct RegisterInfo {
     /// VM-wide value or host property.
     pub scope: Scope,
     /// The first upstream release with the register.
-    pub since: &'static str,
+    pub since: Release,
     /// What the register means and its rule, in one sentence.
     pub meaning: &'static str,
-}
-
-/// The release that introduced `reg`, and its meaning.
-pub const fn about(reg: FwReg) -> (&'static str, &'static str) {
-    match reg {
-        FwReg::PsciVersion => (
-            "4.17",
-            "PSCI version the guest sees (major<<16|minor); VM-wide, writable at any time; 0.1 only without PSCI_0_2",
-        ),
-        FwReg::SmcccArchWorkaround1 => (
-            "5.2",
-            "host Spectre-v2 level (0 NOT_AVAIL, 1 AVAIL, 2 NOT_REQUIRED); SET accepts a level up to the host's and stores nothing",
-        ),
-        FwReg::SmcccArchWorkaround2 => (
-            "5.2",
-            "host Spectre-v4/SSB level (0 NOT_AVAIL, 3 NOT_REQUIRED; 1, 2 and bit 4 ENABLED are legacy); SET accepts levels whose mapping ({0,1}->0, {2,3}->3) is up to the host's and stores nothing",
-        ),
-        FwReg::SmcccArchWorkaround3 => (
-            "5.17",
-            "host Spectre-BHB level (0 NOT_AVAIL, 1 AVAIL, 2 NOT_REQUIRED); SET accepts a level up to the host's and stores nothing",
-        ),
-        FwReg::StdBmap => (
-            "5.19",
-            "standard services the guest may call: bit 0 TRNG 1.0; VM-wide; EBUSY for a change once the VM has run",
-        ),
-        FwReg::StdHypBmap => (
-            "5.19",
-            "standard hypervisor services: bit 0 PV time; VM-wide; EBUSY for a change once the VM has run",
-        ),
-        FwReg::VendorHypBmap => (
-            "5.19",
-            "KVM vendor services: bit 0 FEATURES and CALL_UID, bit 1 PTP; VM-wide; EBUSY for a change once the VM has run",
-        ),
-        FwReg::VendorHypBmap2 => (
-            "6.15",
-            "KVM vendor services 64..127, advertised only (bit 0 DISCOVER_IMPL_VER, bit 1 DISCOVER_IMPL_CPUS; userspace serves them); VM-wide; EBUSY for a change once the VM has run",
-        ),
-    }
 }
 
 /// Every register of `profile`, described, in KVM's order.
@@ -83,42 +36,41 @@ pub fn registers(profile: &Profile) -> Vec<RegisterInfo> {
         .registers
         .iter()
         .map(|r| {
-            let (since, meaning) = about(r.reg);
-            let (accepts, mask, scope) = match r.reg {
-                FwReg::PsciVersion => (
+            let desc = register::firmware(r.reg);
+            let (accepts, mask) = match desc.rule {
+                SetRule::PsciVersion => (
                     profile
                         .psci_versions
                         .iter()
                         .map(|v| u64::from(v.0))
                         .collect(),
                     None,
-                    Scope::Vm,
                 ),
-                FwReg::SmcccArchWorkaround1 | FwReg::SmcccArchWorkaround3 => {
-                    ((0..=r.default).collect(), None, Scope::Host)
+                // The values the register's own SET rule accepts on this host.
+                SetRule::HostLevel(kind) => {
+                    let ctx = SetContext {
+                        psci_0_2: true,
+                        has_run: false,
+                        current: r.default,
+                    };
+                    let accepts = kind
+                        .values()
+                        .iter()
+                        .copied()
+                        .filter(|&v| desc.rule.set(r.reg, profile, ctx, v).is_ok())
+                        .collect();
+                    (accepts, None)
                 }
-                FwReg::SmcccArchWorkaround2 => {
-                    let mut a = vec![0, 1];
-                    if r.default == KVM_REG_ARM_SMCCC_ARCH_WORKAROUND_2_NOT_REQUIRED {
-                        a.extend([
-                            KVM_REG_ARM_SMCCC_ARCH_WORKAROUND_2_AVAIL,
-                            KVM_REG_ARM_SMCCC_ARCH_WORKAROUND_2_NOT_REQUIRED,
-                            KVM_REG_ARM_SMCCC_ARCH_WORKAROUND_2_AVAIL
-                                | KVM_REG_ARM_SMCCC_ARCH_WORKAROUND_2_ENABLED,
-                        ]);
-                    }
-                    (a, None, Scope::Host)
-                }
-                _ => (Vec::new(), r.writable, Scope::Vm),
+                _ => (Vec::new(), r.writable),
             };
             RegisterInfo {
                 reg: r.reg,
                 default: r.default,
                 accepts,
                 mask,
-                scope,
-                since,
-                meaning,
+                scope: desc.scope,
+                since: desc.since,
+                meaning: desc.meaning,
             }
         })
         .collect()
@@ -157,11 +109,8 @@ impl RegisterInfo {
             Some(m) => v["accepts_mask"] = json!(hex(m)),
             None => v["accepts"] = json!(self.accepts.iter().map(|&a| hex(a)).collect::<Vec<_>>()),
         }
-        v["scope"] = json!(match self.scope {
-            Scope::Vm => "vm",
-            Scope::Host => "host",
-        });
-        v["since"] = json!(self.since);
+        v["scope"] = json!(self.scope.name());
+        v["since"] = json!(format!("{}.{}", self.since.major, self.since.minor));
         v["meaning"] = json!(self.meaning);
         v
     }

@@ -10,6 +10,7 @@
 //! - [`firmware`]: the engine, one [`Firmware`] per VM: guest calls in, what the VMM must do
 //!   out; the firmware registers with KVM's errnos; the SMCCC filter; [`firmware::shared`]
 //!   for a VMM with one thread per vCPU.
+//! - [`register`]: the register table, one descriptor per register: every register fact.
 //! - [`profile`]: what one host offers ([`Profile`], JSON), and the built-in hosts.
 //! - [`release`]: the rules that changed between kernel releases.
 //! - [`scenario`]: the scenario contract, shared by the model and real-KVM backends.
@@ -51,6 +52,7 @@ pub mod compat;
 pub mod firmware;
 mod json;
 pub mod profile;
+pub mod register;
 pub mod release;
 pub mod scenario;
 pub mod snapshot;

@@ -35,11 +35,9 @@
 
 use serde_json::{Value, json};
 
-use crate::abi::reg::{
-    KVM_REG_ARM_SMCCC_ARCH_WORKAROUND_2_NOT_AVAIL, KVM_REG_ARM_SMCCC_ARCH_WORKAROUND_2_NOT_REQUIRED,
-};
 use crate::abi::{FwReg, PsciVersion};
 use crate::json::{FieldError, Obj, err, hex, number};
+use crate::register::{self, SetRule};
 use crate::release::{Release, Rules};
 
 /// The format tag of this profile schema.
@@ -205,7 +203,8 @@ impl Profile {
             if self.registers[..i].iter().any(|o| o.reg == r.reg) {
                 return err(&path, format!("{} is listed twice", r.reg));
             }
-            if r.reg.is_bitmap() != r.writable.is_some() {
+            let rule = register::firmware(r.reg).rule;
+            if matches!(rule, SetRule::FeatureBitmap) != r.writable.is_some() {
                 return err(
                     &format!("{path}.writable"),
                     "required for bitmap registers and only there",
@@ -216,15 +215,7 @@ impl Profile {
                     return err(&format!("{path}.default"), "has bits outside writable");
                 }
             }
-            let bad_level = match r.reg {
-                FwReg::SmcccArchWorkaround1 | FwReg::SmcccArchWorkaround3 => r.default > 2,
-                FwReg::SmcccArchWorkaround2 => {
-                    r.default != KVM_REG_ARM_SMCCC_ARCH_WORKAROUND_2_NOT_AVAIL
-                        && r.default != KVM_REG_ARM_SMCCC_ARCH_WORKAROUND_2_NOT_REQUIRED
-                }
-                _ => false,
-            };
-            if bad_level {
+            if !rule.is_host_value(r.default) {
                 return err(
                     &format!("{path}.default"),
                     format!(

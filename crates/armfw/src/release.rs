@@ -84,6 +84,17 @@ impl Rules {
     }
 }
 
+impl Rules {
+    /// The errno for a firmware register id the kernel does not have.
+    pub const fn unknown_fw_reg_errno(self) -> crate::abi::Errno {
+        if self.unknown_fw_reg_is_enoent {
+            crate::abi::Errno::ENOENT
+        } else {
+            crate::abi::Errno::EINVAL
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -129,6 +129,11 @@ impl FwReg {
         }
     }
 
+    /// The register's position in [`FwReg::ALL`] (KVM's list order).
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
     /// The register with this exact id.
     pub fn from_id(id: u64) -> Option<FwReg> {
         Self::ALL.into_iter().find(|r| r.id() == id)

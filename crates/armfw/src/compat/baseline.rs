@@ -3,11 +3,12 @@
 
 use serde_json::{Value, json};
 
-use super::{VersionSet, absence_value, wa2_mapped};
+use super::VersionSet;
 use crate::abi::{Errno, FwReg, PsciVersion};
 use crate::firmware::Firmware;
 use crate::json::hex;
 use crate::profile::Profile;
+use crate::register;
 
 /// The four firmware feature bitmaps, in register order.
 const BITMAPS: [FwReg; 4] = [
@@ -185,13 +186,9 @@ pub fn baseline<'a>(
             }
         }
         for s in &mut workarounds {
-            let level = p.register(s.reg).map_or(0, |r| {
-                if s.reg == FwReg::SmcccArchWorkaround2 {
-                    wa2_mapped(r.default)
-                } else {
-                    r.default
-                }
-            });
+            // A host's value is its level's canonical encoding (profiles hold no legacy
+            // WORKAROUND_2 values), so values compare as levels do.
+            let level = p.workaround_level(s.reg).unwrap_or(0);
             if level < s.lowest {
                 s.lowest = level;
                 s.lowest_host = host;
@@ -215,7 +212,7 @@ pub fn baseline<'a>(
             continue;
         };
         if let (Some(Some(_)), Some(Some(host))) = (with.get(i), without.get(i)) {
-            match absence_value(reg) {
+            match register::firmware(reg).absence {
                 Some(a) => {
                     if let Some(v) = bitmaps.get_mut(i) {
                         *v = v.map(|v| v & a);
@@ -275,7 +272,7 @@ impl Baseline {
                 continue;
             }
             if work.profile().register(reg).is_none() {
-                if absence_value(reg) == Some(value) {
+                if register::firmware(reg).absence == Some(value) {
                     continue;
                 }
                 return Err(ApplyError::MissingRegister(reg));

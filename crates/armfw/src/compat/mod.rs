@@ -45,12 +45,9 @@ pub use baseline::{ApplyError, Baseline, BaselineError, WorkaroundSpread, baseli
 
 use std::fmt;
 
-use crate::abi::reg::{
-    KVM_REG_ARM_SMCCC_ARCH_WORKAROUND_2_NOT_AVAIL,
-    KVM_REG_ARM_SMCCC_ARCH_WORKAROUND_2_NOT_REQUIRED, KVM_REG_FEATURE_LEVEL_MASK,
-};
 use crate::abi::{Errno, FwReg, PsciVersion};
 use crate::profile::Profile;
+use crate::register::{self, LevelKind, SetContext, SetRule, WorkaroundLevel};
 use crate::snapshot::{MAX_REGISTERS, Snapshot, Step};
 
 /// The answer of [`check`].
@@ -169,10 +166,14 @@ pub enum Accepts {
     PsciVersions(VersionSet),
     /// PSCI_VERSION on vCPUs without PSCI_0_2: only 0.1.
     Psci01,
-    /// WORKAROUND_1/3: levels 0 up to the host's level.
-    UpToLevel(u64),
-    /// WORKAROUND_2: levels whose mapping ({0,1}→0, {2,3}→3) is at most the host's level.
-    UpToMappedLevel(u64),
+    /// A WORKAROUND register: the values whose level ([`LevelKind::decode`]) is at most the
+    /// host's.
+    Level {
+        /// How the register encodes its level.
+        kind: LevelKind,
+        /// The host's value of the register.
+        host: u64,
+    },
     /// A bitmap: any subset of `writable`; a fresh VM has `default`.
     Bits {
         /// The bits SET accepts.
@@ -726,25 +727,6 @@ fn capability(subject: Subject, ok: bool, yes: Rule, no: Rule, need: Need) -> Fi
     }
 }
 
-/// The level a WORKAROUND_2 value is compared at (Linux `kvm_arm_set_fw_reg()`): {0,1} → 0,
-/// {2,3} → 3, with or without the legacy ENABLED bit.
-const fn wa2_mapped(value: u64) -> u64 {
-    match value & KVM_REG_FEATURE_LEVEL_MASK {
-        0 | 1 => KVM_REG_ARM_SMCCC_ARCH_WORKAROUND_2_NOT_AVAIL,
-        _ => KVM_REG_ARM_SMCCC_ARCH_WORKAROUND_2_NOT_REQUIRED,
-    }
-}
-
-/// The value of a register that means the same as the register's absence, where one exists:
-/// VENDOR_HYP_BMAP_2 = 0 (a kernel without it advertises none of its services: KVM_FEATURES
-/// word 2 is 0 before 6.15). WORKAROUND levels are handled by [`Rule::WorkaroundPromisesNothing`].
-const fn absence_value(reg: FwReg) -> Option<u64> {
-    match reg {
-        FwReg::VendorHypBmap2 => Some(0),
-        _ => None,
-    }
-}
-
 fn assess(reg: FwReg, saved: Option<u64>, psci_0_2: bool, dest: &Profile) -> Option<Finding> {
     let on_dest = dest.register(reg);
     if saved.is_none() && on_dest.is_none() {
@@ -795,15 +777,12 @@ fn assess(reg: FwReg, saved: Option<u64>, psci_0_2: bool, dest: &Profile) -> Opt
             }
         }
         FwReg::SmcccArchWorkaround1 | FwReg::SmcccArchWorkaround2 | FwReg::SmcccArchWorkaround3 => {
-            let wa2 = reg == FwReg::SmcccArchWorkaround2;
-            let level = |v: u64| if wa2 { wa2_mapped(v) } else { v };
-            let accepts = |l| {
-                if wa2 {
-                    Accepts::UpToMappedLevel(l)
-                } else {
-                    Accepts::UpToLevel(l)
-                }
+            let desc = register::firmware(reg);
+            let SetRule::HostLevel(kind) = desc.rule else {
+                return None;
             };
+            let accepts = |host| Accepts::Level { kind, host };
+            let accepted = |s| strict_set(dest, psci_0_2, reg.id(), s).is_ok();
             match (saved, on_dest) {
                 (Some(s), Some(d)) if s == d.default => finding(
                     accepts(d.default),
@@ -811,7 +790,7 @@ fn assess(reg: FwReg, saved: Option<u64>, psci_0_2: bool, dest: &Profile) -> Opt
                     Outcome::Restore,
                     None,
                 ),
-                (Some(s), Some(d)) if s & !0x1f == 0 && level(s) <= d.default => finding(
+                (Some(s), Some(d)) if accepted(s) => finding(
                     accepts(d.default),
                     Rule::WorkaroundBelowHost,
                     Outcome::Refuse,
@@ -823,7 +802,7 @@ fn assess(reg: FwReg, saved: Option<u64>, psci_0_2: bool, dest: &Profile) -> Opt
                     Outcome::Refuse,
                     Some(Remedy::HostLevel { reg, level: s }),
                 ),
-                (Some(s), None) if level(s) == 0 => finding(
+                (Some(s), None) if kind.decode(s) == Some(WorkaroundLevel::NotAvail) => finding(
                     Accepts::Missing,
                     Rule::WorkaroundPromisesNothing,
                     Outcome::Skip,
@@ -842,7 +821,7 @@ fn assess(reg: FwReg, saved: Option<u64>, psci_0_2: bool, dest: &Profile) -> Opt
             }
         }
         FwReg::StdBmap | FwReg::StdHypBmap | FwReg::VendorHypBmap | FwReg::VendorHypBmap2 => {
-            let absence = absence_value(reg);
+            let absence = register::firmware(reg).absence;
             let bits = |d: &crate::profile::ProfileReg| Accepts::Bits {
                 writable: d.writable.unwrap_or(0),
                 default: d.default,
@@ -894,39 +873,22 @@ fn assess(reg: FwReg, saved: Option<u64>, psci_0_2: bool, dest: &Profile) -> Opt
     }
 }
 
-/// What KVM on `dest` answers to SET_ONE_REG(`id`, `value`) on a fresh VM's vCPU, mirroring
-/// [`crate::Firmware::set_one_reg`] (Linux `kvm_arm_set_fw_reg()`).
+/// What KVM on `dest` answers to SET_ONE_REG(`id`, `value`) on a fresh VM's vCPU: the id
+/// checks of [`crate::Firmware::set_one_reg`], then the register table's rule.
 fn strict_set(dest: &Profile, psci_0_2: bool, id: u64, value: u64) -> Result<(), Errno> {
-    let unknown = if dest.rules().unknown_fw_reg_is_enoent {
-        Errno::ENOENT
-    } else {
-        Errno::EINVAL
+    let unknown = dest.rules().unknown_fw_reg_errno();
+    let reg = FwReg::from_id(id)
+        .filter(|r| dest.register(*r).is_some())
+        .ok_or(unknown)?;
+    let ctx = SetContext {
+        psci_0_2,
+        has_run: false,
+        current: dest.register(reg).map_or(0, |r| r.default),
     };
-    let Some(reg) = FwReg::from_id(id) else {
-        return Err(unknown);
-    };
-    let Some(d) = dest.register(reg) else {
-        return Err(unknown);
-    };
-    let ok = match reg {
-        FwReg::PsciVersion => match u32::try_from(value).ok().map(PsciVersion) {
-            Some(PsciVersion::V0_1) => !psci_0_2,
-            Some(v) => psci_0_2 && dest.psci_versions.contains(&v),
-            None => false,
-        },
-        FwReg::SmcccArchWorkaround1 | FwReg::SmcccArchWorkaround3 => {
-            value & !KVM_REG_FEATURE_LEVEL_MASK == 0 && value <= d.default
-        }
-        FwReg::SmcccArchWorkaround2 => {
-            let level = value & KVM_REG_FEATURE_LEVEL_MASK;
-            value & !0x1f == 0
-                && (value & 0x10 == 0 || level == 2)
-                && level <= 3
-                && wa2_mapped(value) <= d.default
-        }
-        _ => value & !d.writable.unwrap_or(0) == 0,
-    };
-    if ok { Ok(()) } else { Err(Errno::EINVAL) }
+    register::firmware(reg)
+        .rule
+        .set(reg, dest, ctx, value)
+        .map(|_| ())
 }
 
 /// The strict policy on a fresh destination VM: the capability, vCPU 0's init, the filter

@@ -24,14 +24,19 @@ impl fmt::Display for Accepts {
                 Ok(())
             }
             Accepts::Psci01 => f.write_str("0.1 (without PSCI_0_2)"),
-            Accepts::UpToLevel(0) => f.write_str("level 0 only"),
-            Accepts::UpToLevel(l) => write!(f, "levels 0..={l}"),
-            Accepts::UpToMappedLevel(l) => {
-                if l == 0 {
-                    f.write_str("levels 0, 1 (host level 0)")
-                } else {
-                    f.write_str("levels 0..=3, 0x12 (host level 3)")
+            Accepts::Level { kind, host } => {
+                let host_level = kind.host_value(host);
+                f.write_str("levels ")?;
+                let accepted = kind.values().iter().filter(|&&v| {
+                    host_level.is_some_and(|h| kind.decode(v).is_some_and(|l| l <= h))
+                });
+                for (i, v) in accepted.enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{v:#x}")?;
                 }
+                write!(f, " (host level {host:#x})")
             }
             Accepts::Bits { writable, default } => {
                 write!(f, "subsets of {writable:#x} (default {default:#x})")
@@ -53,9 +58,7 @@ impl Accepts {
             Accepts::Psci01 => {
                 json!({"present": true, "values": [hex(PsciVersion::V0_1.0.into())]})
             }
-            Accepts::UpToLevel(l) | Accepts::UpToMappedLevel(l) => {
-                json!({"present": true, "host_level": hex(l)})
-            }
+            Accepts::Level { host, .. } => json!({"present": true, "host_level": hex(host)}),
             Accepts::Bits { writable, default } => {
                 json!({"present": true, "mask": hex(writable), "default": hex(default)})
             }

@@ -53,10 +53,7 @@ mod restore;
 pub use codec::crc32;
 pub use restore::{RestoreError, RestorePolicy, Restored, Step};
 
-use crate::abi::reg::{
-    KVM_REG_ARM_SMCCC_ARCH_WORKAROUND_2_AVAIL, KVM_REG_ARM_SMCCC_ARCH_WORKAROUND_2_ENABLED,
-    KVM_REG_SIZE_MASK, KVM_REG_SIZE_U64,
-};
+use crate::abi::reg::{KVM_REG_SIZE_MASK, KVM_REG_SIZE_U64};
 use crate::abi::{Errno, FwReg, OneRegId, PsciVersion};
 use crate::firmware::{FilterAction, Firmware, KVM_MAX_VCPUS, MpState, VcpuFeatures, VcpuStart};
 use crate::json::{FieldError, err, hex};
@@ -484,24 +481,9 @@ impl Snapshot {
                 );
             }
             previous = Some(r.id);
-            let ok = match FwReg::from_id(r.id) {
-                Some(FwReg::PsciVersion) => {
-                    let v = u32::try_from(r.value).ok().map(PsciVersion);
-                    match v {
-                        Some(PsciVersion::V0_1) => !self.vm.psci_0_2,
-                        Some(v) => self.vm.psci_0_2 && v.is_kvm_version(),
-                        None => false,
-                    }
-                }
-                Some(FwReg::SmcccArchWorkaround1 | FwReg::SmcccArchWorkaround3) => r.value <= 2,
-                Some(FwReg::SmcccArchWorkaround2) => {
-                    r.value <= 3
-                        || r.value
-                            == KVM_REG_ARM_SMCCC_ARCH_WORKAROUND_2_AVAIL
-                                | KVM_REG_ARM_SMCCC_ARCH_WORKAROUND_2_ENABLED
-                }
-                _ => true,
-            };
+            // An id armfw does not know is kept as saved: compat refuses it with a finding.
+            let ok = crate::register::lookup(r.id)
+                .is_none_or(|d| d.rule.reportable(r.value, self.vm.psci_0_2));
             if !ok {
                 let family = if self.vm.psci_0_2 {
                     "with PSCI_0_2"
