@@ -3,15 +3,16 @@
 //! armfw's plan), apply a pool baseline at VM creation, and read what the guest sees of its
 //! firmware.
 //!
-//! A restore goes into a VM it creates, in the order of the model's
-//! [`armfw::Firmware::restore`] (vCPUs, SMCCC filter ranges, every vCPU's registers, MP
-//! states, pending CPU_ON starts), so that its first failing operation is the one
-//! [`armfw::compat::check`] predicts. On failure that VM is dropped: nothing else changed.
+//! Save, restore and baseline application are the core's one sequence
+//! ([`armfw::snapshot::sequence`]) over real vCPUs: the model runs the same code, so a real
+//! restore's first failing operation is the one [`armfw::compat::check`] predicts. A restore
+//! goes into a VM it creates; on failure that VM is dropped: nothing else changed.
 
-use armfw::abi::{Errno as AbiErrno, FwReg, OneRegId};
-use armfw::compat::{Baseline, PlanAction, Report};
+use armfw::abi::Errno as AbiErrno;
+use armfw::compat::{Baseline, Report};
 use armfw::firmware::{Conduit, FilterAction, MpState};
-use armfw::snapshot::{FilterRange, Snapshot, Source, Step, VcpuState, VmState};
+use armfw::snapshot::sequence::{self, RestoreTarget, SaveContext, SaveSource};
+use armfw::snapshot::{FilterRange, PendingStart, Snapshot, Source, Step};
 
 use crate::{CallExit, Error, TestVm, VmSpec};
 
@@ -51,10 +52,11 @@ impl std::fmt::Display for RestoreFailure {
     }
 }
 
-/// The firmware state of `vm` (which `spec` created), as a VMM saves it: every firmware
-/// register of KVM_GET_REG_LIST with its value (through vCPU 0: the values are VM-wide), and
-/// each vCPU's MP state and stolen-time IPA. KVM cannot read SMCCC filter ranges back: the
-/// VMM passes the ranges it installed as `smccc_filter`. `source` names the host.
+/// The firmware state of `vm` (which `spec` created), as a VMM saves it, through the core's
+/// one save sequence ([`sequence::save_from`]): every firmware register of KVM_GET_REG_LIST
+/// with its value (through vCPU 0: the values are VM-wide), and each vCPU's MP state and
+/// stolen-time IPA. KVM cannot read SMCCC filter ranges back: the VMM passes the ranges it
+/// installed as `smccc_filter`. `source` names the host.
 pub fn save(
     vm: &TestVm,
     spec: &VmSpec,
@@ -62,75 +64,33 @@ pub fn save(
     has_run: bool,
     smccc_filter: Vec<FilterRange>,
 ) -> Result<Snapshot, Error> {
-    let sys = |op: &'static str| move |errno| Error::Sys { op, errno };
-    let mut registers = Vec::new();
-    for id in vm.reg_list(0).map_err(sys("KVM_GET_REG_LIST"))? {
-        if OneRegId(id).is_firmware_class() {
-            let value = vm.get_u64(0, id).map_err(sys("KVM_GET_ONE_REG"))?;
-            registers.push(armfw::snapshot::SavedReg { id, value });
-        }
-    }
-    let mut vcpus = Vec::new();
-    for v in 0..vm.vcpu_count() {
-        let raw = vm.mp_state(v).map_err(sys("KVM_GET_MP_STATE"))?;
-        let mp_state = MpState::from_kvm_value(raw)
-            .ok_or_else(|| Error::Firmware(format!("vCPU {v}: MP state {raw} on arm64")))?;
-        let pv_time_ipa = vm
-            .pv_time_ipa(v)
-            .map_err(sys("KVM_GET_DEVICE_ATTR(KVM_ARM_VCPU_PVTIME_IPA)"))?;
-        vcpus.push(VcpuState {
-            mp_state,
-            pending_start: None,
-            pv_time_ipa,
-        });
-    }
-    Ok(Snapshot {
+    let ctx = SaveContext {
         source,
-        vm: VmState {
-            psci_0_2: spec.psci_0_2,
-            has_run,
-            system_suspend: spec.system_suspend,
-            smccc_filter,
-            registers,
-        },
-        vcpus,
+        psci_0_2: spec.psci_0_2,
+        has_run,
+        system_suspend: spec.system_suspend,
+        smccc_filter,
+    };
+    sequence::save_from(&Live(vm), ctx).map_err(|f| Error::Sys {
+        op: f.op,
+        errno: crate::Errno(f.errno.0),
     })
 }
 
-/// Writes `baseline`'s registers on every vCPU of `vm`, before it first runs: PSCI_VERSION
-/// (on PSCI_0_2 VMs) and the bitmaps. A register the host lacks is left out when the
-/// baseline's value means its absence (0 for a bitmap), as [`Baseline::apply`] does.
+/// Writes `baseline`'s registers on every vCPU of `vm`, before it first runs, through the
+/// core's one sequence ([`sequence::apply_baseline`], the one [`armfw::compat::Baseline::apply`]
+/// runs on the model): PSCI_VERSION (on PSCI_0_2 VMs) and the bitmaps; a register the host
+/// lacks is left out where the baseline's value means its absence.
 pub fn apply_baseline(vm: &TestVm, spec: &VmSpec, baseline: &Baseline) -> Result<(), Error> {
-    let present = vm.reg_list(0).map_err(|errno| Error::Sys {
-        op: "KVM_GET_REG_LIST",
-        errno,
-    })?;
-    for (reg, value) in baseline.registers() {
-        if reg == FwReg::PsciVersion && !spec.psci_0_2 {
-            continue;
-        }
-        if !present.contains(&reg.id()) {
-            if reg.is_bitmap() && value == 0 {
-                continue;
-            }
-            return Err(Error::Firmware(format!(
-                "the baseline sets {reg}, which this host does not have"
-            )));
-        }
-        for v in 0..vm.vcpu_count() {
-            vm.set_one_reg(v, reg.id(), &value.to_le_bytes())
-                .map_err(|errno| Error::Sys {
-                    op: "KVM_SET_ONE_REG (baseline)",
-                    errno,
-                })?;
-        }
-    }
-    Ok(())
+    sequence::apply_baseline(&mut Live(vm), spec.psci_0_2, baseline)
+        .map_err(|e| Error::Firmware(e.to_string()))
 }
 
-/// Restores `snapshot` into a new VM: every saved register on every vCPU in saved order
-/// (`plan` = `None`, the strict policy of today's VMMs), or armfw's plan (`Some(report)`,
-/// from [`armfw::compat::check`] against this host). Returns the VM, ready to run.
+/// Restores `snapshot` into a new VM through the core's one restore sequence
+/// ([`sequence::restore_into`], the one [`armfw::Firmware::restore`] runs on the model):
+/// every saved register on every vCPU in saved order (`plan` = `None`, the strict policy of
+/// today's VMMs), or armfw's plan (`Some(report)`, from [`armfw::compat::check`] against this
+/// host). Returns the VM, ready to run.
 pub fn restore(snapshot: &Snapshot, plan: Option<&Report>) -> Result<TestVm, RestoreFailure> {
     if let Some(report) = plan {
         if let Some(f) = report.findings().find(|f| f.is_refused()) {
@@ -141,64 +101,159 @@ pub fn restore(snapshot: &Snapshot, plan: Option<&Report>) -> Result<TestVm, Res
             )));
         }
     }
-    let n = snapshot.vcpus.len();
-    let spec = VmSpec {
-        vcpus: n,
-        psci_0_2: snapshot.vm.psci_0_2,
-        power_off: Vec::new(),
-        system_suspend: snapshot.vm.system_suspend,
-    };
-    let vm = TestVm::new(&spec).map_err(|e| match e.errno() {
-        Some(errno) if snapshot.vm.system_suspend => RestoreFailure::Refused {
-            step: Step::EnableSystemSuspend,
-            errno: errno.into(),
+    let mut target = NewVm {
+        spec: VmSpec {
+            vcpus: snapshot.vcpus.len(),
+            psci_0_2: snapshot.vm.psci_0_2,
+            power_off: Vec::new(),
+            system_suspend: false,
         },
-        _ => RestoreFailure::Other(e.to_string()),
-    })?;
-    let refused = |step| {
-        move |errno: crate::Errno| RestoreFailure::Refused {
-            step,
-            errno: errno.into(),
-        }
+        vm: None,
+        error: None,
     };
-    for (range, r) in snapshot.vm.smccc_filter.iter().enumerate() {
-        vm.set_smccc_filter(r.base, r.nr_functions, filter_action(r.action))
-            .map_err(refused(Step::SetSmcccFilter { range }))?;
+    let result = sequence::restore_into(&mut target, snapshot, plan);
+    if let Some(e) = target.error {
+        return Err(RestoreFailure::Other(e.to_string()));
     }
-    for vcpu in 0..n {
-        let writes: Vec<(u64, u64)> = match plan {
-            None => snapshot
-                .vm
-                .registers
-                .iter()
-                .map(|r| (r.id, r.value))
-                .collect(),
-            Some(report) => report
-                .plan()
-                .filter_map(|a| match *a {
-                    PlanAction::Write { id, value } => Some((id, value)),
-                    _ => None,
-                })
-                .collect(),
-        };
-        for (id, value) in writes {
-            vm.set_one_reg(vcpu, id, &value.to_le_bytes())
-                .map_err(refused(Step::SetOneReg { vcpu, id }))?;
+    result.map_err(|(step, errno)| RestoreFailure::Refused { step, errno })?;
+    target
+        .vm
+        .ok_or_else(|| RestoreFailure::Other("the restore created no VM".into()))
+}
+
+/// A VM that exists, as the save sequence's source (and the baseline's target).
+struct Live<'a>(&'a TestVm);
+
+impl SaveSource for Live<'_> {
+    fn vcpu_count(&self) -> usize {
+        self.0.vcpu_count()
+    }
+
+    fn reg_list(&self, vcpu: usize) -> Result<Vec<u64>, AbiErrno> {
+        self.0.reg_list(vcpu).map_err(Into::into)
+    }
+
+    fn get_one_reg(&self, vcpu: usize, id: u64) -> Result<u64, AbiErrno> {
+        self.0.get_u64(vcpu, id).map_err(Into::into)
+    }
+
+    fn mp_state(&self, vcpu: usize) -> Result<MpState, AbiErrno> {
+        let raw = self.0.mp_state(vcpu).map_err(AbiErrno::from)?;
+        // arm64 KVM reports RUNNABLE, STOPPED and SUSPENDED only.
+        MpState::from_kvm_value(raw).ok_or(AbiErrno::EINVAL)
+    }
+
+    fn pv_time_ipa(&self, vcpu: usize) -> Result<Option<u64>, AbiErrno> {
+        self.0.pv_time_ipa(vcpu).map_err(Into::into)
+    }
+}
+
+impl RestoreTarget for Live<'_> {
+    fn enable_system_suspend(&mut self) -> Result<(), AbiErrno> {
+        // A capability of VM creation: the VM exists already.
+        Err(AbiErrno::EINVAL)
+    }
+
+    fn create_vcpus(&mut self, count: usize, _psci_0_2: bool) -> Result<(), (usize, AbiErrno)> {
+        if count == self.0.vcpu_count() {
+            Ok(())
+        } else {
+            Err((count.min(self.0.vcpu_count()), AbiErrno::EINVAL))
         }
     }
-    for (vcpu, v) in snapshot.vcpus.iter().enumerate() {
-        if let Some(ipa) = v.pv_time_ipa {
-            vm.set_pv_time_ipa(vcpu, ipa)
-                .map_err(refused(Step::SetPvTimeIpa { vcpu }))?;
+
+    fn set_smccc_filter(&mut self, r: &FilterRange) -> Result<(), AbiErrno> {
+        self.0
+            .set_smccc_filter(r.base, r.nr_functions, filter_action(r.action))
+            .map_err(Into::into)
+    }
+
+    fn set_one_reg(&mut self, vcpu: usize, id: u64, value: u64) -> Result<(), AbiErrno> {
+        self.0
+            .set_one_reg(vcpu, id, &value.to_le_bytes())
+            .map_err(Into::into)
+    }
+
+    fn set_pv_time_ipa(&mut self, vcpu: usize, ipa: u64) -> Result<(), AbiErrno> {
+        self.0.set_pv_time_ipa(vcpu, ipa).map_err(Into::into)
+    }
+
+    fn set_mp_state(&mut self, vcpu: usize, state: MpState) -> Result<(), AbiErrno> {
+        self.0
+            .set_mp_state(vcpu, state.kvm_value())
+            .map_err(Into::into)
+    }
+
+    fn start_vcpu(&mut self, vcpu: usize, start: PendingStart) -> Result<(), AbiErrno> {
+        self.0
+            .start_vcpu(vcpu, start.entry, start.context_id)
+            .map_err(|e| e.errno().map_or(AbiErrno::EINVAL, Into::into))
+    }
+}
+
+/// The VM a restore creates: its spec grows with the sequence's first operations, the VM
+/// itself is created with its vCPUs.
+struct NewVm {
+    spec: VmSpec,
+    vm: Option<TestVm>,
+    /// A failure that is not KVM refusing an operation (the restore reports it as such).
+    error: Option<Error>,
+}
+
+impl NewVm {
+    fn live(&self) -> Result<Live<'_>, AbiErrno> {
+        // The sequence creates the vCPUs before any other vCPU or VM-attribute operation.
+        self.vm.as_ref().map(Live).ok_or(AbiErrno::ENOEXEC)
+    }
+}
+
+impl RestoreTarget for NewVm {
+    fn enable_system_suspend(&mut self) -> Result<(), AbiErrno> {
+        // TestVm::new enables it on the new VM before the vCPUs exist; KVM_ENABLE_CAP refuses
+        // a capability the kernel does not have with EINVAL.
+        let cap = kvm_bindings::KVM_CAP_ARM_SYSTEM_SUSPEND;
+        if crate::check_extension(cap).map_err(Into::<AbiErrno>::into)? <= 0 {
+            return Err(AbiErrno::EINVAL);
         }
-        vm.set_mp_state(vcpu, v.mp_state.kvm_value())
-            .map_err(refused(Step::SetMpState { vcpu }))?;
-        if let Some(p) = v.pending_start {
-            vm.start_vcpu(vcpu, p.entry, p.context_id)
-                .map_err(|e| RestoreFailure::Other(e.to_string()))?;
+        self.spec.system_suspend = true;
+        Ok(())
+    }
+
+    fn create_vcpus(&mut self, count: usize, psci_0_2: bool) -> Result<(), (usize, AbiErrno)> {
+        self.spec.vcpus = count;
+        self.spec.psci_0_2 = psci_0_2;
+        match TestVm::new(&self.spec) {
+            Ok(vm) => {
+                self.vm = Some(vm);
+                Ok(())
+            }
+            Err(e) => {
+                let errno = e.errno().map_or(AbiErrno::EINVAL, Into::into);
+                self.error = e.errno().is_none().then_some(e);
+                Err((0, errno))
+            }
         }
     }
-    Ok(vm)
+
+    fn set_smccc_filter(&mut self, r: &FilterRange) -> Result<(), AbiErrno> {
+        self.live()?.set_smccc_filter(r)
+    }
+
+    fn set_one_reg(&mut self, vcpu: usize, id: u64, value: u64) -> Result<(), AbiErrno> {
+        self.live()?.set_one_reg(vcpu, id, value)
+    }
+
+    fn set_pv_time_ipa(&mut self, vcpu: usize, ipa: u64) -> Result<(), AbiErrno> {
+        self.live()?.set_pv_time_ipa(vcpu, ipa)
+    }
+
+    fn set_mp_state(&mut self, vcpu: usize, state: MpState) -> Result<(), AbiErrno> {
+        self.live()?.set_mp_state(vcpu, state)
+    }
+
+    fn start_vcpu(&mut self, vcpu: usize, start: PendingStart) -> Result<(), AbiErrno> {
+        self.live()?.start_vcpu(vcpu, start)
+    }
 }
 
 /// The calls that show what a guest sees of its firmware: PSCI_VERSION, PSCI_FEATURES of

@@ -9,6 +9,7 @@ use crate::firmware::Firmware;
 use crate::json::hex;
 use crate::profile::Profile;
 use crate::register;
+use crate::snapshot::{ModelVm, sequence};
 
 /// The four firmware feature bitmaps, in register order.
 const BITMAPS: [FwReg; 4] = [
@@ -258,7 +259,7 @@ impl Baseline {
     }
 
     /// Apply the baseline to a VM, atomically: write PSCI_VERSION (on a PSCI_0_2 VM) and the
-    /// bitmaps through vCPU 0. Call it after KVM_ARM_VCPU_INIT and before the first KVM_RUN.
+    /// bitmaps on every vCPU ([`sequence::apply_baseline`], the sequence real vCPUs use too). Call it after KVM_ARM_VCPU_INIT and before the first KVM_RUN.
     /// A register the VM's host lacks is left out where the baseline's value means its
     /// absence (VENDOR_HYP_BMAP_2 = 0).
     pub fn apply(&self, fw: &mut Firmware) -> Result<(), ApplyError> {
@@ -266,21 +267,12 @@ impl Baseline {
             return Err(ApplyError::HasRun);
         }
         let features = fw.vcpu_features(0).ok_or(ApplyError::NoVcpu)?;
-        let mut work = fw.clone();
-        for (reg, value) in self.registers() {
-            if reg == FwReg::PsciVersion && !features.psci_0_2 {
-                continue;
-            }
-            if work.profile().register(reg).is_none() {
-                if register::firmware(reg).absence == Some(value) {
-                    continue;
-                }
-                return Err(ApplyError::MissingRegister(reg));
-            }
-            work.set_one_reg(0, reg.id(), value)
-                .map_err(|errno| ApplyError::Register { reg, value, errno })?;
-        }
-        *fw = work;
+        let mut work = ModelVm {
+            fw: fw.clone(),
+            starts: Vec::new(),
+        };
+        sequence::apply_baseline(&mut work, features.psci_0_2, self)?;
+        *fw = work.fw;
         Ok(())
     }
 

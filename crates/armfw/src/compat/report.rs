@@ -171,23 +171,16 @@ impl StrictOutcome {
             StrictOutcome::Ok => json!({"ok": true}),
             StrictOutcome::Fails { step, errno } => {
                 let mut v = json!({"ok": false});
-                let (name, vcpu) = match step {
-                    Step::EnableSystemSuspend => ("enable_system_suspend", None),
-                    Step::InitVcpu { vcpu } => ("init_vcpu", Some(vcpu)),
-                    Step::SetSmcccFilter { range } => {
-                        v["range"] = json!(range);
-                        ("set_smccc_filter", None)
-                    }
-                    Step::SetOneReg { vcpu, id } => {
+                match step {
+                    Step::SetSmcccFilter { range } => v["range"] = json!(range),
+                    Step::SetOneReg { id, .. } => {
                         v["register"] = json!(Subject::Register(id).to_string());
                         v["id"] = json!(hex(id));
-                        ("set_one_reg", Some(vcpu))
                     }
-                    Step::SetPvTimeIpa { vcpu } => ("set_pv_time_ipa", Some(vcpu)),
-                    Step::SetMpState { vcpu } => ("set_mp_state", Some(vcpu)),
-                };
-                v["step"] = json!(name);
-                if let Some(vcpu) = vcpu {
+                    _ => {}
+                }
+                v["step"] = json!(step.name());
+                if let Some(vcpu) = step.vcpu() {
                     v["vcpu"] = json!(vcpu);
                 }
                 v["errno"] = json!(errno.name());

@@ -49,8 +49,10 @@
 
 mod codec;
 mod restore;
+pub mod sequence;
 
 pub use codec::crc32;
+pub(crate) use restore::ModelVm;
 pub use restore::{RestoreError, RestorePolicy, Restored, Step};
 
 use crate::abi::reg::{KVM_REG_SIZE_MASK, KVM_REG_SIZE_U64};
@@ -301,16 +303,6 @@ impl Firmware {
                 _ => return Err(SaveError::BadPendingStart(s.vcpu)),
             }
         }
-        let ids = self
-            .reg_list(0)
-            .map_err(|errno| SaveError::Register { id: 0, errno })?;
-        let mut registers = Vec::with_capacity(ids.len());
-        for id in ids {
-            let value = self
-                .get_one_reg(0, id)
-                .map_err(|errno| SaveError::Register { id, errno })?;
-            registers.push(SavedReg { id, value });
-        }
         let reserved = crate::firmware::filter_reserved_ranges();
         let smccc_filter = self
             .smccc_filter()
@@ -325,20 +317,24 @@ impl Firmware {
             })
             .collect();
         let profile = self.profile();
-        Ok(Snapshot {
+        let ctx = sequence::SaveContext {
             source: Source {
                 profile: profile.name.clone(),
                 kernel: profile.kernel.clone(),
             },
-            vm: VmState {
-                psci_0_2: first.psci_0_2,
-                has_run: self.has_run(),
-                system_suspend: self.system_suspend_enabled(),
-                smccc_filter,
-                registers,
-            },
-            vcpus,
-        })
+            psci_0_2: first.psci_0_2,
+            has_run: self.has_run(),
+            system_suspend: self.system_suspend_enabled(),
+            smccc_filter,
+        };
+        let mut snapshot = sequence::save_from(self, ctx).map_err(|f| SaveError::Register {
+            id: f.id.unwrap_or(0),
+            errno: f.errno,
+        })?;
+        for (state, saved) in snapshot.vcpus.iter_mut().zip(vcpus) {
+            state.pending_start = saved.pending_start;
+        }
+        Ok(snapshot)
     }
 }
 

@@ -2,10 +2,11 @@
 
 use std::fmt;
 
-use super::{Snapshot, filter_action_value};
+use super::sequence::{self, RestoreTarget, SaveSource};
+use super::{FilterRange, PendingStart, Snapshot, filter_action_value};
 use crate::abi::{Errno, FwReg};
-use crate::compat::{self, Finding, PlanAction, Verdict};
-use crate::firmware::{Firmware, VcpuFeatures, VcpuStart};
+use crate::compat::{self, Finding, Verdict};
+use crate::firmware::{Firmware, MpState, VcpuFeatures, VcpuStart};
 use crate::json::FieldError;
 
 /// How a snapshot's registers are written back.
@@ -52,6 +53,38 @@ pub enum Step {
         /// The vCPU.
         vcpu: usize,
     },
+    /// The CPU_ON start that was pending at save time (the vCPU's reset to its entry point).
+    StartVcpu {
+        /// The vCPU.
+        vcpu: usize,
+    },
+}
+
+impl Step {
+    /// The name used in JSON reports (snake case).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Step::EnableSystemSuspend => "enable_system_suspend",
+            Step::InitVcpu { .. } => "init_vcpu",
+            Step::SetSmcccFilter { .. } => "set_smccc_filter",
+            Step::SetOneReg { .. } => "set_one_reg",
+            Step::SetPvTimeIpa { .. } => "set_pv_time_ipa",
+            Step::SetMpState { .. } => "set_mp_state",
+            Step::StartVcpu { .. } => "start_vcpu",
+        }
+    }
+
+    /// The vCPU the operation is on, if it is a vCPU operation.
+    pub const fn vcpu(self) -> Option<usize> {
+        match self {
+            Step::EnableSystemSuspend | Step::SetSmcccFilter { .. } => None,
+            Step::InitVcpu { vcpu }
+            | Step::SetOneReg { vcpu, .. }
+            | Step::SetPvTimeIpa { vcpu }
+            | Step::SetMpState { vcpu }
+            | Step::StartVcpu { vcpu } => Some(vcpu),
+        }
+    }
 }
 
 impl fmt::Display for Step {
@@ -68,6 +101,7 @@ impl fmt::Display for Step {
             },
             Step::SetPvTimeIpa { vcpu } => write!(f, "KVM_ARM_VCPU_PVTIME_IPA of vCPU {vcpu}"),
             Step::SetMpState { vcpu } => write!(f, "KVM_SET_MP_STATE of vCPU {vcpu}"),
+            Step::StartVcpu { vcpu } => write!(f, "the pending CPU_ON start of vCPU {vcpu}"),
         }
     }
 }
@@ -156,67 +190,120 @@ impl Firmware {
                 return Err(RestoreError::VcpuFeatures(i));
             }
         }
-        let mut work = self.clone();
-        let failed = |step| move |errno| RestoreError::Failed { step, errno };
-        if snapshot.vm.system_suspend {
-            work.enable_system_suspend()
-                .map_err(failed(Step::EnableSystemSuspend))?;
+        let mut work = ModelVm {
+            fw: self.clone(),
+            starts: Vec::new(),
+        };
+        sequence::restore_into(&mut work, snapshot, report.as_ref())
+            .map_err(|(step, errno)| RestoreError::Failed { step, errno })?;
+        *self = work.fw;
+        Ok(Restored {
+            starts: work.starts,
+        })
+    }
+}
+
+/// A model VM as the restore sequence's target: the engine, and the CPU_ON starts the
+/// restore hands to the VMM.
+#[derive(Debug)]
+pub(crate) struct ModelVm {
+    pub(crate) fw: Firmware,
+    pub(crate) starts: Vec<VcpuStart>,
+}
+
+impl SaveSource for Firmware {
+    fn vcpu_count(&self) -> usize {
+        Firmware::vcpu_count(self)
+    }
+
+    fn reg_list(&self, vcpu: usize) -> Result<Vec<u64>, Errno> {
+        Firmware::reg_list(self, vcpu)
+    }
+
+    fn get_one_reg(&self, vcpu: usize, id: u64) -> Result<u64, Errno> {
+        Firmware::get_one_reg(self, vcpu, id)
+    }
+
+    fn mp_state(&self, vcpu: usize) -> Result<MpState, Errno> {
+        // An uninitialised vCPU (a save checks every vCPU before it reads any).
+        Firmware::mp_state(self, vcpu).map_err(|_| Errno::ENOEXEC)
+    }
+
+    fn pv_time_ipa(&self, vcpu: usize) -> Result<Option<u64>, Errno> {
+        Ok(Firmware::pv_time_ipa(self, vcpu))
+    }
+}
+
+impl SaveSource for ModelVm {
+    fn vcpu_count(&self) -> usize {
+        self.fw.vcpu_count()
+    }
+
+    fn reg_list(&self, vcpu: usize) -> Result<Vec<u64>, Errno> {
+        self.fw.reg_list(vcpu)
+    }
+
+    fn get_one_reg(&self, vcpu: usize, id: u64) -> Result<u64, Errno> {
+        self.fw.get_one_reg(vcpu, id)
+    }
+
+    fn mp_state(&self, vcpu: usize) -> Result<MpState, Errno> {
+        SaveSource::mp_state(&self.fw, vcpu)
+    }
+
+    fn pv_time_ipa(&self, vcpu: usize) -> Result<Option<u64>, Errno> {
+        Ok(self.fw.pv_time_ipa(vcpu))
+    }
+}
+
+impl RestoreTarget for ModelVm {
+    fn enable_system_suspend(&mut self) -> Result<(), Errno> {
+        self.fw.enable_system_suspend()
+    }
+
+    fn create_vcpus(&mut self, count: usize, psci_0_2: bool) -> Result<(), (usize, Errno)> {
+        // A VM whose vCPUs exist was checked against the snapshot before the sequence.
+        if self.fw.vcpu_count() != 0 {
+            return Ok(());
         }
-        if work.vcpu_count() == 0 {
-            for vcpu in 0..n {
-                let step = Step::InitVcpu { vcpu };
-                work.add_vcpu().map_err(failed(step))?;
-                let features = VcpuFeatures {
-                    psci_0_2: snapshot.vm.psci_0_2,
-                    power_off: false,
-                };
-                work.init_vcpu(vcpu, features).map_err(failed(step))?;
-            }
+        for vcpu in 0..count {
+            self.fw.add_vcpu().map_err(|e| (vcpu, e))?;
+            let features = VcpuFeatures {
+                psci_0_2,
+                power_off: false,
+            };
+            self.fw.init_vcpu(vcpu, features).map_err(|e| (vcpu, e))?;
         }
-        for (range, r) in snapshot.vm.smccc_filter.iter().enumerate() {
-            work.set_smccc_filter(
-                r.base,
-                r.nr_functions,
-                filter_action_value(r.action),
-                [0; 15],
-            )
-            .map_err(failed(Step::SetSmcccFilter { range }))?;
-        }
-        for vcpu in 0..n {
-            match &report {
-                None => {
-                    for r in &snapshot.vm.registers {
-                        work.set_one_reg(vcpu, r.id, r.value)
-                            .map_err(failed(Step::SetOneReg { vcpu, id: r.id }))?;
-                    }
-                }
-                Some(report) => {
-                    for action in report.plan() {
-                        if let PlanAction::Write { id, value } = *action {
-                            work.set_one_reg(vcpu, id, value)
-                                .map_err(failed(Step::SetOneReg { vcpu, id }))?;
-                        }
-                    }
-                }
-            }
-        }
-        let mut starts = Vec::new();
-        for (vcpu, v) in snapshot.vcpus.iter().enumerate() {
-            if let Some(ipa) = v.pv_time_ipa {
-                work.set_pv_time_ipa(vcpu, ipa)
-                    .map_err(failed(Step::SetPvTimeIpa { vcpu }))?;
-            }
-            work.set_mp_state(vcpu, v.mp_state.kvm_value())
-                .map_err(failed(Step::SetMpState { vcpu }))?;
-            if let Some(p) = v.pending_start {
-                starts.push(VcpuStart {
-                    vcpu,
-                    entry: p.entry,
-                    context_id: p.context_id,
-                });
-            }
-        }
-        *self = work;
-        Ok(Restored { starts })
+        Ok(())
+    }
+
+    fn set_smccc_filter(&mut self, range: &FilterRange) -> Result<(), Errno> {
+        self.fw.set_smccc_filter(
+            range.base,
+            range.nr_functions,
+            filter_action_value(range.action),
+            [0; 15],
+        )
+    }
+
+    fn set_one_reg(&mut self, vcpu: usize, id: u64, value: u64) -> Result<(), Errno> {
+        self.fw.set_one_reg(vcpu, id, value)
+    }
+
+    fn set_pv_time_ipa(&mut self, vcpu: usize, ipa: u64) -> Result<(), Errno> {
+        self.fw.set_pv_time_ipa(vcpu, ipa)
+    }
+
+    fn set_mp_state(&mut self, vcpu: usize, state: MpState) -> Result<(), Errno> {
+        self.fw.set_mp_state(vcpu, state.kvm_value())
+    }
+
+    fn start_vcpu(&mut self, vcpu: usize, start: PendingStart) -> Result<(), Errno> {
+        self.starts.push(VcpuStart {
+            vcpu,
+            entry: start.entry,
+            context_id: start.context_id,
+        });
+        Ok(())
     }
 }
