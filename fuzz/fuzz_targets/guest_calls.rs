@@ -7,7 +7,7 @@ use armfw::abi::Errno;
 use armfw::firmware::{
     Action, Call, Conduit, Firmware, MpState, Services, SystemEventType, VcpuFeatures,
 };
-use armfw::snapshot::RestorePolicy;
+use armfw::migrate::RestorePolicy;
 use libfuzzer_sys::fuzz_target;
 
 /// Reads the fuzzer's bytes as numbers; zeros once they run out.

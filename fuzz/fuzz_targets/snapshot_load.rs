@@ -4,7 +4,8 @@
 #![no_main]
 
 use armfw::Firmware;
-use armfw::snapshot::{RestorePolicy, Snapshot};
+use armfw::migrate::RestorePolicy;
+use armfw::snapshot::Snapshot;
 use libfuzzer_sys::fuzz_target;
 
 /// The built-in hosts, parsed once.

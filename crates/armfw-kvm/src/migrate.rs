@@ -4,14 +4,14 @@
 //! firmware.
 //!
 //! Save, restore and baseline application are the core's one sequence
-//! ([`armfw::snapshot::sequence`]) over real vCPUs: the model runs the same code, so a real
+//! ([`armfw::migrate::sequence`]) over real vCPUs: the model runs the same code, so a real
 //! restore's first failing operation is the one [`armfw::compat::check`] predicts. A restore
 //! goes into a VM it creates; on failure that VM is dropped: nothing else changed.
 
 use armfw::abi::Errno as AbiErrno;
 use armfw::compat::{Baseline, Report};
 use armfw::firmware::{Conduit, FilterAction, MpState};
-use armfw::snapshot::sequence::{self, RestoreTarget, SaveContext, SaveSource};
+use armfw::migrate::sequence::{self, RestoreTarget, SaveContext, SaveSource};
 use armfw::snapshot::{FilterRange, PendingStart, Snapshot, Source, Step};
 
 use crate::{CallExit, Error, TestVm, VmSpec};

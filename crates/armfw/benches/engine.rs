@@ -8,7 +8,8 @@ use std::hint::black_box;
 use armfw::Profile;
 use armfw::compat;
 use armfw::firmware::{Call, Conduit, Firmware, PtpCounter, PtpTime, Services, VcpuFeatures};
-use armfw::snapshot::{RestorePolicy, Snapshot};
+use armfw::migrate::RestorePolicy;
+use armfw::snapshot::Snapshot;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 
 const HOST: &str = "linux-6.12.117-max";

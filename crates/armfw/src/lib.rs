@@ -16,6 +16,8 @@
 //! - [`scenario`]: the scenario contract, shared by the model and real-KVM backends.
 //! - [`snapshot`]: a VM's firmware state, saved, loaded from untrusted bytes, restored
 //!   atomically.
+//! - [`migrate`]: the one save/restore sequence (model and real vCPUs), restore policies,
+//!   baseline application.
 //! - [`compat`]: whether a snapshot can move to another host, armfw's restore plan, the
 //!   strict restore's predicted outcome, and pool baselines.
 //!
@@ -51,6 +53,7 @@ pub mod catalog;
 pub mod compat;
 pub mod firmware;
 mod json;
+pub mod migrate;
 pub mod profile;
 pub mod register;
 pub mod release;

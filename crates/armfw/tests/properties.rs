@@ -13,11 +13,11 @@ use armfw::abi::{FwReg, Mpidr, PsciVersion};
 use armfw::compat::{self, StrictOutcome, Verdict};
 use armfw::firmware::FilterAction;
 use armfw::firmware::{Action, Call, Conduit, Firmware, MpState, VcpuFeatures, VcpuStart};
+use armfw::migrate::{RestoreError, RestorePolicy};
 use armfw::profile::{Profile, builtin};
 use armfw::scenario::ModelServices;
 use armfw::snapshot::{
-    FORMAT_VERSION, FilterRange, MAGIC, PendingStart, RestoreError, RestorePolicy, SavedReg,
-    Snapshot, crc32,
+    FORMAT_VERSION, FilterRange, MAGIC, PendingStart, SavedReg, Snapshot, crc32,
 };
 use proptest::prelude::*;
 

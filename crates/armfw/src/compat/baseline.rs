@@ -5,11 +5,9 @@ use serde_json::{Value, json};
 
 use super::VersionSet;
 use crate::abi::{Errno, FwReg, PsciVersion};
-use crate::firmware::Firmware;
 use crate::json::hex;
 use crate::profile::Profile;
 use crate::register;
-use crate::snapshot::{ModelVm, sequence};
 
 /// The four firmware feature bitmaps, in register order.
 const BITMAPS: [FwReg; 4] = [
@@ -256,24 +254,6 @@ impl Baseline {
     /// baseline can move between any two hosts of the pool.
     pub fn any_to_any(&self) -> bool {
         self.workarounds.iter().all(WorkaroundSpread::is_uniform)
-    }
-
-    /// Apply the baseline to a VM, atomically: write PSCI_VERSION (on a PSCI_0_2 VM) and the
-    /// bitmaps on every vCPU ([`sequence::apply_baseline`], the sequence real vCPUs use too). Call it after KVM_ARM_VCPU_INIT and before the first KVM_RUN.
-    /// A register the VM's host lacks is left out where the baseline's value means its
-    /// absence (VENDOR_HYP_BMAP_2 = 0).
-    pub fn apply(&self, fw: &mut Firmware) -> Result<(), ApplyError> {
-        if fw.has_run() {
-            return Err(ApplyError::HasRun);
-        }
-        let features = fw.vcpu_features(0).ok_or(ApplyError::NoVcpu)?;
-        let mut work = ModelVm {
-            fw: fw.clone(),
-            starts: Vec::new(),
-        };
-        sequence::apply_baseline(&mut work, features.psci_0_2, self)?;
-        *fw = work.fw;
-        Ok(())
     }
 
     /// The JSON form; `pool` names the hosts (the profiles the baseline was made of).

@@ -35,8 +35,8 @@
 //! and the system-suspend capability. CPU features, ID registers, SVE, the GIC, timers and
 //! memory are the VMM's.
 //!
-//! [`RestorePolicy::Armfw`]: crate::snapshot::RestorePolicy::Armfw
-//! [`RestorePolicy::Strict`]: crate::snapshot::RestorePolicy::Strict
+//! [`RestorePolicy::Armfw`]: crate::migrate::RestorePolicy::Armfw
+//! [`RestorePolicy::Strict`]: crate::migrate::RestorePolicy::Strict
 
 mod baseline;
 mod report;

@@ -6,8 +6,9 @@ use serde_json::json;
 
 use super::*;
 use crate::firmware::{Firmware, VcpuFeatures};
+use crate::migrate::{RestoreError, RestorePolicy};
 use crate::profile::builtin;
-use crate::snapshot::{FilterRange, RestoreError, RestorePolicy, SavedReg};
+use crate::snapshot::{FilterRange, SavedReg};
 use crate::test_support::{self, host};
 
 const M612: &str = "linux-6.12.117-max";

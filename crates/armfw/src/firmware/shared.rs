@@ -42,7 +42,8 @@ use super::{
     VcpuError, VcpuFeatures, Vm, vcpu_index_of,
 };
 use crate::abi::{Errno, FwReg, Mpidr, PsciVersion};
-use crate::snapshot::{SaveError, Snapshot};
+use crate::migrate::SaveError;
+use crate::snapshot::Snapshot;
 
 /// One VM's firmware, shared by the VMM's threads. See the [module documentation](self).
 ///

@@ -48,16 +48,14 @@
 //! and every error names the field (`vcpus[2].mp_state`).
 
 mod codec;
-mod restore;
-pub mod sequence;
+mod step;
 
 pub use codec::crc32;
-pub(crate) use restore::ModelVm;
-pub use restore::{RestoreError, RestorePolicy, Restored, Step};
+pub use step::Step;
 
 use crate::abi::reg::{KVM_REG_SIZE_MASK, KVM_REG_SIZE_U64};
-use crate::abi::{Errno, FwReg, OneRegId, PsciVersion};
-use crate::firmware::{FilterAction, Firmware, KVM_MAX_VCPUS, MpState, VcpuFeatures, VcpuStart};
+use crate::abi::{FwReg, OneRegId, PsciVersion};
+use crate::firmware::{FilterAction, KVM_MAX_VCPUS, MpState};
 use crate::json::{FieldError, err, hex};
 use crate::release::Release;
 
@@ -235,132 +233,7 @@ pub struct Snapshot {
     pub vcpus: Vec<VcpuState>,
 }
 
-/// Why a model VM could not be saved.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum SaveError {
-    /// The VM has no vCPUs.
-    #[error("the VM has no vCPUs")]
-    NoVcpus,
-    /// A vCPU is not initialised (KVM answers ONE_REG on it with ENOEXEC).
-    #[error("vCPU {0} is not initialised")]
-    NotInitialised(usize),
-    /// vCPUs with and without PSCI_0_2 in one VM.
-    #[error("vCPU {0} has another PSCI family than vCPU 0")]
-    MixedPsciFamilies(usize),
-    /// A pending start names a vCPU that does not exist or is not RUNNABLE.
-    #[error("pending start for vCPU {0}, which is not a RUNNABLE vCPU")]
-    BadPendingStart(usize),
-    /// A register read failed.
-    #[error("reading {id:#018x}: {errno}")]
-    Register {
-        /// The register.
-        id: u64,
-        /// KVM's answer.
-        errno: Errno,
-    },
-}
-
-impl Firmware {
-    /// Save the VM's firmware state, as a VMM would through KVM: the register list and each
-    /// register's value (through vCPU 0), the MP states, the stolen-time IPAs, the SMCCC filter
-    /// ranges and the capabilities. No CPU_ON start is pending; see
-    /// [`Firmware::save_with_pending`].
-    pub fn save(&self) -> Result<Snapshot, SaveError> {
-        self.save_with_pending(&[])
-    }
-
-    /// [`Firmware::save`], recording the CPU_ON starts the VMM received
-    /// ([`crate::firmware::Action::StartVcpu`]) and has not applied yet. (Real KVM applies a
-    /// pending reset before any register access, so a save through KVM passes none.)
-    pub fn save_with_pending(&self, pending: &[VcpuStart]) -> Result<Snapshot, SaveError> {
-        let first = self.vcpu_features(0).ok_or(if self.vcpu_count() == 0 {
-            SaveError::NoVcpus
-        } else {
-            SaveError::NotInitialised(0)
-        })?;
-        let mut vcpus = Vec::with_capacity(self.vcpu_count());
-        for i in 0..self.vcpu_count() {
-            let f = self.vcpu_features(i).ok_or(SaveError::NotInitialised(i))?;
-            if f.psci_0_2 != first.psci_0_2 {
-                return Err(SaveError::MixedPsciFamilies(i));
-            }
-            let mp_state = self.mp_state(i).map_err(|_| SaveError::NotInitialised(i))?;
-            vcpus.push(VcpuState {
-                mp_state,
-                pending_start: None,
-                pv_time_ipa: self.pv_time_ipa(i),
-            });
-        }
-        for s in pending {
-            match vcpus.get_mut(s.vcpu) {
-                Some(v) if v.mp_state == MpState::Runnable => {
-                    v.pending_start = Some(PendingStart {
-                        entry: s.entry,
-                        context_id: s.context_id,
-                    });
-                }
-                _ => return Err(SaveError::BadPendingStart(s.vcpu)),
-            }
-        }
-        let reserved = crate::firmware::filter_reserved_ranges();
-        let smccc_filter = self
-            .smccc_filter()
-            .ranges()
-            .iter()
-            .filter(|&&(f, l, a)| !(a == FilterAction::Handle && reserved.contains(&(f, l))))
-            .map(|&(first, last, action)| FilterRange {
-                base: first,
-                // `last >= first` holds for every range the filter accepted.
-                nr_functions: last.wrapping_sub(first).wrapping_add(1),
-                action,
-            })
-            .collect();
-        let profile = self.profile();
-        let ctx = sequence::SaveContext {
-            source: Source {
-                profile: profile.name.clone(),
-                kernel: profile.kernel.clone(),
-            },
-            psci_0_2: first.psci_0_2,
-            has_run: self.has_run(),
-            system_suspend: self.system_suspend_enabled(),
-            smccc_filter,
-        };
-        let mut snapshot = sequence::save_from(self, ctx).map_err(|f| SaveError::Register {
-            id: f.id.unwrap_or(0),
-            errno: f.errno,
-        })?;
-        for (state, saved) in snapshot.vcpus.iter_mut().zip(vcpus) {
-            state.pending_start = saved.pending_start;
-        }
-        Ok(snapshot)
-    }
-}
-
 impl Snapshot {
-    /// The state of a VM created with the defaults of the host `profile` describes and then
-    /// run: `vcpus` vCPUs (clamped to 1..=[`KVM_MAX_VCPUS`]) with PSCI_0_2 where the host has
-    /// it, vCPU 0 RUNNABLE and the others powered off, nothing written. This is what
-    /// `armfw check --from` checks.
-    pub fn created_on(profile: &crate::Profile, vcpus: usize) -> Result<Snapshot, SaveError> {
-        let mut fw = Firmware::new(profile);
-        for i in 0..vcpus.clamp(1, KVM_MAX_VCPUS) {
-            let reg = |errno| SaveError::Register { id: 0, errno };
-            fw.add_vcpu().map_err(reg)?;
-            fw.init_vcpu(
-                i,
-                VcpuFeatures {
-                    psci_0_2: profile.capabilities.psci_0_2,
-                    power_off: i > 0,
-                },
-            )
-            .map_err(reg)?;
-        }
-        fw.vcpu_run(0).map_err(|_| SaveError::NotInitialised(0))?;
-        fw.save()
-    }
-
     /// The saved value of `reg`, if the snapshot has it.
     pub fn register(&self, reg: FwReg) -> Option<u64> {
         let id = reg.id();

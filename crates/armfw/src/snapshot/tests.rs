@@ -4,8 +4,9 @@
 use serde_json::{Value, json};
 
 use super::*;
-use crate::abi::FwReg;
-use crate::firmware::{Action, Call, Conduit};
+use crate::abi::{Errno, FwReg};
+use crate::firmware::{Action, Call, Conduit, Firmware, VcpuFeatures, VcpuStart};
+use crate::migrate::{RestoreError, RestorePolicy, SaveError};
 use crate::profile::builtin_named;
 use crate::scenario::ModelServices;
 use crate::test_support;

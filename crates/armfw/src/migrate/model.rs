@@ -1,152 +1,12 @@
-//! Restoring a snapshot into a model VM, atomically, under a policy.
-
-use std::fmt;
+//! The model VM under the one sequence: save, restore (atomically, under a policy) and
+//! baseline application for [`Firmware`].
 
 use super::sequence::{self, RestoreTarget, SaveSource};
-use super::{FilterRange, PendingStart, Snapshot, filter_action_value};
-use crate::abi::{Errno, FwReg};
-use crate::compat::{self, Finding, Verdict};
+use super::{RestoreError, RestorePolicy, Restored};
+use crate::abi::Errno;
+use crate::compat::{self, ApplyError, Baseline, Verdict};
 use crate::firmware::{Firmware, MpState, VcpuFeatures, VcpuStart};
-use crate::json::FieldError;
-
-/// How a snapshot's registers are written back.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum RestorePolicy {
-    /// As today's VMMs do: every saved register, in saved order, on every vCPU; the first
-    /// write KVM refuses ends the restore. [`compat::check`] predicts the outcome
-    /// ([`compat::Report::strict`]).
-    Strict,
-    /// armfw's plan ([`compat::check`]): refuse up front if the destination cannot keep the
-    /// guest's firmware, else write what the plan says and skip what it skips.
-    Armfw,
-}
-
-/// One operation of a restore, as the VMM would make it against KVM.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Step {
-    /// KVM_ENABLE_CAP(KVM_CAP_ARM_SYSTEM_SUSPEND) on the VM.
-    EnableSystemSuspend,
-    /// KVM_ARM_VCPU_INIT of a vCPU with the snapshot's PSCI family.
-    InitVcpu {
-        /// The vCPU.
-        vcpu: usize,
-    },
-    /// KVM_SET_DEVICE_ATTR(SMCCC_FILTER) with the snapshot's range `range`.
-    SetSmcccFilter {
-        /// The index of the range in the snapshot.
-        range: usize,
-    },
-    /// KVM_SET_ONE_REG of a firmware register on a vCPU.
-    SetOneReg {
-        /// The vCPU.
-        vcpu: usize,
-        /// The register id.
-        id: u64,
-    },
-    /// KVM_ARM_VCPU_PVTIME_IPA of a vCPU.
-    SetPvTimeIpa {
-        /// The vCPU.
-        vcpu: usize,
-    },
-    /// KVM_SET_MP_STATE of a vCPU.
-    SetMpState {
-        /// The vCPU.
-        vcpu: usize,
-    },
-    /// The CPU_ON start that was pending at save time (the vCPU's reset to its entry point).
-    StartVcpu {
-        /// The vCPU.
-        vcpu: usize,
-    },
-}
-
-impl Step {
-    /// The name used in JSON reports (snake case).
-    pub const fn name(self) -> &'static str {
-        match self {
-            Step::EnableSystemSuspend => "enable_system_suspend",
-            Step::InitVcpu { .. } => "init_vcpu",
-            Step::SetSmcccFilter { .. } => "set_smccc_filter",
-            Step::SetOneReg { .. } => "set_one_reg",
-            Step::SetPvTimeIpa { .. } => "set_pv_time_ipa",
-            Step::SetMpState { .. } => "set_mp_state",
-            Step::StartVcpu { .. } => "start_vcpu",
-        }
-    }
-
-    /// The vCPU the operation is on, if it is a vCPU operation.
-    pub const fn vcpu(self) -> Option<usize> {
-        match self {
-            Step::EnableSystemSuspend | Step::SetSmcccFilter { .. } => None,
-            Step::InitVcpu { vcpu }
-            | Step::SetOneReg { vcpu, .. }
-            | Step::SetPvTimeIpa { vcpu }
-            | Step::SetMpState { vcpu }
-            | Step::StartVcpu { vcpu } => Some(vcpu),
-        }
-    }
-}
-
-impl fmt::Display for Step {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match *self {
-            Step::EnableSystemSuspend => f.write_str("KVM_ENABLE_CAP(KVM_CAP_ARM_SYSTEM_SUSPEND)"),
-            Step::InitVcpu { vcpu } => write!(f, "KVM_ARM_VCPU_INIT of vCPU {vcpu}"),
-            Step::SetSmcccFilter { range } => {
-                write!(f, "SMCCC filter range {range} (KVM_SET_DEVICE_ATTR)")
-            }
-            Step::SetOneReg { vcpu, id } => match FwReg::from_id(id) {
-                Some(reg) => write!(f, "KVM_SET_ONE_REG {reg} on vCPU {vcpu}"),
-                None => write!(f, "KVM_SET_ONE_REG {id:#018x} on vCPU {vcpu}"),
-            },
-            Step::SetPvTimeIpa { vcpu } => write!(f, "KVM_ARM_VCPU_PVTIME_IPA of vCPU {vcpu}"),
-            Step::SetMpState { vcpu } => write!(f, "KVM_SET_MP_STATE of vCPU {vcpu}"),
-            Step::StartVcpu { vcpu } => write!(f, "the pending CPU_ON start of vCPU {vcpu}"),
-        }
-    }
-}
-
-/// What a successful restore leaves for the VMM to do.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Restored {
-    /// CPU_ON starts that were pending at save time: reset each vCPU to its entry point with
-    /// the context id in x0 before it runs.
-    pub starts: Vec<VcpuStart>,
-}
-
-/// Why a restore did not happen. The VM is unchanged.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum RestoreError {
-    /// The snapshot breaks an invariant.
-    #[error("invalid snapshot: {0}")]
-    Invalid(#[from] FieldError),
-    /// The VM has run: its bitmaps and SMCCC filter are locked (EBUSY).
-    #[error("the VM has already run; restore into a VM before its first KVM_RUN")]
-    HasRun,
-    /// The VM has vCPUs, but not as many as the snapshot.
-    #[error("the snapshot has {snapshot} vCPUs, the VM {vm}")]
-    VcpuCount {
-        /// vCPUs in the snapshot.
-        snapshot: usize,
-        /// vCPUs in the VM.
-        vm: usize,
-    },
-    /// A vCPU of the VM is uninitialised or has another PSCI family than the snapshot.
-    #[error("vCPU {0} is not initialised with the snapshot's PSCI family")]
-    VcpuFeatures(usize),
-    /// armfw's policy: the destination cannot keep the guest's firmware.
-    #[error("incompatible: {0}")]
-    Incompatible(Finding),
-    /// An operation failed (the strict policy's first refused write, for example).
-    #[error("{step}: {errno}")]
-    Failed {
-        /// The operation.
-        step: Step,
-        /// KVM's answer.
-        errno: Errno,
-    },
-}
+use crate::snapshot::{FilterRange, PendingStart, Snapshot, filter_action_value};
 
 impl Firmware {
     /// Restore `snapshot` into this VM, atomically: on success the VM holds the snapshot's
@@ -304,6 +164,26 @@ impl RestoreTarget for ModelVm {
             entry: start.entry,
             context_id: start.context_id,
         });
+        Ok(())
+    }
+}
+
+impl Baseline {
+    /// Apply the baseline to a VM, atomically: write PSCI_VERSION (on a PSCI_0_2 VM) and the
+    /// bitmaps on every vCPU ([`sequence::apply_baseline`], the sequence real vCPUs use too). Call it after KVM_ARM_VCPU_INIT and before the first KVM_RUN.
+    /// A register the VM's host lacks is left out where the baseline's value means its
+    /// absence (VENDOR_HYP_BMAP_2 = 0).
+    pub fn apply(&self, fw: &mut Firmware) -> Result<(), ApplyError> {
+        if fw.has_run() {
+            return Err(ApplyError::HasRun);
+        }
+        let features = fw.vcpu_features(0).ok_or(ApplyError::NoVcpu)?;
+        let mut work = ModelVm {
+            fw: fw.clone(),
+            starts: Vec::new(),
+        };
+        sequence::apply_baseline(&mut work, features.psci_0_2, self)?;
+        *fw = work.fw;
         Ok(())
     }
 }

@@ -12,11 +12,13 @@
 //! them) before the first KVM_RUN, then the stolen-time IPAs and MP states, and last the
 //! CPU_ON starts that were pending.
 
-use super::{FilterRange, PendingStart, SavedReg, Snapshot, Source, Step, VcpuState, VmState};
 use crate::abi::{Errno, FwReg, OneRegId};
 use crate::compat::{ApplyError, Baseline, PlanAction, Report};
 use crate::firmware::MpState;
 use crate::register;
+use crate::snapshot::{
+    FilterRange, PendingStart, SavedReg, Snapshot, Source, Step, VcpuState, VmState,
+};
 
 /// What a save reads of a VM, through KVM's vCPU interface.
 pub trait SaveSource {
