@@ -5,10 +5,13 @@
 use serde_json::json;
 
 use super::*;
+use crate::abi::{Errno, FwReg, PsciVersion};
 use crate::firmware::{Firmware, VcpuFeatures};
 use crate::migrate::{RestoreError, RestorePolicy};
+use crate::profile::Profile;
 use crate::profile::builtin;
 use crate::snapshot::{FilterRange, SavedReg};
+use crate::snapshot::{Snapshot, Step};
 use crate::test_support::{self, host};
 
 const M612: &str = "linux-6.12.117-max";
