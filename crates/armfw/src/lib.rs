@@ -20,6 +20,8 @@
 //!   baseline application.
 //! - [`compat`]: whether a snapshot can move to another host, armfw's restore plan, the
 //!   strict restore's predicted outcome, and pool baselines.
+//! - [`json`]: how every JSON file format is read and written: field paths in errors,
+//!   unknown and duplicate keys refused, one number rule.
 //!
 //! The crate is sans-IO: no I/O, threads, clock or logging; randomness and time come from
 //! the caller ([`firmware::Services`]). The same inputs always give the same answers.
@@ -52,7 +54,7 @@ pub mod abi;
 pub mod catalog;
 pub mod compat;
 pub mod firmware;
-mod json;
+pub mod json;
 pub mod migrate;
 pub mod profile;
 pub mod register;

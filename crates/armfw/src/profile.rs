@@ -323,6 +323,7 @@ impl Profile {
 
 fn missing(path: &str) -> FieldError {
     FieldError {
+        kind: crate::json::FieldErrorKind::MissingField,
         path: path.to_string(),
         message: "missing".to_string(),
     }

@@ -126,12 +126,14 @@ pub fn parse(text: &str, file_stem: Option<&str>) -> Result<Scenario, ParseError
     let v: Value = serde_json::from_str(text).map_err(|e| ParseError::Json(e.to_string()))?;
     let mut o = Obj::new("", &v)?;
     let name = o.string("name")?.ok_or_else(|| FieldError {
+        kind: crate::json::FieldErrorKind::MissingField,
         path: "name".into(),
         message: "missing".into(),
     })?;
     if let Some(stem) = file_stem {
         if name != stem {
             return Err(FieldError {
+                kind: crate::json::FieldErrorKind::BadValue,
                 path: "name".into(),
                 message: format!("{name:?} is not the file name {stem:?}"),
             }
@@ -143,6 +145,7 @@ pub fn parse(text: &str, file_stem: Option<&str>) -> Result<Scenario, ParseError
         Some(v) => parse_vm(v),
     };
     let steps_v = o.array("steps")?.ok_or_else(|| FieldError {
+        kind: crate::json::FieldErrorKind::MissingField,
         path: "steps".into(),
         message: "missing".into(),
     })?;
@@ -213,6 +216,7 @@ fn parse_step(path: &str, v: &Value) -> Result<Step, FieldError> {
     let mut o = Obj::new(path, v)?;
     let op_path = o.path("op");
     let op = o.string("op")?.ok_or_else(|| FieldError {
+        kind: crate::json::FieldErrorKind::MissingField,
         path: op_path.clone(),
         message: "missing".into(),
     })?;
@@ -228,6 +232,7 @@ fn parse_step(path: &str, v: &Value) -> Result<Step, FieldError> {
             let reg = reg(&mut o)?;
             let value_path = o.path("value");
             let value = o.number("value")?.ok_or_else(|| FieldError {
+                kind: crate::json::FieldErrorKind::MissingField,
                 path: value_path.clone(),
                 message: "missing".into(),
             })?;
@@ -243,6 +248,7 @@ fn parse_step(path: &str, v: &Value) -> Result<Step, FieldError> {
         "call" => {
             let x_path = o.path("x");
             let list = o.array("x")?.ok_or_else(|| FieldError {
+                kind: crate::json::FieldErrorKind::MissingField,
                 path: x_path.clone(),
                 message: "missing".into(),
             })?;
@@ -273,6 +279,7 @@ fn parse_step(path: &str, v: &Value) -> Result<Step, FieldError> {
         "set_mp_state" => {
             let p = o.path("mp_state");
             let name = o.string("mp_state")?.ok_or_else(|| FieldError {
+                kind: crate::json::FieldErrorKind::MissingField,
                 path: p.clone(),
                 message: "missing".into(),
             })?;
@@ -285,6 +292,7 @@ fn parse_step(path: &str, v: &Value) -> Result<Step, FieldError> {
             let mut u32_field = |key: &'static str| -> Result<u32, FieldError> {
                 let p = o.path(key);
                 let n = o.number(key)?.ok_or_else(|| FieldError {
+                    kind: crate::json::FieldErrorKind::MissingField,
                     path: p.clone(),
                     message: "missing".into(),
                 })?;
@@ -335,6 +343,7 @@ fn reg(o: &mut Obj<'_>) -> Result<u64, FieldError> {
         Value::String(s) => FwReg::from_name(s)
             .map(FwReg::id)
             .ok_or_else(|| FieldError {
+                kind: crate::json::FieldErrorKind::BadValue,
                 path: p.clone(),
                 message: format!("{s:?} is not a firmware register name"),
             }),

@@ -235,6 +235,7 @@ impl Snapshot {
             Some(Value::String(s)) => s.as_str(),
             Some(other) => {
                 return Err(FieldError {
+                    kind: crate::json::FieldErrorKind::BadValue,
                     path: "format".into(),
                     message: format!("expected a string, found {}", kind(other)),
                 }
@@ -257,6 +258,7 @@ impl Snapshot {
                 .and_then(parse_hex)
                 .and_then(|c| u32::try_from(c).ok())
                 .ok_or_else(|| FieldError {
+                    kind: crate::json::FieldErrorKind::BadValue,
                     path: "checksum".into(),
                     message: format!(
                         "expected crc32:0x followed by 1 to 8 hex digits, found {s:?}"
@@ -309,6 +311,7 @@ fn parse_format(format: &str) -> Result<FormatVersion, Error> {
     });
     parsed.ok_or_else(|| {
         FieldError {
+            kind: crate::json::FieldErrorKind::BadValue,
             path: "format".into(),
             message: format!("{format:?}: the version must be major.minor, e.g. {FORMAT_VERSION}"),
         }
@@ -318,6 +321,7 @@ fn parse_format(format: &str) -> Result<FormatVersion, Error> {
 
 fn missing(path: &str) -> FieldError {
     FieldError {
+        kind: crate::json::FieldErrorKind::MissingField,
         path: path.to_string(),
         message: "missing".to_string(),
     }
@@ -325,6 +329,7 @@ fn missing(path: &str) -> FieldError {
 
 fn field(path: &str, message: impl Into<String>) -> FieldError {
     FieldError {
+        kind: crate::json::FieldErrorKind::BadValue,
         path: path.to_string(),
         message: message.into(),
     }

@@ -1,37 +1,13 @@
-//! Strict reading of JSON documents (scenarios, profiles): every error names the field by its
-//! path (`steps[3].x[1]`), unknown keys are errors, and numbers follow one rule.
-//!
-//! Numbers: a JSON integer from 0 to 2^64−1 (no sign, fraction or exponent) or a string `0x`
-//! followed by 1 to 16 hex digits in either case.
+//! The hand-written reader over [`serde_json::Value`] that the formats not yet moved to serde
+//! types still use (profiles, snapshots). New formats use [`super::from_str`]; this module
+//! goes when the last of them has moved.
 
 use serde_json::{Map, Value};
 
-/// A reading error: the path of the field and what is wrong with it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FieldError {
-    /// The path of the offending field, e.g. `steps[3].x[1]` (empty for the document).
-    pub path: String,
-    /// What is wrong.
-    pub message: String,
-}
-
-impl std::fmt::Display for FieldError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.path.is_empty() {
-            f.write_str(&self.message)
-        } else {
-            write!(f, "{}: {}", self.path, self.message)
-        }
-    }
-}
-
-impl std::error::Error for FieldError {}
+use super::{FieldError, join, parse_hex};
 
 pub(crate) fn err<T>(path: &str, message: impl Into<String>) -> Result<T, FieldError> {
-    Err(FieldError {
-        path: path.to_string(),
-        message: message.into(),
-    })
+    Err(FieldError::bad_value(path, message))
 }
 
 /// Parse a number under the shared rule.
@@ -44,44 +20,14 @@ pub(crate) fn number(path: &str, v: &Value) -> Result<u64, FieldError> {
                 format!("expected an integer from 0 to 2^64-1, found {n}"),
             ),
         },
-        Value::String(s) => parse_hex(s).ok_or_else(|| FieldError {
-            path: path.to_string(),
-            message: format!("expected 0x followed by 1 to 16 hex digits, found {s:?}"),
+        Value::String(s) => parse_hex(s).ok_or_else(|| {
+            FieldError::bad_value(
+                path,
+                format!("expected 0x followed by 1 to 16 hex digits, found {s:?}"),
+            )
         }),
         other => err(path, format!("expected a number, found {}", kind(other))),
     }
-}
-
-/// `0x` followed by 1 to 16 hex digits (either case).
-pub fn parse_hex(s: &str) -> Option<u64> {
-    let digits = s.strip_prefix("0x")?;
-    if digits.is_empty() || digits.len() > 16 || !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
-    u64::from_str_radix(digits, 16).ok()
-}
-
-/// The output form of a number: lower-case hex, no leading zeros (`"0x0"`).
-pub fn hex(v: u64) -> String {
-    format!("{v:#x}")
-}
-
-/// The output form of a little-endian buffer of any size read as one unsigned number.
-pub fn hex_le_bytes(bytes: &[u8]) -> String {
-    let mut s = String::from("0x");
-    let mut started = false;
-    for b in bytes.iter().rev() {
-        if started {
-            s.push_str(&format!("{b:02x}"));
-        } else if *b != 0 {
-            s.push_str(&format!("{b:x}"));
-            started = true;
-        }
-    }
-    if !started {
-        s.push('0');
-    }
-    s
 }
 
 pub(crate) fn kind(v: &Value) -> &'static str {
@@ -92,14 +38,6 @@ pub(crate) fn kind(v: &Value) -> &'static str {
         Value::String(_) => "a string",
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
-    }
-}
-
-pub(crate) fn join(path: &str, key: &str) -> String {
-    if path.is_empty() {
-        key.to_string()
-    } else {
-        format!("{path}.{key}")
     }
 }
 
@@ -133,7 +71,7 @@ impl<'a> Obj<'a> {
 
     pub(crate) fn required(&mut self, key: &'static str) -> Result<&'a Value, FieldError> {
         let path = self.path(key);
-        self.get(key).map_or_else(|| err(&path, "missing"), Ok)
+        self.get(key).ok_or_else(|| FieldError::missing(path))
     }
 
     pub(crate) fn number(&mut self, key: &'static str) -> Result<Option<u64>, FieldError> {
@@ -181,7 +119,7 @@ impl<'a> Obj<'a> {
         unknown.sort();
         match unknown.first() {
             None => Ok(()),
-            Some(k) => err(&join(&self.path, k), "unknown key"),
+            Some(k) => Err(FieldError::unknown(join(&self.path, k))),
         }
     }
 }
@@ -220,16 +158,6 @@ mod tests {
     fn number_beyond_u64_is_rejected() {
         let v: Value = serde_json::from_str("18446744073709551616").unwrap();
         assert!(number("n", &v).is_err());
-    }
-
-    #[test]
-    fn hex_output_has_no_leading_zeros() {
-        assert_eq!(hex(0), "0x0");
-        assert_eq!(hex(u64::MAX), "0xffffffffffffffff");
-        assert_eq!(hex_le_bytes(&[0, 0, 0]), "0x0");
-        assert_eq!(hex_le_bytes(&[0x01, 0x02, 0, 0]), "0x201");
-        assert_eq!(hex_le_bytes(&[0xff; 16]), format!("0x{}", "f".repeat(32)));
-        assert_eq!(hex_le_bytes(&[0x0a, 0, 0x0b]), "0xb000a");
     }
 
     #[test]

@@ -1,0 +1,349 @@
+//! Strict reading and one number rule for every JSON file format (scenarios, result
+//! documents, profiles, snapshots).
+//!
+//! A file format is a serde type: `#[derive(Deserialize)]` with
+//! `#[serde(deny_unknown_fields)]`, invariants through `#[serde(try_from = "Raw…")]` whose
+//! error is [`Invalid`], read with [`from_str`]; written through `Serialize`.
+//!
+//! What [`from_str`] guarantees:
+//! - Every error is a [`FieldError`]: the field's path (`steps[3].x[1]`, empty for the
+//!   document), a [`FieldErrorKind`] and a message for people.
+//! - Duplicate object keys are errors (`FieldErrorKind::DuplicateKey`), at every depth, also
+//!   inside free-form [`serde_json::Value`] fields.
+//! - `null` is never a value: an `Option` field is `None` when its key is absent, and `null`
+//!   is refused like any other value of the wrong type.
+//! - A struct is read from a JSON object only (serde alone also takes an array).
+//! - Nesting is bounded by serde_json's recursion limit (128 arrays or objects deep); deeper
+//!   text is not JSON (`FieldErrorKind::Syntax`). Reading never panics.
+//!
+//! Numbers ([`Number`]): a JSON integer from 0 to 2^64−1 (no sign, fraction or exponent) or a
+//! string `0x` followed by 1 to 16 hex digits in either case ([`parse_hex`]). A field's own
+//! range (below 2^32, 1 to 64, …) is checked by its type. Written back, a number is the string
+//! [`hex`] gives: `0x`, lower-case, no leading zeros.
+
+mod legacy;
+mod strict;
+
+use std::fmt;
+
+use serde::de::{self, Deserialize, DeserializeOwned, Deserializer, Unexpected, Visitor};
+use serde::{Serialize, Serializer};
+use serde_json::Value;
+
+pub(crate) use legacy::{Obj, err, kind, number};
+
+/// What kind of error a [`FieldError`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum FieldErrorKind {
+    /// The text is not JSON (or nests deeper than the limit); the path is empty.
+    Syntax,
+    /// A key the format does not have.
+    UnknownField,
+    /// A required key is absent.
+    MissingField,
+    /// A value of the wrong type, out of range, or breaking an invariant.
+    BadValue,
+    /// A key given twice in one object.
+    DuplicateKey,
+}
+
+impl FieldErrorKind {
+    const ALL: [FieldErrorKind; 5] = [
+        FieldErrorKind::Syntax,
+        FieldErrorKind::UnknownField,
+        FieldErrorKind::MissingField,
+        FieldErrorKind::BadValue,
+        FieldErrorKind::DuplicateKey,
+    ];
+
+    fn code(self) -> char {
+        match self {
+            FieldErrorKind::Syntax => 's',
+            FieldErrorKind::UnknownField => 'u',
+            FieldErrorKind::MissingField => 'm',
+            FieldErrorKind::BadValue => 'b',
+            FieldErrorKind::DuplicateKey => 'd',
+        }
+    }
+
+    fn from_code(c: char) -> Option<FieldErrorKind> {
+        Self::ALL.into_iter().find(|k| k.code() == c)
+    }
+}
+
+/// A reading error: the path of the field, what kind of error it is and what is wrong.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldError {
+    /// The path of the offending field, e.g. `steps[3].x[1]` (empty for the document).
+    pub path: String,
+    /// What kind of error it is.
+    pub kind: FieldErrorKind,
+    /// What is wrong, for people (`unknown key`, `missing`, `expected a string, found null`).
+    pub message: String,
+}
+
+impl FieldError {
+    /// An error of `kind` at `path`.
+    pub fn new(kind: FieldErrorKind, path: impl Into<String>, message: impl Into<String>) -> Self {
+        FieldError {
+            path: path.into(),
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// A bad value at `path`.
+    pub fn bad_value(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::new(FieldErrorKind::BadValue, path, message)
+    }
+
+    /// The required key at `path` is absent (message `missing`).
+    pub fn missing(path: impl Into<String>) -> Self {
+        Self::new(FieldErrorKind::MissingField, path, "missing")
+    }
+
+    /// The key at `path` is not part of the format (message `unknown key`).
+    pub fn unknown(path: impl Into<String>) -> Self {
+        Self::new(FieldErrorKind::UnknownField, path, "unknown key")
+    }
+
+    /// The same error with `prefix` in front of its path (`vm` + `vcpus` is `vm.vcpus`).
+    pub fn under(mut self, prefix: &str) -> Self {
+        self.path = join(prefix, &self.path);
+        self
+    }
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+impl std::error::Error for FieldError {}
+
+/// The error of a `#[serde(try_from = "Raw…")]` conversion: a [`FieldError`] whose path is
+/// relative to the value being converted (`power_off[1]` inside `vm`), so that [`from_str`]
+/// reports the whole path (`vm.power_off[1]`).
+///
+/// serde passes a conversion's error on as text only, so `Display` writes an encoding that
+/// the readers of this module decode; show errors to people as [`FieldError`]s, never through
+/// this type.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Invalid(pub FieldError);
+
+impl From<FieldError> for Invalid {
+    fn from(e: FieldError) -> Self {
+        Invalid(e)
+    }
+}
+
+/// Starts an encoded [`Invalid`]: the kind's code, the relative path, `MARK`, the message.
+const MARK: char = '\u{1f}';
+
+impl fmt::Display for Invalid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let e = &self.0;
+        write!(f, "{MARK}{}{}{MARK}{}", e.kind.code(), e.path, e.message)
+    }
+}
+
+impl Invalid {
+    /// Decode the text `Display` wrote.
+    fn decode(text: &str) -> Option<FieldError> {
+        let rest = text.strip_prefix(MARK)?;
+        let mut chars = rest.chars();
+        let kind = FieldErrorKind::from_code(chars.next()?)?;
+        let (path, message) = chars.as_str().split_once(MARK)?;
+        Some(FieldError::new(kind, path, message))
+    }
+}
+
+/// Read `text` as a `T` under the rules of this module (see the module doc).
+///
+/// # Example
+///
+/// ```
+/// use armfw::json::{FieldErrorKind, Number, from_str};
+///
+/// #[derive(Debug, serde::Deserialize)]
+/// #[serde(deny_unknown_fields)]
+/// struct Step {
+///     x: Vec<Number>,
+/// }
+///
+/// let s: Step = from_str(r#"{"x": [1, "0xFF"]}"#).unwrap();
+/// assert_eq!(s.x, [Number(1), Number(0xff)]);
+/// let e = from_str::<Step>(r#"{"x": [1, -2]}"#).unwrap_err();
+/// assert_eq!(e.to_string(), "x[1]: expected an integer from 0 to 2^64-1, found -2");
+/// let e = from_str::<Step>(r#"{"x": [], "x": []}"#).unwrap_err();
+/// assert_eq!((e.kind, e.path.as_str()), (FieldErrorKind::DuplicateKey, "x"));
+/// ```
+pub fn from_str<T: DeserializeOwned>(text: &str) -> Result<T, FieldError> {
+    from_value(&parse_value(text)?)
+}
+
+/// Parse `text` as JSON, refusing duplicate keys (with their path) and text nested deeper
+/// than serde_json's recursion limit. For formats read in two stages (a version key first).
+pub fn parse_value(text: &str) -> Result<Value, FieldError> {
+    strict::parse_value(text)
+}
+
+/// Read a parsed `value` as a `T` (see [`from_str`]); paths start at `value`.
+pub fn from_value<'de, T: Deserialize<'de>>(value: &'de Value) -> Result<T, FieldError> {
+    from_value_at("", value)
+}
+
+/// Read `value`, which sits at `path` in its document, as a `T`: error paths start with
+/// `path` (`steps[3]` gives `steps[3].x[1]`).
+pub fn from_value_at<'de, T: Deserialize<'de>>(
+    path: &str,
+    value: &'de Value,
+) -> Result<T, FieldError> {
+    strict::from_value_at(path, value)
+}
+
+/// A number under the shared rule (see the module doc). Serialised as its [`hex`] string.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Number(pub u64);
+
+impl From<u64> for Number {
+    fn from(v: u64) -> Self {
+        Number(v)
+    }
+}
+
+impl From<Number> for u64 {
+    fn from(n: Number) -> Self {
+        n.0
+    }
+}
+
+impl Serialize for Number {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex(self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for Number {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(NumberVisitor)
+    }
+}
+
+struct NumberVisitor;
+
+impl<'de> Visitor<'de> for NumberVisitor {
+    type Value = Number;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a number")
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Number, E> {
+        Ok(Number(v))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Number, E> {
+        u64::try_from(v).map(Number).map_err(|_| not_an_integer(v))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Number, E> {
+        // The text serde_json shows for the number (`1.5`, `1000.0`, `1.8446744073709552e+19`).
+        let shown =
+            serde_json::Number::from_f64(v).map_or_else(|| v.to_string(), |n| n.to_string());
+        Err(not_an_integer(shown))
+    }
+
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<Number, E> {
+        parse_hex(s).map(Number).ok_or_else(|| {
+            E::custom(format!(
+                "expected 0x followed by 1 to 16 hex digits, found {s:?}"
+            ))
+        })
+    }
+}
+
+fn not_an_integer<E: de::Error>(shown: impl fmt::Display) -> E {
+    E::custom(format!(
+        "expected an integer from 0 to 2^64-1, found {shown}"
+    ))
+}
+
+/// `0x` followed by 1 to 16 hex digits (either case).
+pub fn parse_hex(s: &str) -> Option<u64> {
+    let digits = s.strip_prefix("0x")?;
+    if digits.is_empty() || digits.len() > 16 || !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    u64::from_str_radix(digits, 16).ok()
+}
+
+/// The output form of a number: lower-case hex, no leading zeros (`"0x0"`).
+pub fn hex(v: u64) -> String {
+    format!("{v:#x}")
+}
+
+/// The output form of a little-endian buffer of any size read as one unsigned number.
+pub fn hex_le_bytes(bytes: &[u8]) -> String {
+    let mut s = String::from("0x");
+    let mut started = false;
+    for b in bytes.iter().rev() {
+        if started {
+            s.push_str(&format!("{b:02x}"));
+        } else if *b != 0 {
+            s.push_str(&format!("{b:x}"));
+            started = true;
+        }
+    }
+    if !started {
+        s.push('0');
+    }
+    s
+}
+
+/// `path` and `key` as one path: `a` + `b` is `a.b`, `a` + `[1]` is `a[1]`.
+pub(crate) fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else if key.is_empty() {
+        path.to_string()
+    } else if key.starts_with('[') {
+        format!("{path}{key}")
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+/// How a JSON value of an unexpected type is named in messages (`a number`, `null`).
+fn unexpected_words(u: &Unexpected<'_>) -> String {
+    match u {
+        Unexpected::Bool(_) => "a boolean".into(),
+        Unexpected::Unsigned(_) | Unexpected::Signed(_) | Unexpected::Float(_) => "a number".into(),
+        Unexpected::Char(_) | Unexpected::Str(_) => "a string".into(),
+        Unexpected::Unit | Unexpected::Option => "null".into(),
+        Unexpected::Seq => "an array".into(),
+        Unexpected::Map => "an object".into(),
+        other => other.to_string(),
+    }
+}
+
+/// How serde's "expected" texts read in messages (`true or false`, `an array`).
+fn expected_words(exp: &dyn de::Expected) -> String {
+    let s = exp.to_string();
+    match s.as_str() {
+        "a boolean" => "true or false".into(),
+        "a sequence" => "an array".into(),
+        "a map" => "an object".into(),
+        _ if s.starts_with("struct ") => "an object".into(),
+        _ => s,
+    }
+}
+
+#[cfg(test)]
+mod tests;
