@@ -33,10 +33,11 @@
 //!   the release string does not (Debian 6.1).
 //! - Numbers follow the scenario rule (integer or `0x` hex string); output uses hex strings.
 
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::abi::{FwReg, PsciVersion};
-use crate::json::{FieldError, Obj, err, hex, number};
+use crate::json::{self, FieldError, FieldErrorKind, Invalid, Number, err, hex};
 use crate::register::{self, SetRule};
 use crate::release::{Release, Rules};
 
@@ -44,7 +45,8 @@ use crate::release::{Release, Rules};
 pub const PROFILE_FORMAT: &str = "armfw-profile/1";
 
 /// One firmware register of a host.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(try_from = "RegFile", into = "RegFile")]
 pub struct ProfileReg {
     /// Which register.
     pub reg: FwReg,
@@ -55,9 +57,11 @@ pub struct ProfileReg {
 }
 
 /// Capabilities that change what the firmware does.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct Capabilities {
-    /// `KVM_CAP_ARM_PSCI_0_2`: vCPUs can have the PSCI_0_2 feature.
+    /// `KVM_CAP_ARM_PSCI_0_2`: vCPUs can have the PSCI_0_2 feature (absent in a file: true).
+    #[serde(default = "yes")]
     pub psci_0_2: bool,
     /// `KVM_CAP_ARM_SYSTEM_SUSPEND`: the VM can enable PSCI SYSTEM_SUSPEND exits (5.19).
     pub system_suspend: bool,
@@ -67,7 +71,8 @@ pub struct Capabilities {
 
 /// A host profile. Build one with [`Profile::from_json`]; every profile that exists has
 /// passed [`Profile::validate`].
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(try_from = "ProfileFile", into = "ProfileFile")]
 pub struct Profile {
     /// A short unique name, e.g. `linux-6.12.117-cortex-a72`.
     pub name: String,
@@ -93,7 +98,7 @@ pub enum ProfileError {
     /// The text is not JSON.
     #[error("not JSON: {0}")]
     Json(String),
-    /// A field is missing, mistyped or inconsistent.
+    /// A field is missing, mistyped, duplicated or inconsistent.
     #[error(transparent)]
     Field(#[from] FieldError),
     /// No built-in profile has that name.
@@ -102,81 +107,18 @@ pub enum ProfileError {
 }
 
 impl Profile {
-    /// Parse and validate a profile from its JSON text.
+    /// Parse and validate a profile from its JSON text (the strict reading of
+    /// [`crate::json::from_str`]: unknown and duplicate keys are errors).
     pub fn from_json(text: &str) -> Result<Profile, ProfileError> {
-        let v: Value = serde_json::from_str(text).map_err(|e| ProfileError::Json(e.to_string()))?;
-        Ok(Self::from_value(&v)?)
+        json::from_str(text).map_err(|e| match e.kind {
+            FieldErrorKind::Syntax => ProfileError::Json(e.message),
+            _ => ProfileError::Field(e),
+        })
     }
 
     /// Parse and validate a profile from a JSON value.
     pub fn from_value(v: &Value) -> Result<Profile, FieldError> {
-        let mut o = Obj::new("", v)?;
-        match o.string("format")? {
-            Some(PROFILE_FORMAT) => {}
-            Some(other) => {
-                return err(
-                    "format",
-                    format!("expected {PROFILE_FORMAT:?}, found {other:?}"),
-                );
-            }
-            None => return err("format", "missing"),
-        }
-        let name = required_string(&mut o, "name")?;
-        let kernel = required_string(&mut o, "kernel")?;
-        let kernel_version = o.string("kernel_version")?.map(str::to_string);
-        let cpu = required_string(&mut o, "cpu")?;
-        let source = o.string("source")?.unwrap_or("").to_string();
-        let mut registers = Vec::new();
-        let regs = o.array("registers")?.ok_or_else(|| missing("registers"))?;
-        for (i, r) in regs.iter().enumerate() {
-            registers.push(read_reg(&format!("registers[{i}]"), r)?);
-        }
-        let mut psci_versions = Vec::new();
-        let vers = o
-            .array("psci_versions")?
-            .ok_or_else(|| missing("psci_versions"))?;
-        for (i, v) in vers.iter().enumerate() {
-            let path = format!("psci_versions[{i}]");
-            let n = number(&path, v)?;
-            let ver = u32::try_from(n)
-                .ok()
-                .map(PsciVersion)
-                .filter(|v| v.is_kvm_version());
-            match ver {
-                Some(v) => psci_versions.push(v),
-                None => {
-                    return err(
-                        &path,
-                        format!("{} is not a PSCI version KVM implements", hex(n)),
-                    );
-                }
-            }
-        }
-        let caps_v = o.required("capabilities")?;
-        let mut c = Obj::new("capabilities", caps_v)?;
-        let capabilities = Capabilities {
-            psci_0_2: c.bool("psci_0_2")?.unwrap_or(true),
-            system_suspend: c
-                .bool("system_suspend")?
-                .ok_or_else(|| missing("capabilities.system_suspend"))?,
-            smccc_filter: c
-                .bool("smccc_filter")?
-                .ok_or_else(|| missing("capabilities.smccc_filter"))?,
-        };
-        c.finish()?;
-        o.finish()?;
-        let p = Profile {
-            name,
-            kernel,
-            kernel_version,
-            cpu,
-            source,
-            registers,
-            psci_versions,
-            capabilities,
-        };
-        p.validate()?;
-        Ok(p)
+        json::from_value(v)
     }
 
     /// Check the profile's internal consistency.
@@ -283,86 +225,172 @@ impl Profile {
 
     /// The JSON form.
     pub fn to_json(&self) -> Value {
-        let regs: Vec<Value> = self
-            .registers
-            .iter()
-            .map(|r| {
-                let mut m =
-                    json!({"name": r.reg.name(), "id": hex(r.reg.id()), "default": hex(r.default)});
-                if let Some(w) = r.writable {
-                    m["writable"] = json!(hex(w));
-                }
-                m
+        // A profile is plain data: its file form always serialises.
+        serde_json::to_value(ProfileFile::from(self.clone())).unwrap_or(Value::Null)
+    }
+}
+
+const fn yes() -> bool {
+    true
+}
+
+/// The format tag, which must be [`PROFILE_FORMAT`].
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(try_from = "String", into = "String")]
+struct FormatTag;
+
+impl TryFrom<String> for FormatTag {
+    type Error = Invalid;
+
+    fn try_from(s: String) -> Result<FormatTag, Invalid> {
+        if s == PROFILE_FORMAT {
+            Ok(FormatTag)
+        } else {
+            Err(
+                FieldError::bad_value("", format!("expected {PROFILE_FORMAT:?}, found {s:?}"))
+                    .into(),
+            )
+        }
+    }
+}
+
+impl From<FormatTag> for String {
+    fn from(_: FormatTag) -> String {
+        PROFILE_FORMAT.to_string()
+    }
+}
+
+/// The profile file's schema; [`Profile`] is read and written through it.
+#[derive(Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct ProfileFile {
+    format: FormatTag,
+    name: String,
+    kernel: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    kernel_version: Option<String>,
+    cpu: String,
+    #[serde(default)]
+    source: String,
+    registers: Vec<ProfileReg>,
+    psci_versions: Vec<KvmPsciVersion>,
+    capabilities: Capabilities,
+}
+
+/// One register in a profile file.
+#[derive(Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct RegFile {
+    name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    id: Option<Number>,
+    default: Number,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    writable: Option<Number>,
+}
+
+/// A PSCI version KVM implements, as a number.
+#[derive(Clone, Copy, Deserialize, Serialize)]
+#[serde(try_from = "Number", into = "Number")]
+struct KvmPsciVersion(PsciVersion);
+
+impl TryFrom<Number> for KvmPsciVersion {
+    type Error = Invalid;
+
+    fn try_from(n: Number) -> Result<KvmPsciVersion, Invalid> {
+        u32::try_from(n.0)
+            .ok()
+            .map(PsciVersion)
+            .filter(|v| v.is_kvm_version())
+            .map(KvmPsciVersion)
+            .ok_or_else(|| {
+                FieldError::bad_value(
+                    "",
+                    format!("{} is not a PSCI version KVM implements", hex(n.0)),
+                )
+                .into()
             })
-            .collect();
-        let mut v = json!({
-            "format": PROFILE_FORMAT,
-            "name": self.name,
-            "kernel": self.kernel,
-        });
-        if let Some(kv) = &self.kernel_version {
-            v["kernel_version"] = json!(kv);
+    }
+}
+
+impl From<KvmPsciVersion> for Number {
+    fn from(v: KvmPsciVersion) -> Number {
+        Number(u64::from(v.0.0))
+    }
+}
+
+impl TryFrom<RegFile> for ProfileReg {
+    type Error = Invalid;
+
+    fn try_from(r: RegFile) -> Result<ProfileReg, Invalid> {
+        let Some(reg) = FwReg::from_name(&r.name) else {
+            return Err(FieldError::bad_value(
+                "name",
+                format!("{:?} is not a firmware register name", r.name),
+            )
+            .into());
+        };
+        if let Some(id) = r.id {
+            if id.0 != reg.id() {
+                return Err(FieldError::bad_value(
+                    "id",
+                    format!("{} is not the id of {} ({})", hex(id.0), reg, hex(reg.id())),
+                )
+                .into());
+            }
         }
-        v["cpu"] = json!(self.cpu);
-        v["source"] = json!(self.source);
-        v["registers"] = json!(regs);
-        v["psci_versions"] = json!(
-            self.psci_versions
-                .iter()
-                .map(|p| hex(p.0.into()))
-                .collect::<Vec<_>>()
-        );
-        v["capabilities"] = json!({
-            "psci_0_2": self.capabilities.psci_0_2,
-            "system_suspend": self.capabilities.system_suspend,
-            "smccc_filter": self.capabilities.smccc_filter,
-        });
-        v
+        Ok(ProfileReg {
+            reg,
+            default: r.default.0,
+            writable: r.writable.map(u64::from),
+        })
     }
 }
 
-fn missing(path: &str) -> FieldError {
-    FieldError {
-        kind: crate::json::FieldErrorKind::MissingField,
-        path: path.to_string(),
-        message: "missing".to_string(),
-    }
-}
-
-fn required_string(o: &mut Obj<'_>, key: &'static str) -> Result<String, FieldError> {
-    o.string(key)?
-        .map(str::to_string)
-        .ok_or_else(|| missing(key))
-}
-
-fn read_reg(path: &str, v: &Value) -> Result<ProfileReg, FieldError> {
-    let mut o = Obj::new(path, v)?;
-    let name_path = o.path("name");
-    let name = o.string("name")?.ok_or_else(|| missing(&name_path))?;
-    let Some(reg) = FwReg::from_name(name) else {
-        return err(
-            &name_path,
-            format!("{name:?} is not a firmware register name"),
-        );
-    };
-    let id_path = o.path("id");
-    if let Some(id) = o.number("id")? {
-        if id != reg.id() {
-            return err(
-                &id_path,
-                format!("{} is not the id of {} ({})", hex(id), reg, hex(reg.id())),
-            );
+impl From<ProfileReg> for RegFile {
+    fn from(r: ProfileReg) -> RegFile {
+        RegFile {
+            name: r.reg.name().to_string(),
+            id: Some(Number(r.reg.id())),
+            default: Number(r.default),
+            writable: r.writable.map(Number),
         }
     }
-    let default_path = o.path("default");
-    let default = o.number("default")?.ok_or_else(|| missing(&default_path))?;
-    let writable = o.number("writable")?;
-    o.finish()?;
-    Ok(ProfileReg {
-        reg,
-        default,
-        writable,
-    })
+}
+
+impl TryFrom<ProfileFile> for Profile {
+    type Error = Invalid;
+
+    fn try_from(f: ProfileFile) -> Result<Profile, Invalid> {
+        let p = Profile {
+            name: f.name,
+            kernel: f.kernel,
+            kernel_version: f.kernel_version,
+            cpu: f.cpu,
+            source: f.source,
+            registers: f.registers,
+            psci_versions: f.psci_versions.into_iter().map(|v| v.0).collect(),
+            capabilities: f.capabilities,
+        };
+        p.validate()?;
+        Ok(p)
+    }
+}
+
+impl From<Profile> for ProfileFile {
+    fn from(p: Profile) -> ProfileFile {
+        ProfileFile {
+            format: FormatTag,
+            name: p.name,
+            kernel: p.kernel,
+            kernel_version: p.kernel_version,
+            cpu: p.cpu,
+            source: p.source,
+            registers: p.registers,
+            psci_versions: p.psci_versions.into_iter().map(KvmPsciVersion).collect(),
+            capabilities: p.capabilities,
+        }
+    }
 }
 
 mod builtin {
@@ -398,6 +426,7 @@ pub fn default_profile() -> Option<Profile> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn sample() -> Value {
         json!({
@@ -468,6 +497,31 @@ mod tests {
         assert_eq!(
             Profile::from_value(&v).unwrap_err().path,
             "registers[1].default"
+        );
+    }
+
+    /// The committed files are what the probe wrote: writing them again gives the same bytes.
+    #[test]
+    fn every_builtin_profile_writes_back_byte_for_byte() {
+        for (file, text) in builtin::PROFILES {
+            let p = Profile::from_json(text).unwrap();
+            let again = serde_json::to_string_pretty(&p.to_json()).unwrap();
+            assert_eq!(again.trim_end(), text.trim_end(), "{file}");
+        }
+    }
+
+    #[test]
+    fn profile_with_a_duplicate_key_is_refused_with_its_path() {
+        let text =
+            sample()
+                .to_string()
+                .replacen("\"cpu\":\"max\"", "\"cpu\":\"max\",\"cpu\":\"a72\"", 1);
+        let ProfileError::Field(e) = Profile::from_json(&text).unwrap_err() else {
+            panic!("a field error")
+        };
+        assert_eq!(
+            (e.kind, e.path.as_str()),
+            (FieldErrorKind::DuplicateKey, "cpu")
         );
     }
 
