@@ -48,6 +48,7 @@
 //! and every error names the field (`vcpus[2].mp_state`).
 
 mod codec;
+mod file;
 mod step;
 
 pub use codec::crc32;
@@ -380,7 +381,7 @@ impl Snapshot {
 }
 
 /// `KVM_SMCCC_FILTER_*` value of an action.
-pub(crate) const fn filter_action_value(a: FilterAction) -> u8 {
+pub const fn filter_action_value(a: FilterAction) -> u8 {
     match a {
         FilterAction::Handle => 0,
         FilterAction::Deny => 1,
