@@ -64,7 +64,7 @@ pub fn run(profile: Option<&str>, backend: BackendArg, args: &[PathBuf]) -> Resu
     let mut code = ExitCode::SUCCESS;
     for (file, s) in files.iter().zip(&scenarios) {
         let doc = scenario::run(s, backend.as_mut());
-        println!("{}", doc.to_json());
+        println!("{}", serde_json::to_string(&doc)?);
         if let Some(StepResult::Error(e)) = doc
             .results
             .iter()

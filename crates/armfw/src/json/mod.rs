@@ -16,6 +16,14 @@
 //! - Nesting is bounded by serde_json's recursion limit (128 arrays or objects deep); deeper
 //!   text is not JSON (`FieldErrorKind::Syntax`). Reading never panics.
 //!
+//! Keep a format's types plain structs (with `Option` fields for optional keys) and its own
+//! leaf types: serde reads `#[serde(flatten)]`, `untagged` and internally tagged (`tag = …`)
+//! enums through a buffer of its own, so errors inside them lose their path, and
+//! `deny_unknown_fields` does not combine with `flatten`. A format with a kind key (`op`) reads
+//! one flat struct of every key and checks which keys the kind takes in its `try_from`, as
+//! `scenario`'s steps do. A field written as `null` (an absent value in a report) is an
+//! `Option` serialised without `skip_serializing_if`; it cannot be read back by [`from_str`].
+//!
 //! Numbers ([`Number`]): a JSON integer from 0 to 2^64−1 (no sign, fraction or exponent) or a
 //! string `0x` followed by 1 to 16 hex digits in either case ([`parse_hex`]). A field's own
 //! range (below 2^32, 1 to 64, …) is checked by its type. Written back, a number is the string

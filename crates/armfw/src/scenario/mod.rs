@@ -5,8 +5,10 @@
 //!
 //! How this implementation reads the places where the format leaves a choice:
 //! - A file that is not JSON, is not an object, lacks `name` or `steps`, has a `name` other
-//!   than its file name without `.json`, or has a top-level key other than `name`, `vm` and
-//!   `steps` is not a scenario: [`parse`] refuses it and no document is made.
+//!   than its file name without `.json`, has a top-level key other than `name`, `vm` and
+//!   `steps`, or gives a key twice in any object is not a scenario: [`parse`] refuses it and
+//!   no document is made. Files are read by [`crate::json::from_str`]; documents are written
+//!   through `Serialize` (`serde_json::to_string(&doc)`).
 //! - A malformed `vm` object gives the document `results: [{"error": ...}]`; a malformed step
 //!   ends the scenario with `{"error": ...}` at its place, after the steps before it ran.
 //! - `smccc_filter` in a scenario with `"firmware": "armfw"` is a malformed step.

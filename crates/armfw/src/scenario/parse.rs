@@ -1,10 +1,19 @@
-//! Reading scenario files.
+//! Reading scenario files: each part of the format is a serde type read with
+//! [`crate::json::from_str`]. The `Raw…` types are the file's schema (every key, its JSON
+//! type); `TryFrom` conversions hold the rules between keys, with the paths of the keys they
+//! concern.
+//!
+//! A step is one flat `RawStep` with every step key optional, not a serde enum tagged by
+//! `op`: serde reads an internally tagged enum through a buffer that loses the field paths
+//! (`steps[3].x[1]` would become `steps[3]`). [`STEP_KEYS`] says which keys each op takes.
 
+use serde::Deserialize;
+use serde::de::{self, Deserializer, Visitor};
 use serde_json::Value;
 
-use crate::abi::FwReg;
+use crate::abi::{FwReg, OneRegId};
 use crate::firmware::{Conduit, KVM_MP_STATE_NAMES};
-use crate::json::{FieldError, Obj, err, kind, number};
+use crate::json::{self, FieldError, FieldErrorKind, Invalid, Number};
 
 /// The largest `vcpus` a scenario may ask for.
 pub const MAX_SCENARIO_VCPUS: usize = 64;
@@ -19,7 +28,8 @@ pub enum FirmwareMode {
 }
 
 /// The `vm` object.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "RawVm")]
 pub struct VmSpec {
     /// Number of vCPUs, 1 to 64.
     pub vcpus: usize,
@@ -46,7 +56,8 @@ impl Default for VmSpec {
 }
 
 /// One step: the vCPU it addresses and what it does.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "RawStep")]
 pub struct Step {
     /// The vCPU index (default 0).
     pub vcpu: usize,
@@ -100,7 +111,8 @@ pub enum StepKind {
 
 /// A parsed scenario. A malformed `vm` or step is kept as its error: it becomes an `error`
 /// result at its place when the scenario runs.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(from = "RawScenario")]
 pub struct Scenario {
     /// The name (the file name without `.json`).
     pub name: String,
@@ -116,241 +128,337 @@ pub enum ParseError {
     /// Not JSON.
     #[error("not JSON: {0}")]
     Json(String),
-    /// The document's shape is wrong (name, steps, top-level keys).
+    /// The document's shape is wrong (name, steps, top-level keys, a key given twice).
     #[error(transparent)]
-    Field(#[from] FieldError),
+    Field(FieldError),
+}
+
+impl From<FieldError> for ParseError {
+    fn from(e: FieldError) -> Self {
+        match e.kind {
+            FieldErrorKind::Syntax => ParseError::Json(e.message),
+            _ => ParseError::Field(e),
+        }
+    }
 }
 
 /// Parse the scenario `text`; `file_stem` (the file name without `.json`) must equal `name`.
 pub fn parse(text: &str, file_stem: Option<&str>) -> Result<Scenario, ParseError> {
-    let v: Value = serde_json::from_str(text).map_err(|e| ParseError::Json(e.to_string()))?;
-    let mut o = Obj::new("", &v)?;
-    let name = o.string("name")?.ok_or_else(|| FieldError {
-        kind: crate::json::FieldErrorKind::MissingField,
-        path: "name".into(),
-        message: "missing".into(),
-    })?;
+    let scenario: Scenario = json::from_str(text)?;
     if let Some(stem) = file_stem {
-        if name != stem {
-            return Err(FieldError {
-                kind: crate::json::FieldErrorKind::BadValue,
-                path: "name".into(),
-                message: format!("{name:?} is not the file name {stem:?}"),
-            }
+        if scenario.name != stem {
+            let name = &scenario.name;
+            return Err(FieldError::bad_value(
+                "name",
+                format!("{name:?} is not the file name {stem:?}"),
+            )
             .into());
         }
     }
-    let vm = match o.get("vm") {
-        None => Ok(VmSpec::default()),
-        Some(v) => parse_vm(v),
-    };
-    let steps_v = o.array("steps")?.ok_or_else(|| FieldError {
-        kind: crate::json::FieldErrorKind::MissingField,
-        path: "steps".into(),
-        message: "missing".into(),
-    })?;
-    o.finish()?;
-    let steps = steps_v
-        .iter()
-        .enumerate()
-        .map(|(i, s)| parse_step(&format!("steps[{i}]"), s))
-        .collect();
-    Ok(Scenario {
-        name: name.to_string(),
-        vm,
-        steps,
-    })
+    Ok(scenario)
 }
 
-fn index(path: &str, v: &Value, limit: usize) -> Result<usize, FieldError> {
-    let n = number(path, v)?;
+/// The keys each op takes besides `op` and `vcpu`.
+const STEP_KEYS: [(&str, &[&str]); 8] = [
+    ("reg_list", &[]),
+    ("get", &["reg"]),
+    ("set", &["reg", "value"]),
+    ("call", &["x", "conduit"]),
+    ("entry", &[]),
+    ("mp_state", &[]),
+    ("set_mp_state", &["mp_state"]),
+    ("smccc_filter", &["base", "count", "action"]),
+];
+
+/// The document: `vm` and each step are kept as JSON and read on their own, so that a
+/// malformed one becomes that place's error instead of refusing the file.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScenario {
+    name: String,
+    vm: Option<Value>,
+    steps: Vec<Value>,
+}
+
+impl From<RawScenario> for Scenario {
+    fn from(raw: RawScenario) -> Scenario {
+        Scenario {
+            name: raw.name,
+            vm: raw
+                .vm
+                .map_or_else(|| Ok(VmSpec::default()), |v| json::from_value_at("vm", &v)),
+            steps: raw
+                .steps
+                .iter()
+                .enumerate()
+                .map(|(i, v)| json::from_value_at(&format!("steps[{i}]"), v))
+                .collect(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVm {
+    vcpus: Option<Number>,
+    psci_0_2: Option<bool>,
+    power_off: Option<Vec<Number>>,
+    system_suspend: Option<bool>,
+    firmware: Option<String>,
+}
+
+impl TryFrom<RawVm> for VmSpec {
+    type Error = Invalid;
+
+    fn try_from(raw: RawVm) -> Result<VmSpec, Invalid> {
+        let default = VmSpec::default();
+        let vcpus = match raw.vcpus {
+            None => default.vcpus,
+            Some(Number(n)) => match usize::try_from(n) {
+                Ok(v) if (1..=MAX_SCENARIO_VCPUS).contains(&v) => v,
+                _ => {
+                    return Err(bad(
+                        "vcpus",
+                        format!("{n} is out of range (1 to {MAX_SCENARIO_VCPUS})"),
+                    ));
+                }
+            },
+        };
+        let mut power_off = Vec::new();
+        for (i, &n) in raw.power_off.iter().flatten().enumerate() {
+            let path = format!("power_off[{i}]");
+            let idx = index(&path, n, vcpus)?;
+            if power_off.contains(&idx) {
+                return Err(bad(&path, format!("vCPU {idx} is listed twice")));
+            }
+            power_off.push(idx);
+        }
+        let firmware = match raw.firmware.as_deref() {
+            None | Some("kernel") => FirmwareMode::Kernel,
+            Some("armfw") => FirmwareMode::Armfw,
+            Some(other) => {
+                return Err(bad(
+                    "firmware",
+                    format!("expected \"kernel\" or \"armfw\", found {other:?}"),
+                ));
+            }
+        };
+        Ok(VmSpec {
+            vcpus,
+            psci_0_2: raw.psci_0_2.unwrap_or(default.psci_0_2),
+            power_off,
+            system_suspend: raw.system_suspend.unwrap_or(default.system_suspend),
+            firmware,
+        })
+    }
+}
+
+/// Every key a step may have; which ones an op takes is [`STEP_KEYS`].
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStep {
+    op: String,
+    vcpu: Option<Number>,
+    reg: Option<RegId>,
+    value: Option<Number>,
+    x: Option<Vec<Number>>,
+    conduit: Option<String>,
+    mp_state: Option<String>,
+    base: Option<Number>,
+    count: Option<Number>,
+    action: Option<FilterAction>,
+}
+
+impl RawStep {
+    /// The op-specific keys present, in [`STEP_KEYS`]' spelling.
+    fn present(&self) -> impl Iterator<Item = &'static str> {
+        [
+            ("reg", self.reg.is_some()),
+            ("value", self.value.is_some()),
+            ("x", self.x.is_some()),
+            ("conduit", self.conduit.is_some()),
+            ("mp_state", self.mp_state.is_some()),
+            ("base", self.base.is_some()),
+            ("count", self.count.is_some()),
+            ("action", self.action.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(k, present)| present.then_some(k))
+    }
+}
+
+impl TryFrom<RawStep> for Step {
+    type Error = Invalid;
+
+    fn try_from(raw: RawStep) -> Result<Step, Invalid> {
+        let op = raw.op.as_str();
+        let Some(&(_, keys)) = STEP_KEYS.iter().find(|(name, _)| *name == op) else {
+            return Err(bad("op", format!("unknown op {op:?}")));
+        };
+        let vcpu = match raw.vcpu {
+            None => 0,
+            Some(n) => index("vcpu", n, MAX_SCENARIO_VCPUS)?,
+        };
+        let kind = match op {
+            "get" => StepKind::Get {
+                reg: required("reg", raw.reg)?.0,
+            },
+            "set" => {
+                let reg = required("reg", raw.reg)?.0;
+                let value = required("value", raw.value)?.0;
+                let size = OneRegId(reg).size_bytes();
+                if size < 8 && value >> (8 * size) != 0 {
+                    return Err(bad(
+                        "value",
+                        format!("{value:#x} does not fit the register's {size}-byte buffer"),
+                    ));
+                }
+                StepKind::Set { reg, value }
+            }
+            "call" => {
+                let list = required("x", raw.x.as_ref())?;
+                if list.len() > 4 {
+                    return Err(bad(
+                        "x",
+                        format!("has {} entries; at most 4 (x0..x3)", list.len()),
+                    ));
+                }
+                let mut x = [0u64; 4];
+                for (slot, n) in x.iter_mut().zip(list) {
+                    *slot = n.0;
+                }
+                let conduit = match raw.conduit.as_deref() {
+                    None | Some("hvc") => Conduit::Hvc,
+                    Some("smc") => Conduit::Smc,
+                    Some(other) => {
+                        return Err(bad(
+                            "conduit",
+                            format!("expected \"hvc\" or \"smc\", found {other:?}"),
+                        ));
+                    }
+                };
+                StepKind::Call { conduit, x }
+            }
+            "entry" => StepKind::Entry,
+            "mp_state" => StepKind::MpState,
+            "set_mp_state" => {
+                let name = required("mp_state", raw.mp_state.as_deref())?;
+                let Some(&(_, state)) = KVM_MP_STATE_NAMES.iter().find(|(n, _)| *n == name) else {
+                    return Err(bad(
+                        "mp_state",
+                        format!("{name:?} is not a KVM_MP_STATE_* name"),
+                    ));
+                };
+                StepKind::SetMpState { state }
+            }
+            "smccc_filter" => StepKind::SmcccFilter {
+                base: below_2_32("base", required("base", raw.base)?)?,
+                count: below_2_32("count", required("count", raw.count)?)?,
+                action: required("action", raw.action)?.0,
+            },
+            _ => StepKind::RegList,
+        };
+        let mut extra: Vec<&str> = raw.present().filter(|k| !keys.contains(k)).collect();
+        extra.sort_unstable();
+        if let Some(key) = extra.first() {
+            return Err(FieldError::unknown(*key).into());
+        }
+        Ok(Step { vcpu, kind })
+    }
+}
+
+fn bad(path: &str, message: String) -> Invalid {
+    FieldError::bad_value(path, message).into()
+}
+
+fn required<T>(key: &str, v: Option<T>) -> Result<T, Invalid> {
+    v.ok_or_else(|| FieldError::missing(key).into())
+}
+
+/// A vCPU index below `limit`.
+fn index(path: &str, Number(n): Number, limit: usize) -> Result<usize, Invalid> {
     match usize::try_from(n) {
         Ok(i) if i < limit => Ok(i),
-        _ => err(path, format!("{n} is out of range (0 to {})", limit - 1)),
+        _ => Err(bad(
+            path,
+            format!("{n} is out of range (0 to {})", limit - 1),
+        )),
     }
 }
 
-fn parse_vm(v: &Value) -> Result<VmSpec, FieldError> {
-    let mut o = Obj::new("vm", v)?;
-    let mut vm = VmSpec::default();
-    if let Some(n) = o.number("vcpus")? {
-        if n == 0 || n > MAX_SCENARIO_VCPUS as u64 {
-            return err(
-                "vm.vcpus",
-                format!("{n} is out of range (1 to {MAX_SCENARIO_VCPUS})"),
-            );
-        }
-        vm.vcpus = n as usize;
-    }
-    if let Some(b) = o.bool("psci_0_2")? {
-        vm.psci_0_2 = b;
-    }
-    if let Some(list) = o.array("power_off")? {
-        for (i, e) in list.iter().enumerate() {
-            let path = format!("vm.power_off[{i}]");
-            let idx = index(&path, e, vm.vcpus)?;
-            if vm.power_off.contains(&idx) {
-                return err(&path, format!("vCPU {idx} is listed twice"));
-            }
-            vm.power_off.push(idx);
-        }
-    }
-    if let Some(b) = o.bool("system_suspend")? {
-        vm.system_suspend = b;
-    }
-    match o.string("firmware")? {
-        None | Some("kernel") => {}
-        Some("armfw") => vm.firmware = FirmwareMode::Armfw,
-        Some(other) => {
-            return err(
-                "vm.firmware",
-                format!("expected \"kernel\" or \"armfw\", found {other:?}"),
-            );
-        }
-    }
-    o.finish()?;
-    Ok(vm)
+fn below_2_32(path: &str, Number(n): Number) -> Result<u32, Invalid> {
+    u32::try_from(n).map_err(|_| bad(path, format!("{n:#x} is not below 2^32")))
 }
 
-fn parse_step(path: &str, v: &Value) -> Result<Step, FieldError> {
-    let mut o = Obj::new(path, v)?;
-    let op_path = o.path("op");
-    let op = o.string("op")?.ok_or_else(|| FieldError {
-        kind: crate::json::FieldErrorKind::MissingField,
-        path: op_path.clone(),
-        message: "missing".into(),
-    })?;
-    let vcpu_path = o.path("vcpu");
-    let vcpu = match o.get("vcpu") {
-        None => 0,
-        Some(v) => index(&vcpu_path, v, MAX_SCENARIO_VCPUS)?,
-    };
-    let kind = match op {
-        "reg_list" => StepKind::RegList,
-        "get" => StepKind::Get { reg: reg(&mut o)? },
-        "set" => {
-            let reg = reg(&mut o)?;
-            let value_path = o.path("value");
-            let value = o.number("value")?.ok_or_else(|| FieldError {
-                kind: crate::json::FieldErrorKind::MissingField,
-                path: value_path.clone(),
-                message: "missing".into(),
-            })?;
-            let size = crate::abi::OneRegId(reg).size_bytes();
-            if size < 8 && value >> (8 * size) != 0 {
-                return err(
-                    &value_path,
-                    format!("{value:#x} does not fit the register's {size}-byte buffer"),
-                );
+/// `reg`: a firmware register name (exact) or, as a string starting with `0x`, any ONE_REG id
+/// under the number rule. A JSON integer is not a register.
+#[derive(Clone, Copy)]
+struct RegId(u64);
+
+impl<'de> Deserialize<'de> for RegId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = RegId;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a register name or a 0x id")
             }
-            StepKind::Set { reg, value }
-        }
-        "call" => {
-            let x_path = o.path("x");
-            let list = o.array("x")?.ok_or_else(|| FieldError {
-                kind: crate::json::FieldErrorKind::MissingField,
-                path: x_path.clone(),
-                message: "missing".into(),
-            })?;
-            if list.len() > 4 {
-                return err(
-                    &x_path,
-                    format!("has {} entries; at most 4 (x0..x3)", list.len()),
-                );
-            }
-            let mut x = [0u64; 4];
-            for (i, e) in list.iter().enumerate() {
-                x[i] = number(&format!("{x_path}[{i}]"), e)?;
-            }
-            let conduit = match o.string("conduit")? {
-                None | Some("hvc") => Conduit::Hvc,
-                Some("smc") => Conduit::Smc,
-                Some(other) => {
-                    return err(
-                        &o.path("conduit"),
-                        format!("expected \"hvc\" or \"smc\", found {other:?}"),
-                    );
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<RegId, E> {
+                if s.starts_with("0x") {
+                    return Number::deserialize(de::value::StrDeserializer::<E>::new(s))
+                        .map(|n| RegId(n.0));
                 }
-            };
-            StepKind::Call { conduit, x }
-        }
-        "entry" => StepKind::Entry,
-        "mp_state" => StepKind::MpState,
-        "set_mp_state" => {
-            let p = o.path("mp_state");
-            let name = o.string("mp_state")?.ok_or_else(|| FieldError {
-                kind: crate::json::FieldErrorKind::MissingField,
-                path: p.clone(),
-                message: "missing".into(),
-            })?;
-            let Some(&(_, state)) = KVM_MP_STATE_NAMES.iter().find(|(n, _)| *n == name) else {
-                return err(&p, format!("{name:?} is not a KVM_MP_STATE_* name"));
-            };
-            StepKind::SetMpState { state }
-        }
-        "smccc_filter" => {
-            let mut u32_field = |key: &'static str| -> Result<u32, FieldError> {
-                let p = o.path(key);
-                let n = o.number(key)?.ok_or_else(|| FieldError {
-                    kind: crate::json::FieldErrorKind::MissingField,
-                    path: p.clone(),
-                    message: "missing".into(),
-                })?;
-                u32::try_from(n).or_else(|_| err(&p, format!("{n:#x} is not below 2^32")))
-            };
-            let base = u32_field("base")?;
-            let count = u32_field("count")?;
-            let ap = o.path("action");
-            let action = match o.required("action")? {
-                Value::String(s) => match s.as_str() {
-                    "handle" => 0,
-                    "deny" => 1,
-                    "forward" => 2,
-                    other => {
-                        return err(
-                            &ap,
-                            format!("expected handle, deny, forward or a number, found {other:?}"),
-                        );
-                    }
-                },
-                other @ Value::Number(_) => {
-                    let n = number(&ap, other)?;
-                    u8::try_from(n).or_else(|_| err(&ap, format!("{n} is not 0 to 255")))?
-                }
-                other => {
-                    return err(
-                        &ap,
-                        format!("expected a string or a number, found {}", kind(other)),
-                    );
-                }
-            };
-            StepKind::SmcccFilter {
-                base,
-                count,
-                action,
+                FwReg::from_name(s)
+                    .map(|r| RegId(r.id()))
+                    .ok_or_else(|| E::custom(format!("{s:?} is not a firmware register name")))
             }
         }
-        other => return err(&op_path, format!("unknown op {other:?}")),
-    };
-    o.finish()?;
-    Ok(Step { vcpu, kind })
+        d.deserialize_any(V)
+    }
 }
 
-fn reg(o: &mut Obj<'_>) -> Result<u64, FieldError> {
-    let p = o.path("reg");
-    match o.required("reg")? {
-        Value::String(s) if s.starts_with("0x") => number(&p, &Value::String(s.clone())),
-        Value::String(s) => FwReg::from_name(s)
-            .map(FwReg::id)
-            .ok_or_else(|| FieldError {
-                kind: crate::json::FieldErrorKind::BadValue,
-                path: p.clone(),
-                message: format!("{s:?} is not a firmware register name"),
-            }),
-        other => err(
-            &p,
-            format!("expected a register name or a 0x id, found {}", kind(other)),
-        ),
+/// `action`: `handle`, `deny`, `forward`, or a JSON number from 0 to 255.
+#[derive(Clone, Copy)]
+struct FilterAction(u8);
+
+/// The action names, by value.
+const FILTER_ACTIONS: [&str; 3] = ["handle", "deny", "forward"];
+
+impl<'de> Deserialize<'de> for FilterAction {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = FilterAction;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string or a number")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<FilterAction, E> {
+                FILTER_ACTIONS
+                    .iter()
+                    .position(|&a| a == s)
+                    .and_then(|v| u8::try_from(v).ok())
+                    .map(FilterAction)
+                    .ok_or_else(|| {
+                        E::custom(format!(
+                            "expected handle, deny, forward or a number, found {s:?}"
+                        ))
+                    })
+            }
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<FilterAction, E> {
+                u8::try_from(n)
+                    .map(FilterAction)
+                    .map_err(|_| E::custom(format!("{n} is not 0 to 255")))
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<FilterAction, E> {
+                Number::deserialize(de::value::I64Deserializer::<E>::new(n))
+                    .and_then(|n| self.visit_u64(n.0))
+            }
+            fn visit_f64<E: de::Error>(self, n: f64) -> Result<FilterAction, E> {
+                Number::deserialize(de::value::F64Deserializer::<E>::new(n))
+                    .and_then(|n| self.visit_u64(n.0))
+            }
+        }
+        d.deserialize_any(V)
     }
 }
 
@@ -487,5 +595,54 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.vm.unwrap_err().path, "vm.power_off[0]");
+    }
+
+    #[test]
+    fn step_errors_have_a_kind_and_the_path_of_the_key() {
+        let e = one_step(r#"{"op":"call","x":["0x1","zz"]}"#).unwrap_err();
+        assert_eq!(
+            (e.kind, e.to_string().as_str()),
+            (
+                FieldErrorKind::BadValue,
+                r#"steps[0].x[1]: expected 0x followed by 1 to 16 hex digits, found "zz""#
+            )
+        );
+        let e = one_step(r#"{"op":"get"}"#).unwrap_err();
+        assert_eq!(
+            (e.kind, e.path.as_str()),
+            (FieldErrorKind::MissingField, "steps[0].reg")
+        );
+        // A key of another op is as unknown as a typo.
+        let e = one_step(r#"{"op":"get","reg":"PSCI_VERSION","value":1}"#).unwrap_err();
+        assert_eq!(
+            (e.kind, e.path.as_str()),
+            (FieldErrorKind::UnknownField, "steps[0].value")
+        );
+        let e = one_step(r#"{"op":"mp_state","vcpu":null}"#).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "steps[0].vcpu: expected a number, found null"
+        );
+    }
+
+    #[test]
+    fn parse_refuses_a_key_given_twice_anywhere() {
+        let e = parse(r#"{"name":"t","steps":[{"op":"get","op":"set"}]}"#, None).unwrap_err();
+        assert_eq!(e.to_string(), "steps[0].op: duplicate key");
+        let e = parse(r#"{"name":"t","name":"t","steps":[]}"#, None).unwrap_err();
+        assert_eq!(e.to_string(), "name: duplicate key");
+    }
+
+    #[test]
+    fn parse_tells_text_that_is_not_json_from_a_bad_shape() {
+        assert!(matches!(parse("{ nope", None), Err(ParseError::Json(_))));
+        assert_eq!(
+            parse(r#"["t", []]"#, None).unwrap_err().to_string(),
+            "expected an object, found an array"
+        );
+        assert_eq!(
+            parse(r#"{"steps":[]}"#, None).unwrap_err().to_string(),
+            "name: missing"
+        );
     }
 }

@@ -1,10 +1,16 @@
-//! Result documents: one per scenario, one result per step.
+//! Result documents: one per scenario, one result per step. A document is a serde type:
+//! read with [`crate::json::from_str`] ([`ResultDocument::parse`]), written through
+//! `Serialize` (`serde_json::to_string` is what `armfw sim` prints, `to_string_pretty` plus a
+//! newline is what the harness records). A result is one `RawResult`: every key of every
+//! result kind, in the order the format writes them, so one definition reads and writes all.
 
-use serde_json::{Map, Value, json};
+use serde::de::{self, Deserializer, Visitor};
+use serde::{Deserialize, Serialize, Serializer};
+use serde_json::{Value, json};
 
 use crate::abi::Errno;
 use crate::firmware::{KVM_MP_STATE_NAMES, SystemEventType};
-use crate::json::{hex, hex_le_bytes, parse_hex};
+use crate::json::{self, FieldError, Invalid, Number, hex_le_bytes};
 
 /// What a `call` step gave.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -40,7 +46,8 @@ pub enum CallResult {
 }
 
 /// One step's result.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "RawResult")]
 pub enum StepResult {
     /// `{"regs": [...]}`.
     Regs(Vec<u64>),
@@ -90,149 +97,273 @@ fn event_value(s: &str) -> Option<u32> {
         .or_else(|| s.parse().ok())
 }
 
-fn xs(x: &[u64; 4]) -> Value {
-    json!(x.iter().map(|&v| hex(v)).collect::<Vec<_>>())
+/// The exit kinds of `call` results, as the format names them.
+const SYSTEM_EVENT: &str = "system_event";
+const HYPERCALL: &str = "hypercall";
+
+/// Every key of every result kind, in the order the format writes them (`exit` before
+/// `type`, `data` and `nr`; `blocked` before `mp_state`; `x` last). A result is exactly one
+/// of the key sets [`StepResult`] lists.
+#[derive(Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct RawResult {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    regs: Option<Vec<Number>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value: Option<LeBytes>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ok: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    errno: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exit: Option<String>,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    event: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<Vec<Number>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nr: Option<Number>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    flags: Option<Number>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    blocked: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mp_state: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pc: Option<Number>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    x0: Option<Number>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    x: Option<Vec<Number>>,
+}
+
+impl RawResult {
+    /// The keys present, in the format's order.
+    fn keys(&self) -> Vec<&'static str> {
+        [
+            ("error", self.error.is_some()),
+            ("regs", self.regs.is_some()),
+            ("value", self.value.is_some()),
+            ("ok", self.ok.is_some()),
+            ("errno", self.errno.is_some()),
+            ("exit", self.exit.is_some()),
+            ("type", self.event.is_some()),
+            ("data", self.data.is_some()),
+            ("nr", self.nr.is_some()),
+            ("flags", self.flags.is_some()),
+            ("blocked", self.blocked.is_some()),
+            ("mp_state", self.mp_state.is_some()),
+            ("pc", self.pc.is_some()),
+            ("x0", self.x0.is_some()),
+            ("x", self.x.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(k, present)| present.then_some(k))
+        .collect()
+    }
+}
+
+fn numbers(v: &[u64]) -> Vec<Number> {
+    v.iter().copied().map(Number).collect()
+}
+
+impl From<&StepResult> for RawResult {
+    fn from(r: &StepResult) -> RawResult {
+        let d = RawResult::default();
+        match r {
+            StepResult::Regs(ids) => RawResult {
+                regs: Some(numbers(ids)),
+                ..d
+            },
+            StepResult::Value(bytes) => RawResult {
+                value: Some(LeBytes(bytes.clone())),
+                ..d
+            },
+            StepResult::Ok => RawResult {
+                ok: Some(true),
+                ..d
+            },
+            StepResult::Errno(e) => RawResult {
+                errno: Some(e.name()),
+                ..d
+            },
+            StepResult::Call(CallResult::Returned { x }) => RawResult {
+                x: Some(numbers(x)),
+                ..d
+            },
+            StepResult::Call(CallResult::SystemEvent { kind, data, x }) => RawResult {
+                exit: Some(SYSTEM_EVENT.into()),
+                event: Some(event_name(*kind)),
+                data: Some(numbers(data)),
+                x: Some(numbers(x)),
+                ..d
+            },
+            StepResult::Call(CallResult::Hypercall { nr, flags }) => RawResult {
+                exit: Some(HYPERCALL.into()),
+                nr: Some(Number(*nr)),
+                flags: Some(Number(*flags)),
+                ..d
+            },
+            StepResult::Call(CallResult::Blocked { mp_state, x }) => RawResult {
+                blocked: Some(true),
+                mp_state: Some(mp_state_name(*mp_state)),
+                x: Some(numbers(x)),
+                ..d
+            },
+            StepResult::Entry { pc, x0 } => RawResult {
+                pc: Some(Number(*pc)),
+                x0: Some(Number(*x0)),
+                ..d
+            },
+            StepResult::MpState(s) => RawResult {
+                mp_state: Some(mp_state_name(*s)),
+                ..d
+            },
+            StepResult::Error(t) => RawResult {
+                error: Some(t.clone()),
+                ..d
+            },
+        }
+    }
+}
+
+impl TryFrom<RawResult> for StepResult {
+    type Error = Invalid;
+
+    fn try_from(raw: RawResult) -> Result<StepResult, Invalid> {
+        let keys = raw.keys();
+        let bad = |path: &str, message: String| Invalid(FieldError::bad_value(path, message));
+        let x = |x: Option<Vec<Number>>| -> Result<[u64; 4], Invalid> {
+            let list = x.unwrap_or_default();
+            let n = list.len();
+            <[Number; 4]>::try_from(list)
+                .map(|a| a.map(|n| n.0))
+                .map_err(|_| bad("x", format!("has {n} entries; expected 4 (x0..x3)")))
+        };
+        let mp_state = |s: Option<String>| -> Result<u32, Invalid> {
+            let s = s.unwrap_or_default();
+            mp_state_value(&s)
+                .ok_or_else(|| bad("mp_state", format!("{s:?} is not a KVM_MP_STATE_* name")))
+        };
+        let n = |v: Option<Number>| v.map_or(0, |n| n.0);
+        Ok(match keys.as_slice() {
+            ["error"] => StepResult::Error(raw.error.unwrap_or_default()),
+            ["regs"] => StepResult::Regs(raw.regs.iter().flatten().map(|n| n.0).collect()),
+            ["value"] => StepResult::Value(raw.value.map(|v| v.0).unwrap_or_default()),
+            ["ok"] if raw.ok == Some(true) => StepResult::Ok,
+            ["errno"] => {
+                let name = raw.errno.unwrap_or_default();
+                let errno = Errno::from_name(&name).or_else(|| {
+                    name.strip_prefix('E')
+                        .and_then(|n| n.parse().ok())
+                        .map(Errno)
+                });
+                StepResult::Errno(
+                    errno.ok_or_else(|| bad("errno", format!("{name:?} is not an errno name")))?,
+                )
+            }
+            ["x"] => StepResult::Call(CallResult::Returned { x: x(raw.x)? }),
+            ["pc", "x0"] => StepResult::Entry {
+                pc: n(raw.pc),
+                x0: n(raw.x0),
+            },
+            ["mp_state"] => StepResult::MpState(mp_state(raw.mp_state)?),
+            ["blocked", "mp_state", "x"] if raw.blocked == Some(true) => {
+                StepResult::Call(CallResult::Blocked {
+                    mp_state: mp_state(raw.mp_state)?,
+                    x: x(raw.x)?,
+                })
+            }
+            ["exit", "type", "data", "x"] if raw.exit.as_deref() == Some(SYSTEM_EVENT) => {
+                let event = raw.event.unwrap_or_default();
+                StepResult::Call(CallResult::SystemEvent {
+                    kind: event_value(&event).ok_or_else(|| {
+                        bad("type", format!("{event:?} is not a system event type"))
+                    })?,
+                    data: raw.data.iter().flatten().map(|n| n.0).collect(),
+                    x: x(raw.x)?,
+                })
+            }
+            ["exit", "nr", "flags"] if raw.exit.as_deref() == Some(HYPERCALL) => {
+                StepResult::Call(CallResult::Hypercall {
+                    nr: n(raw.nr),
+                    flags: n(raw.flags),
+                })
+            }
+            _ => {
+                return Err(bad(
+                    "",
+                    format!("the keys {keys:?} with these values are not a step result"),
+                ));
+            }
+        })
+    }
+}
+
+impl Serialize for StepResult {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        RawResult::from(self).serialize(s)
+    }
+}
+
+/// `value`: a little-endian buffer of any size as one number, `0x` and hex digits (written by
+/// [`hex_le_bytes`], read back with as many bytes as the digits need).
+struct LeBytes(Vec<u8>);
+
+impl Serialize for LeBytes {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex_le_bytes(&self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for LeBytes {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = LeBytes;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<LeBytes, E> {
+                le_bytes(s).map(LeBytes).ok_or_else(|| {
+                    E::custom(format!("expected 0x followed by hex digits, found {s:?}"))
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+fn le_bytes(s: &str) -> Option<Vec<u8>> {
+    let digits = s.strip_prefix("0x")?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let padded = if digits.len() % 2 == 1 {
+        format!("0{digits}")
+    } else {
+        digits.to_string()
+    };
+    let mut bytes = (0..padded.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&padded[i..i + 2], 16).ok())
+        .collect::<Option<Vec<_>>>()?;
+    bytes.reverse();
+    Some(bytes)
 }
 
 impl StepResult {
     /// The JSON form.
     pub fn to_json(&self) -> Value {
-        match self {
-            StepResult::Regs(ids) => {
-                json!({"regs": ids.iter().map(|&v| hex(v)).collect::<Vec<_>>()})
-            }
-            StepResult::Value(bytes) => json!({"value": hex_le_bytes(bytes)}),
-            StepResult::Ok => json!({"ok": true}),
-            StepResult::Errno(e) => json!({"errno": e.name()}),
-            StepResult::Call(CallResult::Returned { x }) => json!({"x": xs(x)}),
-            StepResult::Call(CallResult::SystemEvent { kind, data, x }) => {
-                let mut m = Map::new();
-                m.insert("exit".into(), json!("system_event"));
-                m.insert("type".into(), json!(event_name(*kind)));
-                m.insert(
-                    "data".into(),
-                    json!(data.iter().map(|&v| hex(v)).collect::<Vec<_>>()),
-                );
-                m.insert("x".into(), xs(x));
-                Value::Object(m)
-            }
-            StepResult::Call(CallResult::Hypercall { nr, flags }) => {
-                let mut m = Map::new();
-                m.insert("exit".into(), json!("hypercall"));
-                m.insert("nr".into(), json!(hex(*nr)));
-                m.insert("flags".into(), json!(hex(*flags)));
-                Value::Object(m)
-            }
-            StepResult::Call(CallResult::Blocked { mp_state, x }) => {
-                let mut m = Map::new();
-                m.insert("blocked".into(), json!(true));
-                m.insert("mp_state".into(), json!(mp_state_name(*mp_state)));
-                m.insert("x".into(), xs(x));
-                Value::Object(m)
-            }
-            StepResult::Entry { pc, x0 } => json!({"pc": hex(*pc), "x0": hex(*x0)}),
-            StepResult::MpState(s) => json!({"mp_state": mp_state_name(*s)}),
-            StepResult::Error(t) => json!({"error": t}),
-        }
+        // Cannot fail: every key is a string.
+        serde_json::to_value(self).unwrap_or_default()
     }
 
     /// Read a result back from its JSON form (e.g. a recorded real result).
     pub fn from_json(v: &Value) -> Option<StepResult> {
-        let o = v.as_object()?;
-        let h = |k: &str| o.get(k).and_then(Value::as_str).and_then(parse_hex);
-        let x = || -> Option<[u64; 4]> {
-            let a = o.get("x")?.as_array()?;
-            if a.len() != 4 {
-                return None;
-            }
-            let mut out = [0u64; 4];
-            for (i, e) in a.iter().enumerate() {
-                out[i] = parse_hex(e.as_str()?)?;
-            }
-            Some(out)
-        };
-        let keys: Vec<&str> = o.keys().map(String::as_str).collect();
-        let has = |ks: &[&str]| keys.len() == ks.len() && ks.iter().all(|k| o.contains_key(*k));
-        if has(&["error"]) {
-            return Some(StepResult::Error(o["error"].as_str()?.to_string()));
-        }
-        if has(&["regs"]) {
-            let ids = o["regs"]
-                .as_array()?
-                .iter()
-                .map(|e| e.as_str().and_then(parse_hex))
-                .collect::<Option<Vec<_>>>()?;
-            return Some(StepResult::Regs(ids));
-        }
-        if has(&["value"]) {
-            let s = o["value"].as_str()?.strip_prefix("0x")?;
-            if s.is_empty() || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return None;
-            }
-            let padded = if s.len() % 2 == 1 {
-                format!("0{s}")
-            } else {
-                s.to_string()
-            };
-            let mut bytes: Vec<u8> = (0..padded.len())
-                .step_by(2)
-                .map(|i| u8::from_str_radix(&padded[i..i + 2], 16).ok())
-                .collect::<Option<Vec<_>>>()?;
-            bytes.reverse();
-            return Some(StepResult::Value(bytes));
-        }
-        if has(&["ok"]) {
-            return (o["ok"] == json!(true)).then_some(StepResult::Ok);
-        }
-        if has(&["errno"]) {
-            let name = o["errno"].as_str()?;
-            return Errno::from_name(name)
-                .or_else(|| {
-                    name.strip_prefix('E')
-                        .and_then(|n| n.parse().ok())
-                        .map(Errno)
-                })
-                .map(StepResult::Errno);
-        }
-        if has(&["x"]) {
-            return Some(StepResult::Call(CallResult::Returned { x: x()? }));
-        }
-        if has(&["pc", "x0"]) {
-            return Some(StepResult::Entry {
-                pc: h("pc")?,
-                x0: h("x0")?,
-            });
-        }
-        if has(&["mp_state"]) {
-            return Some(StepResult::MpState(mp_state_value(
-                o["mp_state"].as_str()?,
-            )?));
-        }
-        if has(&["blocked", "mp_state", "x"]) {
-            return Some(StepResult::Call(CallResult::Blocked {
-                mp_state: mp_state_value(o["mp_state"].as_str()?)?,
-                x: x()?,
-            }));
-        }
-        if has(&["exit", "type", "data", "x"]) && o["exit"] == json!("system_event") {
-            let data = o["data"]
-                .as_array()?
-                .iter()
-                .map(|e| e.as_str().and_then(parse_hex))
-                .collect::<Option<Vec<_>>>()?;
-            return Some(StepResult::Call(CallResult::SystemEvent {
-                kind: event_value(o["type"].as_str()?)?,
-                data,
-                x: x()?,
-            }));
-        }
-        if has(&["exit", "nr", "flags"]) && o["exit"] == json!("hypercall") {
-            return Some(StepResult::Call(CallResult::Hypercall {
-                nr: h("nr")?,
-                flags: h("flags")?,
-            }));
-        }
-        None
+        json::from_value(v).ok()
     }
 
     /// Equality as documents are compared: two errors are equal whatever their text; a value
@@ -246,12 +377,15 @@ impl StepResult {
     }
 }
 
-/// One scenario's result document.
-#[derive(Clone, Debug, PartialEq)]
+/// One scenario's result document, keys in the order of the format: `scenario`, `target`,
+/// `results`.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct ResultDocument {
     /// The scenario's name.
     pub scenario: String,
-    /// What answered (left out of comparisons).
+    /// What answered (left out of comparisons; `null` when a document has none).
+    #[serde(default)]
     pub target: Value,
     /// One result per step.
     pub results: Vec<StepResult>,
@@ -279,32 +413,20 @@ impl std::fmt::Display for Mismatch {
 }
 
 impl ResultDocument {
+    /// Read a document from its text (a line of `armfw sim`, a recorded file).
+    pub fn parse(text: &str) -> Result<ResultDocument, FieldError> {
+        json::from_str(text)
+    }
+
     /// The JSON form, keys in the order of the format: `scenario`, `target`, `results`.
     pub fn to_json(&self) -> Value {
-        let mut m = Map::new();
-        m.insert("scenario".into(), json!(self.scenario));
-        m.insert("target".into(), self.target.clone());
-        m.insert(
-            "results".into(),
-            Value::Array(self.results.iter().map(StepResult::to_json).collect()),
-        );
-        Value::Object(m)
+        // Cannot fail: every key is a string.
+        serde_json::to_value(self).unwrap_or_default()
     }
 
     /// Read a document from its JSON form; `None` if it is not one.
     pub fn from_json(v: &Value) -> Option<ResultDocument> {
-        let o = v.as_object()?;
-        let results = o
-            .get("results")?
-            .as_array()?
-            .iter()
-            .map(StepResult::from_json)
-            .collect::<Option<Vec<_>>>()?;
-        Some(ResultDocument {
-            scenario: o.get("scenario")?.as_str()?.to_string(),
-            target: o.get("target").cloned().unwrap_or(Value::Null),
-            results,
-        })
+        json::from_value(v).ok()
     }
 
     /// `Ok` if the two documents are equal field for field, `target` aside; otherwise the
@@ -327,8 +449,8 @@ impl ResultDocument {
             if !matches!((a, b), (Some(a), Some(b)) if a.same_as(b)) {
                 out.push(Mismatch {
                     step: i,
-                    ours: a.map_or(Value::Null, StepResult::to_json).to_string(),
-                    theirs: b.map_or(Value::Null, StepResult::to_json).to_string(),
+                    ours: result_text(a),
+                    theirs: result_text(b),
                 });
             }
         }
@@ -341,6 +463,12 @@ impl ResultDocument {
         }
         out
     }
+}
+
+/// A result as one line of JSON, `null` for none.
+fn result_text(r: Option<&StepResult>) -> String {
+    // Cannot fail: every key is a string.
+    serde_json::to_string(&r).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -423,5 +551,58 @@ mod tests {
             ..b.clone()
         };
         assert_eq!(a.conforms_to(&c).unwrap_err().step, 1);
+    }
+
+    #[test]
+    fn every_result_kind_is_written_in_the_formats_key_order() {
+        let h = StepResult::Call(CallResult::Hypercall {
+            nr: 0x8400_0000,
+            flags: 1,
+        });
+        assert_eq!(
+            serde_json::to_string(&h).unwrap(),
+            r#"{"exit":"hypercall","nr":"0x84000000","flags":"0x1"}"#
+        );
+        let e = StepResult::Entry {
+            pc: 0x4000_1000,
+            x0: 0x55,
+        };
+        assert_eq!(
+            serde_json::to_string(&e).unwrap(),
+            r#"{"pc":"0x40001000","x0":"0x55"}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&StepResult::Value(vec![1, 0, 0x10, 0])).unwrap(),
+            r#"{"value":"0x100001"}"#
+        );
+    }
+
+    #[test]
+    fn documents_that_are_not_results_are_refused_with_the_path() {
+        let doc = |results: &str| {
+            ResultDocument::parse(&format!(
+                r#"{{"scenario":"s","target":null,"results":[{results}]}}"#
+            ))
+        };
+        assert!(doc(r#"{"ok":true},{"x":["0x0","0x0","0x0","0x0"]}"#).is_ok());
+        let e = doc(r#"{"ok":true},{"ok":true,"x":[]}"#).unwrap_err();
+        assert_eq!(e.path, "results[1]");
+        let e = doc(r#"{"x":["0x0"]}"#).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "results[0].x: has 1 entries; expected 4 (x0..x3)"
+        );
+        let e = doc(r#"{"errno":"EWHAT"}"#).unwrap_err();
+        assert_eq!(e.path, "results[0].errno");
+        let e = doc(r#"{"okay":true}"#).unwrap_err();
+        assert_eq!(e.to_string(), "results[0].okay: unknown key");
+        let e = ResultDocument::parse(r#"{"scenario":"s","results":[],"extra":1}"#).unwrap_err();
+        assert_eq!(e.to_string(), "extra: unknown key");
+        assert_eq!(
+            ResultDocument::parse(r#"{"scenario":"s","results":[]}"#)
+                .unwrap()
+                .target,
+            Value::Null
+        );
     }
 }
