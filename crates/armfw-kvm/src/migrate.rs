@@ -10,19 +10,11 @@
 
 use armfw::abi::{Errno as AbiErrno, FwReg, OneRegId};
 use armfw::compat::{Baseline, PlanAction, Report};
-use armfw::firmware::{Conduit, FilterAction, MpState};
+use armfw::firmware::{Conduit, MpState};
 use armfw::snapshot::{FilterRange, Snapshot, Source, Step, VcpuState, VmState};
 
-use crate::{CallExit, Error, TestVm, VmSpec};
-
-/// The KVM value of a filter action.
-const fn filter_action(a: FilterAction) -> u8 {
-    match a {
-        FilterAction::Handle => 0,
-        FilterAction::Deny => 1,
-        FilterAction::Forward => 2,
-    }
-}
+use crate::error::sys;
+use crate::{CallExit, Error, TestVm, VmSpec, filter_action_value};
 
 /// How a restore on real KVM ended, when it did not succeed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -62,7 +54,6 @@ pub fn save(
     has_run: bool,
     smccc_filter: Vec<FilterRange>,
 ) -> Result<Snapshot, Error> {
-    let sys = |op: &'static str| move |errno| Error::Sys { op, errno };
     let mut registers = Vec::new();
     for id in vm.reg_list(0).map_err(sys("KVM_GET_REG_LIST"))? {
         if OneRegId(id).is_firmware_class() {
@@ -73,8 +64,10 @@ pub fn save(
     let mut vcpus = Vec::new();
     for v in 0..vm.vcpu_count() {
         let raw = vm.mp_state(v).map_err(sys("KVM_GET_MP_STATE"))?;
-        let mp_state = MpState::from_kvm_value(raw)
-            .ok_or_else(|| Error::Firmware(format!("vCPU {v}: MP state {raw} on arm64")))?;
+        let mp_state = MpState::from_kvm_value(raw).ok_or(Error::UnknownMpState {
+            vcpu: v,
+            state: raw,
+        })?;
         let pv_time_ipa = vm
             .pv_time_ipa(v)
             .map_err(sys("KVM_GET_DEVICE_ATTR(KVM_ARM_VCPU_PVTIME_IPA)"))?;
@@ -101,10 +94,7 @@ pub fn save(
 /// (on PSCI_0_2 VMs) and the bitmaps. A register the host lacks is left out when the
 /// baseline's value means its absence (0 for a bitmap), as [`Baseline::apply`] does.
 pub fn apply_baseline(vm: &TestVm, spec: &VmSpec, baseline: &Baseline) -> Result<(), Error> {
-    let present = vm.reg_list(0).map_err(|errno| Error::Sys {
-        op: "KVM_GET_REG_LIST",
-        errno,
-    })?;
+    let present = vm.reg_list(0).map_err(sys("KVM_GET_REG_LIST"))?;
     for (reg, value) in baseline.registers() {
         if reg == FwReg::PsciVersion && !spec.psci_0_2 {
             continue;
@@ -113,16 +103,11 @@ pub fn apply_baseline(vm: &TestVm, spec: &VmSpec, baseline: &Baseline) -> Result
             if reg.is_bitmap() && value == 0 {
                 continue;
             }
-            return Err(Error::Firmware(format!(
-                "the baseline sets {reg}, which this host does not have"
-            )));
+            return Err(Error::MissingRegister(reg));
         }
         for v in 0..vm.vcpu_count() {
             vm.set_one_reg(v, reg.id(), &value.to_le_bytes())
-                .map_err(|errno| Error::Sys {
-                    op: "KVM_SET_ONE_REG (baseline)",
-                    errno,
-                })?;
+                .map_err(sys("KVM_SET_ONE_REG (baseline)"))?;
         }
     }
     Ok(())
@@ -151,18 +136,13 @@ pub fn restore(snapshot: &Snapshot, plan: Option<&Report>) -> Result<TestVm, Res
     let vm = TestVm::new(&spec).map_err(|e| match e.errno() {
         Some(errno) if snapshot.vm.system_suspend => RestoreFailure::Refused {
             step: Step::EnableSystemSuspend,
-            errno: errno.into(),
+            errno,
         },
         _ => RestoreFailure::Other(e.to_string()),
     })?;
-    let refused = |step| {
-        move |errno: crate::Errno| RestoreFailure::Refused {
-            step,
-            errno: errno.into(),
-        }
-    };
+    let refused = |step| move |errno: AbiErrno| RestoreFailure::Refused { step, errno };
     for (range, r) in snapshot.vm.smccc_filter.iter().enumerate() {
-        vm.set_smccc_filter(r.base, r.nr_functions, filter_action(r.action))
+        vm.set_smccc_filter(r.base, r.nr_functions, filter_action_value(r.action))
             .map_err(refused(Step::SetSmcccFilter { range }))?;
     }
     for vcpu in 0..n {
@@ -239,9 +219,10 @@ pub fn guest_view(vm: &mut TestVm) -> Result<Vec<[u64; 4]>, Error> {
         match vm.call(0, Conduit::Hvc, [x0, x1, 0, 0])? {
             CallExit::Returned { x } => out.push(x),
             other => {
-                return Err(Error::Firmware(format!(
-                    "call {x0:#x}: {other:?} instead of a return"
-                )));
+                return Err(Error::NotReturned {
+                    function_id: x0,
+                    exit: Box::new(other),
+                });
             }
         }
     }
