@@ -13,9 +13,9 @@
 //! `/init` (see `examples/kvm-smoke.rs` and docs/kvm-backend-notes.md).
 //!
 //! The modules follow kvm-ioctls' split: `sys` makes the raw ioctls that kvm-ioctls lacks
-//! and turns OS errors into the core's [`Errno`], `vm` creates the VM and its vCPUs and
+//! and turns OS errors into the core's `Errno`, `vm` creates the VM and its vCPUs and
 //! reads and writes their state, `run` runs a vCPU for one call (KVM_RUN under the
-//! watchdog) and says how it ended ([`CallExit`]).
+//! watchdog) and says how it ended (`CallExit`).
 //!
 //! Unsafe code is limited to one ioctl or system call per `unsafe` block, the one
 //! exception being the watchdog's signal handler, which stores to `kvm_run.immediate_exit`.
