@@ -88,7 +88,7 @@ mod smoke {
     }
 
     fn errno_json(e: Errno) -> String {
-        format!("{{\"errno\":{}}}", jstr(e.name().unwrap_or("?")))
+        format!("{{\"errno\":{}}}", jstr(&e.name()))
     }
 
     fn unit_json(r: Result<(), Errno>) -> String {
@@ -207,7 +207,7 @@ mod smoke {
         // data argument.
         let ret = unsafe { libc::mount(s.as_ptr(), t.as_ptr(), f.as_ptr(), 0, std::ptr::null()) };
         if ret != 0 {
-            let e = Errno::last();
+            let e = Errno(std::io::Error::last_os_error().raw_os_error().unwrap_or(0));
             out.rec(format!(
                 "{{\"kind\":\"mount\",\"target\":{},\"result\":{}}}",
                 jstr(target),

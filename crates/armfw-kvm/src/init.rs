@@ -8,6 +8,7 @@ use std::ffi::CString;
 use std::io::Write;
 
 use crate::Errno;
+use crate::sys::last_errno;
 
 /// Whether this process is PID 1.
 pub fn is_pid1() -> bool {
@@ -15,15 +16,15 @@ pub fn is_pid1() -> bool {
 }
 
 fn mount(source: &str, target: &str, fstype: &str) -> Result<(), Errno> {
-    let to_c = |s: &str| CString::new(s).map_err(|_| Errno(libc::EINVAL));
+    let to_c = |s: &str| CString::new(s).map_err(|_| Errno::EINVAL);
     let (s, t, f) = (to_c(source)?, to_c(target)?, to_c(fstype)?);
     // SAFETY: one mount system call; the three NUL-terminated strings outlive it, and no
     // file-system data is passed.
     let rc = unsafe { libc::mount(s.as_ptr(), t.as_ptr(), f.as_ptr(), 0, std::ptr::null()) };
     if rc != 0 {
-        let e = Errno::last();
+        let e = last_errno();
         // Already mounted (e.g. devtmpfs with CONFIG_DEVTMPFS_MOUNT) is fine.
-        if e.0 != libc::EBUSY {
+        if e != Errno::EBUSY {
             return Err(e);
         }
     }
@@ -100,7 +101,7 @@ pub fn power_off() -> Errno {
     let _ = unsafe { libc::tcdrain(libc::STDOUT_FILENO) };
     // SAFETY: one reboot system call with a constant command.
     unsafe { libc::reboot(libc::RB_POWER_OFF) };
-    Errno::last()
+    last_errno()
 }
 
 #[cfg(test)]

@@ -12,11 +12,21 @@
 //! arm64 kernels under QEMU with EL2, with a static program built from this crate as
 //! `/init` (see `examples/kvm-smoke.rs` and docs/kvm-backend-notes.md).
 //!
+//! The modules follow kvm-ioctls' split: `sys` makes the raw ioctls that kvm-ioctls lacks
+//! and turns OS errors into the core's `Errno`, `vm` creates the VM and its vCPUs and
+//! reads and writes their state, `run` runs a vCPU for one call (KVM_RUN under the
+//! watchdog) and says how it ended (`CallExit`).
+//!
 //! Unsafe code is limited to one ioctl or system call per `unsafe` block, the one
 //! exception being the watchdog's signal handler, which stores to `kvm_run.immediate_exit`.
 #![cfg(all(target_os = "linux", target_arch = "aarch64"))]
+// Guest registers are u64 and KVM's fields narrower: every narrowing is explicit here.
+#![deny(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_possible_wrap
+)]
 
-mod errno;
 mod error;
 mod guest;
 pub mod init;
@@ -24,46 +34,31 @@ pub mod memory;
 pub mod migrate;
 pub mod probe;
 pub mod regs;
+mod run;
 pub mod scenario;
 pub mod serve;
+mod sys;
 mod vm;
 mod watchdog;
 
-pub use errno::Errno;
+/// The errno of a failed ioctl or system call: the core's type, which every armfw crate uses.
+pub use armfw::abi::Errno;
 pub use error::Error;
+pub use run::{CallExit, Conduit};
 pub use vm::{
-    CallExit, Conduit, DEFAULT_WAIT_LIMIT, MP_STATE_RUNNABLE, MP_STATE_STOPPED, MP_STATE_SUSPENDED,
-    TestVm, VmSpec, mp_state_from_name, mp_state_name, set_leak_on_drop, system_event_name,
+    DEFAULT_WAIT_LIMIT, MP_STATE_RUNNABLE, MP_STATE_STOPPED, MP_STATE_SUSPENDED, TestVm, VmSpec,
+    mp_state_from_name, mp_state_name, set_leak_on_drop, system_event_name,
 };
 pub use watchdog::{RESEND_PERIOD, WATCHDOG_SIGNAL};
 
 /// The running kernel's release (`uname -r`), e.g. `6.12.117+deb12-arm64`.
 pub fn kernel_release() -> Result<String, Errno> {
-    let mut uts = libc::utsname {
-        sysname: [0; 65],
-        nodename: [0; 65],
-        release: [0; 65],
-        version: [0; 65],
-        machine: [0; 65],
-        domainname: [0; 65],
-    };
-    // SAFETY: one uname system call, which fills the struct it is given.
-    if unsafe { libc::uname(&mut uts) } != 0 {
-        return Err(Errno::last());
-    }
-    // c_char is u8 on aarch64 Linux.
-    let bytes: Vec<u8> = uts
-        .release
-        .iter()
-        .take_while(|&&c| c != 0)
-        .copied()
-        .collect();
-    Ok(String::from_utf8_lossy(&bytes).into_owned())
+    sys::uname_release()
 }
 
 /// KVM_CHECK_EXTENSION `cap` on `/dev/kvm` (the system-wide answer; the VM-level
 /// `KVM_CAP_ARM_*` values are read this way too). 0 means absent.
 pub fn check_extension(cap: u32) -> Result<i32, Errno> {
-    let kvm = kvm_ioctls::Kvm::new()?;
+    let kvm = kvm_ioctls::Kvm::new().map_err(sys::errno)?;
     Ok(kvm.check_extension_raw(libc::c_ulong::from(cap)))
 }

@@ -9,6 +9,7 @@ use kvm_ioctls::VmFd;
 use vm_memory::{GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 
 use crate::Error;
+use crate::error::sys;
 
 /// Registers each region of `memory` with `vm` as memory slots `first_slot`, `first_slot + 1`,
 /// ... (KVM_SET_USER_MEMORY_REGION).
@@ -20,7 +21,7 @@ pub fn register_ram(
     for (slot, region) in (first_slot..).zip(memory.iter()) {
         let host = memory
             .get_host_address(region.start_addr())
-            .map_err(|e| Error::Firmware(format!("guest RAM: {e}")))?;
+            .map_err(Error::GuestMemory)?;
         let r = kvm_userspace_memory_region {
             slot,
             flags: 0,
@@ -32,10 +33,7 @@ pub fn register_ram(
         // of exactly `region.len()` bytes at `host`; `memory` is 'static, so the mapping
         // outlives the VM. The guest may write to it at any time: the VMM accesses it only
         // through vm-memory's volatile accessors.
-        unsafe { vm.set_user_memory_region(r) }.map_err(|e| Error::Sys {
-            op: "KVM_SET_USER_MEMORY_REGION",
-            errno: e.into(),
-        })?;
+        unsafe { vm.set_user_memory_region(r) }.map_err(sys("KVM_SET_USER_MEMORY_REGION"))?;
     }
     Ok(())
 }

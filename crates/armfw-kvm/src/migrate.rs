@@ -10,20 +10,11 @@
 
 use armfw::abi::Errno as AbiErrno;
 use armfw::compat::{Baseline, Report};
-use armfw::firmware::{Conduit, FilterAction, MpState};
+use armfw::firmware::{Conduit, MpState};
 use armfw::migrate::sequence::{self, RestoreTarget, SaveContext, SaveSource};
 use armfw::snapshot::{FilterRange, PendingStart, Snapshot, Source, Step};
 
 use crate::{CallExit, Error, TestVm, VmSpec};
-
-/// The KVM value of a filter action.
-const fn filter_action(a: FilterAction) -> u8 {
-    match a {
-        FilterAction::Handle => 0,
-        FilterAction::Deny => 1,
-        FilterAction::Forward => 2,
-    }
-}
 
 /// How a restore on real KVM ended, when it did not succeed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -73,7 +64,7 @@ pub fn save(
     };
     sequence::save_from(&Live(vm), ctx).map_err(|f| Error::Sys {
         op: f.op,
-        errno: crate::Errno(f.errno.0),
+        errno: f.errno,
     })
 }
 
@@ -82,8 +73,7 @@ pub fn save(
 /// runs on the model): PSCI_VERSION (on PSCI_0_2 VMs) and the bitmaps; a register the host
 /// lacks is left out where the baseline's value means its absence.
 pub fn apply_baseline(vm: &TestVm, spec: &VmSpec, baseline: &Baseline) -> Result<(), Error> {
-    sequence::apply_baseline(&mut Live(vm), spec.psci_0_2, baseline)
-        .map_err(|e| Error::Firmware(e.to_string()))
+    sequence::apply_baseline(&mut Live(vm), spec.psci_0_2, baseline).map_err(Error::from)
 }
 
 /// Restores `snapshot` into a new VM through the core's one restore sequence
@@ -130,21 +120,21 @@ impl SaveSource for Live<'_> {
     }
 
     fn reg_list(&self, vcpu: usize) -> Result<Vec<u64>, AbiErrno> {
-        self.0.reg_list(vcpu).map_err(Into::into)
+        self.0.reg_list(vcpu)
     }
 
     fn get_one_reg(&self, vcpu: usize, id: u64) -> Result<u64, AbiErrno> {
-        self.0.get_u64(vcpu, id).map_err(Into::into)
+        self.0.get_u64(vcpu, id)
     }
 
     fn mp_state(&self, vcpu: usize) -> Result<MpState, AbiErrno> {
-        let raw = self.0.mp_state(vcpu).map_err(AbiErrno::from)?;
+        let raw = self.0.mp_state(vcpu)?;
         // arm64 KVM reports RUNNABLE, STOPPED and SUSPENDED only.
         MpState::from_kvm_value(raw).ok_or(AbiErrno::EINVAL)
     }
 
     fn pv_time_ipa(&self, vcpu: usize) -> Result<Option<u64>, AbiErrno> {
-        self.0.pv_time_ipa(vcpu).map_err(Into::into)
+        self.0.pv_time_ipa(vcpu)
     }
 }
 
@@ -164,30 +154,25 @@ impl RestoreTarget for Live<'_> {
 
     fn set_smccc_filter(&mut self, r: &FilterRange) -> Result<(), AbiErrno> {
         self.0
-            .set_smccc_filter(r.base, r.nr_functions, filter_action(r.action))
-            .map_err(Into::into)
+            .set_smccc_filter(r.base, r.nr_functions, r.action.kvm_value())
     }
 
     fn set_one_reg(&mut self, vcpu: usize, id: u64, value: u64) -> Result<(), AbiErrno> {
-        self.0
-            .set_one_reg(vcpu, id, &value.to_le_bytes())
-            .map_err(Into::into)
+        self.0.set_one_reg(vcpu, id, &value.to_le_bytes())
     }
 
     fn set_pv_time_ipa(&mut self, vcpu: usize, ipa: u64) -> Result<(), AbiErrno> {
-        self.0.set_pv_time_ipa(vcpu, ipa).map_err(Into::into)
+        self.0.set_pv_time_ipa(vcpu, ipa)
     }
 
     fn set_mp_state(&mut self, vcpu: usize, state: MpState) -> Result<(), AbiErrno> {
-        self.0
-            .set_mp_state(vcpu, state.kvm_value())
-            .map_err(Into::into)
+        self.0.set_mp_state(vcpu, state.kvm_value())
     }
 
     fn start_vcpu(&mut self, vcpu: usize, start: PendingStart) -> Result<(), AbiErrno> {
         self.0
             .start_vcpu(vcpu, start.entry, start.context_id)
-            .map_err(|e| e.errno().map_or(AbiErrno::EINVAL, Into::into))
+            .map_err(|e| e.errno().unwrap_or(AbiErrno::EINVAL))
     }
 }
 
@@ -212,7 +197,7 @@ impl RestoreTarget for NewVm {
         // TestVm::new enables it on the new VM before the vCPUs exist; KVM_ENABLE_CAP refuses
         // a capability the kernel does not have with EINVAL.
         let cap = kvm_bindings::KVM_CAP_ARM_SYSTEM_SUSPEND;
-        if crate::check_extension(cap).map_err(Into::<AbiErrno>::into)? <= 0 {
+        if crate::check_extension(cap)? <= 0 {
             return Err(AbiErrno::EINVAL);
         }
         self.spec.system_suspend = true;
@@ -228,7 +213,7 @@ impl RestoreTarget for NewVm {
                 Ok(())
             }
             Err(e) => {
-                let errno = e.errno().map_or(AbiErrno::EINVAL, Into::into);
+                let errno = e.errno().unwrap_or(AbiErrno::EINVAL);
                 self.error = e.errno().is_none().then_some(e);
                 Err((0, errno))
             }
@@ -294,9 +279,10 @@ pub fn guest_view(vm: &mut TestVm) -> Result<Vec<[u64; 4]>, Error> {
         match vm.call(0, Conduit::Hvc, [x0, x1, 0, 0])? {
             CallExit::Returned { x } => out.push(x),
             other => {
-                return Err(Error::Firmware(format!(
-                    "call {x0:#x}: {other:?} instead of a return"
-                )));
+                return Err(Error::NotReturned {
+                    function_id: x0,
+                    exit: Box::new(other),
+                });
             }
         }
     }

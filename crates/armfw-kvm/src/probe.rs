@@ -4,7 +4,14 @@ use armfw::abi::{FwReg, OneRegId, PsciVersion};
 use armfw::profile::{Capabilities, Profile, ProfileReg};
 use armfw::release::Release;
 
+use crate::error::sys;
 use crate::{Error, TestVm, VmSpec, check_extension, kernel_release};
+
+/// The CPU model the host was started with, from the kernel command line (`armfw.cpu=MODEL`);
+/// an emulated host cannot tell it from inside.
+pub fn cpu_from_cmdline() -> Option<String> {
+    crate::init::cmdline_value("armfw.cpu")
+}
 
 /// The kernel's version string (`uname -v`).
 pub fn kernel_version() -> Option<String> {
@@ -29,14 +36,11 @@ pub fn short_version(release: &str, version: Option<&str>) -> String {
 /// Probe the running kernel: the firmware registers of a fresh VM with their values, the PSCI
 /// versions SET accepts, the bits each bitmap accepts, and the capabilities.
 pub fn probe(cpu: Option<&str>, name: Option<&str>) -> Result<Profile, Error> {
-    let release = kernel_release().map_err(|e| Error::Sys {
-        op: "uname",
-        errno: e,
-    })?;
+    let release = kernel_release().map_err(sys("uname"))?;
     let version = kernel_version();
     let cpu = cpu
         .map(str::to_string)
-        .or_else(crate::scenario::cpu_from_cmdline)
+        .or_else(cpu_from_cmdline)
         .unwrap_or_else(|| "unknown".into());
     let vm = TestVm::new(&VmSpec {
         vcpus: 1,
@@ -44,7 +48,6 @@ pub fn probe(cpu: Option<&str>, name: Option<&str>) -> Result<Profile, Error> {
         power_off: Vec::new(),
         system_suspend: false,
     })?;
-    let sys = |what: &'static str| move |errno| Error::Sys { op: what, errno };
     let ids = vm.reg_list(0).map_err(sys("KVM_GET_REG_LIST"))?;
     let mut registers = Vec::new();
     for id in ids
@@ -106,8 +109,6 @@ pub fn probe(cpu: Option<&str>, name: Option<&str>) -> Result<Profile, Error> {
         psci_versions,
         capabilities,
     };
-    profile
-        .validate()
-        .map_err(|e| Error::InvalidSpec(format!("probed profile is inconsistent: {e}")))?;
+    profile.validate().map_err(Error::InconsistentProfile)?;
     Ok(profile)
 }

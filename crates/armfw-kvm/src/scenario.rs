@@ -1,19 +1,28 @@
 //! Scenarios on real KVM: [`KvmBackend`] implements the scenario contract's
 //! [`armfw::scenario::Backend`] on [`TestVm`].
 
-use armfw::abi::{Errno as AbiErrno, OneRegId};
+use armfw::abi::{Errno, OneRegId};
 use armfw::firmware::{Action, VcpuFeatures};
 use armfw::profile::Profile;
 use armfw::scenario::{Backend, CallResult, FirmwareMode, VmSpec as ScenarioVm};
 use serde_json::{Value, json};
 
+use crate::error::sys;
+pub use crate::probe::cpu_from_cmdline;
 use crate::serve::{FirmwareServer, HostServices};
 use crate::{CallExit, Conduit, Error, TestVm, VmSpec, kernel_release};
 
-/// The CPU model the host was started with, from the kernel command line (`armfw.cpu=MODEL`);
-/// an emulated host cannot tell it from inside.
-pub fn cpu_from_cmdline() -> Option<String> {
-    crate::init::cmdline_value("armfw.cpu")
+/// `e` and its sources, as one line (`a: b: c`): the scenario contract reports harness
+/// failures as text.
+fn text(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(e) = source {
+        s.push_str(": ");
+        s.push_str(&e.to_string());
+        source = e.source();
+    }
+    s
 }
 
 /// Scenarios run on this host's KVM: with KVM's in-kernel firmware, or, for
@@ -39,10 +48,7 @@ pub struct KvmBackend {
 impl KvmBackend {
     /// A backend on /dev/kvm.
     pub fn new() -> Result<KvmBackend, Error> {
-        let kernel = kernel_release().map_err(|e| Error::Sys {
-            op: "uname",
-            errno: e,
-        })?;
+        let kernel = kernel_release().map_err(sys("uname"))?;
         Ok(KvmBackend {
             vm: None,
             kernel,
@@ -75,8 +81,7 @@ impl KvmBackend {
         }
         if self.profile.is_none() {
             let cpu = self.cpu.clone();
-            self.profile =
-                Some(crate::probe::probe(cpu.as_deref(), None).map_err(|e| e.to_string())?);
+            self.profile = Some(crate::probe::probe(cpu.as_deref(), None).map_err(|e| text(&e))?);
         }
         let profile = self.profile.as_ref().ok_or("no profile")?;
         let mut server = FirmwareServer::new(profile);
@@ -98,9 +103,7 @@ impl KvmBackend {
             .map_err(|e| format!("firmware engine: vCPU {i}: {e}"))?;
         }
         let test_vm = self.vm.as_ref().ok_or("no VM")?;
-        server
-            .install(test_vm.fds(0).0)
-            .map_err(|e| e.to_string())?;
+        server.install(test_vm.vm_fd()).map_err(|e| text(&e))?;
         self.server = Some(server);
         Ok(())
     }
@@ -122,23 +125,23 @@ impl KvmBackend {
             .firmware_mut()
             .vcpu_run(vcpu)
             .map_err(|e| e.to_string())?;
-        let exit = vm.call(vcpu, conduit, x).map_err(|e| e.to_string())?;
+        let exit = vm.call(vcpu, conduit, x).map_err(|e| text(&e))?;
         let CallExit::Hypercall { nr, flags, .. } = exit else {
             // In-kernel answers (the architecture calls) and blocked vCPUs.
-            return Ok(call_result(exit));
+            return Ok(exit.into());
         };
         let out = {
-            let fd = vm.fds(vcpu).1;
+            let fd = vm.vcpu_fd(vcpu).map_err(|e| text(&e))?;
             server
                 .handle_hypercall(vcpu, fd, nr, flags, &mut HostServices::new(fd))
-                .map_err(|e| e.to_string())?
+                .map_err(|e| text(&e))?
         };
         self.served += 1;
         // KVM's MP states follow the engine's: a CPU_ON target is reset and started; SHUTDOWN
         // and RESET stop every vCPU, as KVM does.
         if let Action::StartVcpu(s) = &out.action {
             vm.start_vcpu(s.vcpu, s.entry, s.context_id)
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| text(&e))?;
         }
         for v in 0..vm.vcpu_count() {
             let want = server
@@ -174,16 +177,7 @@ impl KvmBackend {
             | Action::InitStolenTime { .. }
             | Action::CpuOff => vm.run_on(vcpu),
         };
-        Ok(call_result(exit.map_err(|e| e.to_string())?))
-    }
-}
-
-fn call_result(exit: CallExit) -> CallResult {
-    match exit {
-        CallExit::Returned { x } => CallResult::Returned { x },
-        CallExit::SystemEvent { kind, data, x } => CallResult::SystemEvent { kind, data, x },
-        CallExit::Hypercall { nr, flags, .. } => CallResult::Hypercall { nr, flags },
-        CallExit::Blocked { mp_state, x } => CallResult::Blocked { mp_state, x },
+        Ok(exit.map_err(|e| text(&e))?.into())
     }
 }
 
@@ -214,32 +208,23 @@ impl Backend for KvmBackend {
         self.no_server = None;
         self.served = 0;
         self.firmware = vm.firmware;
-        let spec = VmSpec {
-            vcpus: vm.vcpus,
-            psci_0_2: vm.psci_0_2,
-            power_off: vm.power_off.clone(),
-            system_suspend: vm.system_suspend,
-        };
-        self.vm = Some(TestVm::new(&spec).map_err(|e| e.to_string())?);
+        self.vm = Some(TestVm::new(&VmSpec::from(vm)).map_err(|e| text(&e))?);
         if vm.firmware == FirmwareMode::Armfw {
             self.serve(vm)?;
         }
         Ok(())
     }
 
-    fn reg_list(&mut self, vcpu: usize) -> Result<Result<Vec<u64>, AbiErrno>, String> {
-        Ok(self.vm()?.reg_list(vcpu).map_err(AbiErrno::from))
+    fn reg_list(&mut self, vcpu: usize) -> Result<Result<Vec<u64>, Errno>, String> {
+        Ok(self.vm()?.reg_list(vcpu))
     }
 
-    fn get(&mut self, vcpu: usize, id: u64) -> Result<Result<Vec<u8>, AbiErrno>, String> {
-        Ok(self.vm()?.get_one_reg(vcpu, id).map_err(AbiErrno::from))
+    fn get(&mut self, vcpu: usize, id: u64) -> Result<Result<Vec<u8>, Errno>, String> {
+        Ok(self.vm()?.get_one_reg(vcpu, id))
     }
 
-    fn set(&mut self, vcpu: usize, id: u64, data: &[u8]) -> Result<Result<(), AbiErrno>, String> {
-        let r = self
-            .vm()?
-            .set_one_reg(vcpu, id, data)
-            .map_err(AbiErrno::from);
+    fn set(&mut self, vcpu: usize, id: u64, data: &[u8]) -> Result<Result<(), Errno>, String> {
+        let r = self.vm()?.set_one_reg(vcpu, id, data);
         // What KVM took, the userspace firmware takes too.
         if let (Ok(()), Some(server)) = (&r, self.server.as_mut()) {
             if OneRegId(id).is_firmware_class() && data.len() == 8 {
@@ -257,27 +242,24 @@ impl Backend for KvmBackend {
         if self.server.is_some() {
             return self.served_call(vcpu, conduit, x);
         }
-        let exit = self
-            .vm()?
-            .call(vcpu, conduit, x)
-            .map_err(|e| e.to_string())?;
-        Ok(call_result(exit))
+        let exit = self.vm()?.call(vcpu, conduit, x).map_err(|e| text(&e))?;
+        Ok(exit.into())
     }
 
     fn entry(&mut self, vcpu: usize) -> Result<(u64, u64), String> {
         self.vm()?
             .entry(vcpu)
-            .map_err(|e| format!("reading PC and x0: {}", AbiErrno::from(e)))
+            .map_err(|e| format!("reading PC and x0: {e}"))
     }
 
     fn mp_state(&mut self, vcpu: usize) -> Result<u32, String> {
         self.vm()?
             .mp_state(vcpu)
-            .map_err(|e| format!("KVM_GET_MP_STATE: {}", AbiErrno::from(e)))
+            .map_err(|e| format!("KVM_GET_MP_STATE: {e}"))
     }
 
-    fn set_mp_state(&mut self, vcpu: usize, state: u32) -> Result<Result<(), AbiErrno>, String> {
-        let r = self.vm()?.set_mp_state(vcpu, state).map_err(AbiErrno::from);
+    fn set_mp_state(&mut self, vcpu: usize, state: u32) -> Result<Result<(), Errno>, String> {
+        let r = self.vm()?.set_mp_state(vcpu, state);
         if let (Ok(()), Some(server)) = (&r, self.server.as_mut()) {
             let _ = server.firmware_mut().set_mp_state(vcpu, state);
         }
@@ -289,10 +271,7 @@ impl Backend for KvmBackend {
         base: u32,
         count: u32,
         action: u8,
-    ) -> Result<Result<(), AbiErrno>, String> {
-        Ok(self
-            .vm()?
-            .set_smccc_filter(base, count, action)
-            .map_err(AbiErrno::from))
+    ) -> Result<Result<(), Errno>, String> {
+        Ok(self.vm()?.set_smccc_filter(base, count, action))
     }
 }

@@ -136,7 +136,7 @@ impl FirmwareServer {
         let out = self
             .fw
             .handle_call(vcpu, &call, services)
-            .map_err(|e| Error::Firmware(e.to_string()))?;
+            .map_err(Error::Engine)?;
         for (i, &v) in out.x.iter().enumerate() {
             set_u64(fd, regs::x(i), v)?;
         }
@@ -146,7 +146,7 @@ impl FirmwareServer {
             })
             .map_err(|e| Error::Sys {
                 op: "KVM_SET_MP_STATE",
-                errno: e.into(),
+                errno: crate::sys::errno(e),
             })?;
         }
         Ok(out)
@@ -179,7 +179,7 @@ impl Services for HostServices<'_> {
             let n = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
             match usize::try_from(n) {
                 Ok(n) => got += n,
-                Err(_) if Errno::last().0 == libc::EINTR => {}
+                Err(_) if crate::sys::last_errno() == Errno::EINTR => {}
                 // No entropy source: KVM's TRNG never fails, so neither do we.
                 Err(_) => break,
             }
@@ -216,7 +216,7 @@ fn get_u64(fd: &VcpuFd, id: u64) -> Result<u64, Error> {
     let mut buf = [0u8; 8];
     fd.get_one_reg(id, &mut buf).map_err(|e| Error::Sys {
         op: "KVM_GET_ONE_REG",
-        errno: e.into(),
+        errno: crate::sys::errno(e),
     })?;
     Ok(u64::from_le_bytes(buf))
 }
@@ -225,7 +225,7 @@ fn set_u64(fd: &VcpuFd, id: u64, value: u64) -> Result<(), Error> {
     fd.set_one_reg(id, &value.to_le_bytes())
         .map_err(|e| Error::Sys {
             op: "KVM_SET_ONE_REG",
-            errno: e.into(),
+            errno: crate::sys::errno(e),
         })?;
     Ok(())
 }

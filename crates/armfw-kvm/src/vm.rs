@@ -1,44 +1,36 @@
 // SPDX-License-Identifier: Apache-2.0 OR MIT
-//! [`TestVm`]: one VM whose vCPUs make single PSCI/SMCCC calls.
+//! [`TestVm`]: one VM with N initialised vCPUs (creation, ONE_REG, the register list, MP
+//! states, the SMCCC filter, stolen time). Running its vCPUs is in `run`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-pub use armfw::firmware::Conduit;
-use armfw::firmware::{KVM_MP_STATE_NAMES, SystemEventType};
+use armfw::abi::{Errno, OneRegId};
+use armfw::firmware::{KVM_MP_STATE_NAMES, KVM_MP_STATE_RUNNABLE, SystemEventType};
 use kvm_bindings::{
     KVM_ARM_VCPU_POWER_OFF, KVM_ARM_VCPU_PSCI_0_2, KVM_ARM_VCPU_PVTIME_CTRL,
     KVM_ARM_VCPU_PVTIME_IPA, KVM_ARM_VM_SMCCC_CTRL, KVM_ARM_VM_SMCCC_FILTER,
     KVM_CAP_ARM_SYSTEM_SUSPEND, kvm_device_attr, kvm_enable_cap, kvm_mp_state, kvm_smccc_filter,
     kvm_userspace_memory_region, kvm_vcpu_init,
 };
-use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
-use vmm_sys_util::ioctl::{ioctl_with_mut_ptr, ioctl_with_ref};
+use kvm_ioctls::{Kvm, VcpuFd, VmFd};
 
-use crate::guest::{self, GuestMemory, MmioExit};
+use crate::Error;
+use crate::error::sys;
+use crate::guest::{self, GuestMemory};
 use crate::regs;
-use crate::watchdog::Watchdog;
-use crate::{Errno, Error};
-
-// KVM_GET_REG_LIST is called directly: kvm-bindings' RegList holds at most 500 ids.
-vmm_sys_util::ioctl_iowr_nr!(
-    KVM_GET_REG_LIST,
-    kvm_bindings::KVMIO,
-    0xb0,
-    kvm_bindings::kvm_reg_list
-);
-
-// KVM_GET_DEVICE_ATTR on a vCPU: kvm-ioctls has no vCPU getter (include/uapi/linux/kvm.h:
-// _IOW(KVMIO, 0xe2, struct kvm_device_attr)).
-vmm_sys_util::ioctl_iow_nr!(
-    KVM_GET_DEVICE_ATTR,
-    kvm_bindings::KVMIO,
-    0xe2,
-    kvm_bindings::kvm_device_attr
-);
+use crate::sys::{errno, get_reg_list, get_vcpu_attr_u64};
 
 /// The default wait limit of a call; see [`TestVm::set_wait_limit`].
 pub const DEFAULT_WAIT_LIMIT: Duration = Duration::from_secs(1);
+
+/// `KVM_MP_STATE_RUNNABLE` (the core's [`armfw::firmware::KVM_MP_STATE_RUNNABLE`]).
+pub const MP_STATE_RUNNABLE: u32 = armfw::firmware::KVM_MP_STATE_RUNNABLE;
+/// `KVM_MP_STATE_STOPPED` (the core's [`armfw::firmware::KVM_MP_STATE_STOPPED`]).
+pub const MP_STATE_STOPPED: u32 = armfw::firmware::KVM_MP_STATE_STOPPED;
+/// `KVM_MP_STATE_SUSPENDED` (10; 6 is CHECK_STOP; the core's
+/// [`armfw::firmware::KVM_MP_STATE_SUSPENDED`]).
+pub const MP_STATE_SUSPENDED: u32 = armfw::firmware::KVM_MP_STATE_SUSPENDED;
 
 /// The process-wide policy of [`set_leak_on_drop`].
 static LEAK_ON_DROP: AtomicBool = AtomicBool::new(false);
@@ -55,7 +47,9 @@ pub fn set_leak_on_drop(leak: bool) {
     LEAK_ON_DROP.store(leak, Ordering::SeqCst);
 }
 
-/// How a VM is set up; the defaults are those of the scenario format.
+/// How a VM is set up: the scenario format's `vm` object ([`armfw::scenario::VmSpec`])
+/// without the choice of firmware, which is not KVM's; the defaults are the scenario
+/// format's.
 #[derive(Clone, Debug, Eq, PartialEq)]
 pub struct VmSpec {
     /// Number of vCPUs (at least 1). vCPU i is created with id i, so KVM gives it MPIDR
@@ -71,60 +65,20 @@ pub struct VmSpec {
 
 impl Default for VmSpec {
     fn default() -> VmSpec {
-        VmSpec {
-            vcpus: 1,
-            psci_0_2: true,
-            power_off: Vec::new(),
-            system_suspend: false,
-        }
+        VmSpec::from(&armfw::scenario::VmSpec::default())
     }
 }
 
-/// How a call ended.
-#[derive(Clone, Debug, Eq, PartialEq)]
-pub enum CallExit {
-    /// The call returned to the guest; `x` is x0..x3 as the guest sees them.
-    Returned {
-        /// x0..x3 after the call.
-        x: [u64; 4],
-    },
-    /// KVM exited with `KVM_EXIT_SYSTEM_EVENT`.
-    SystemEvent {
-        /// `system_event.type` (1 SHUTDOWN, 2 RESET, 3 CRASH, 4 WAKEUP, 5 SUSPEND; see
-        /// [`system_event_name`]).
-        kind: u32,
-        /// `system_event.data[..ndata]`.
-        data: Vec<u64>,
-        /// x0..x3 as they stand at the exit.
-        x: [u64; 4],
-    },
-    /// KVM forwarded the call to userspace (`KVM_EXIT_HYPERCALL`, SMCCC filter action
-    /// FWD_TO_USER). The PC is already past the HVC/SMC; [`TestVm::resume`] answers the
-    /// call, and the next [`TestVm::call`] on the vCPU starts afresh.
-    Hypercall {
-        /// `hypercall.nr`: the function id.
-        nr: u64,
-        /// `hypercall.flags`: bit 0 `KVM_HYPERCALL_EXIT_SMC`, bit 1
-        /// `KVM_HYPERCALL_EXIT_16BIT`.
-        flags: u64,
-        /// x0..x3 as the guest passed them.
-        x: [u64; 4],
-    },
-    /// KVM_RUN did not return within the wait limit and was interrupted.
-    Blocked {
-        /// KVM_GET_MP_STATE afterwards (see [`mp_state_name`]).
-        mp_state: u32,
-        /// x0..x3 as KVM left them.
-        x: [u64; 4],
-    },
+impl From<&armfw::scenario::VmSpec> for VmSpec {
+    fn from(vm: &armfw::scenario::VmSpec) -> VmSpec {
+        VmSpec {
+            vcpus: vm.vcpus,
+            psci_0_2: vm.psci_0_2,
+            power_off: vm.power_off.clone(),
+            system_suspend: vm.system_suspend,
+        }
+    }
 }
-
-/// `KVM_MP_STATE_RUNNABLE`.
-pub const MP_STATE_RUNNABLE: u32 = 0;
-/// `KVM_MP_STATE_STOPPED`.
-pub const MP_STATE_STOPPED: u32 = 5;
-/// `KVM_MP_STATE_SUSPENDED` (10; 6 is CHECK_STOP).
-pub const MP_STATE_SUSPENDED: u32 = 10;
 
 /// The `KVM_MP_STATE_*` name of `state` without its prefix (`"RUNNABLE"`, `"STOPPED"`,
 /// `"SUSPENDED"`, ...), from the core's table ([`armfw::firmware::KVM_MP_STATE_NAMES`]).
@@ -153,9 +107,10 @@ pub fn system_event_name(kind: u32) -> Option<&'static str> {
 /// One VM with N initialised vCPUs and a code page, for making single calls.
 ///
 /// Register and state accessors (`get_one_reg`, `reg_list`, `mp_state`, ...) return
-/// `Err(Errno)` exactly when KVM's ioctl failed, with KVM's errno; they panic on a vCPU
-/// index out of range (check against [`TestVm::vcpu_count`] first). [`TestVm::call`]
-/// returns [`Error`] for everything that is not one of the [`CallExit`] outcomes.
+/// `Err(Errno)` with KVM's errno when KVM's ioctl failed, and EINVAL without making one for
+/// a vCPU index out of range or a buffer whose size is not the id's, as kvm-ioctls answers
+/// a short buffer. [`TestVm::call`] returns [`Error`] for everything that is not one of the
+/// [`crate::CallExit`] outcomes.
 ///
 /// Each call sets x0..x3, zeroes x4..x17, sets PSTATE (EL1h, DAIF masked), VBAR_EL1 and
 /// PC, then runs the vCPU: a CPU_ON reset of the vCPU in between cannot undo the set-up.
@@ -184,13 +139,13 @@ impl TestVm {
     /// of `spec`.
     pub fn new(spec: &VmSpec) -> Result<TestVm, Error> {
         if spec.vcpus == 0 {
-            return Err(Error::InvalidSpec("a VM needs at least one vCPU".into()));
+            return Err(Error::NoVcpus);
         }
-        if let Some(i) = spec.power_off.iter().find(|&&i| i >= spec.vcpus) {
-            return Err(Error::InvalidSpec(format!(
-                "power_off names vCPU {i}, the VM has {}",
-                spec.vcpus
-            )));
+        if let Some(&index) = spec.power_off.iter().find(|&&i| i >= spec.vcpus) {
+            return Err(Error::PowerOffOutOfRange {
+                index,
+                vcpus: spec.vcpus,
+            });
         }
         let kvm = Kvm::new().map_err(sys("open /dev/kvm"))?;
         // Type 0: the default 40-bit IPA space. kvm-ioctls' `create_vm` asks for the host's
@@ -198,67 +153,29 @@ impl TestVm {
         // 2 s (QEMU 7.2, `max,pauth-impdef=on`) to 12 s (plain `max`) on Linux 7.2, against
         // 30 ms with 40 bits (docs/kvm-backend-notes.md).
         let vm = kvm.create_vm_with_type(0).map_err(sys("KVM_CREATE_VM"))?;
-        // From here on, an early return drops `this`, which honours set_leak_on_drop.
-        let mut this = TestVm {
-            inner: Some(Inner {
-                vm,
-                vcpus: Vec::new(),
-                memory: GuestMemory::new(),
-            }),
-            vcpu_count: 0,
-            inits: Vec::new(),
-            target: 0,
+        let mut inner = Inner {
+            vm,
+            vcpus: Vec::new(),
+            memory: GuestMemory::new(),
+        };
+        let mut inits = Vec::new();
+        let target = match inner.set_up(spec, &mut inits) {
+            Ok(target) => target,
+            Err(e) => {
+                // The same policy as dropping a TestVm.
+                if LEAK_ON_DROP.load(Ordering::SeqCst) {
+                    std::mem::forget(inner);
+                }
+                return Err(e);
+            }
+        };
+        Ok(TestVm {
+            inner: Some(inner),
+            vcpu_count: inits.len(),
+            inits,
+            target,
             wait_limit: DEFAULT_WAIT_LIMIT,
-        };
-        let inner = this.inner.as_mut().expect("just set");
-        if spec.system_suspend {
-            let cap = kvm_enable_cap {
-                cap: KVM_CAP_ARM_SYSTEM_SUSPEND,
-                ..Default::default()
-            };
-            inner
-                .vm
-                .enable_cap(&cap)
-                .map_err(sys("KVM_ENABLE_CAP(KVM_CAP_ARM_SYSTEM_SUSPEND)"))?;
-        }
-        let region = kvm_userspace_memory_region {
-            slot: 0,
-            flags: 0,
-            guest_phys_addr: guest::MEM_BASE,
-            memory_size: guest::MEM_SIZE as u64,
-            userspace_addr: inner.memory.0.as_ptr() as u64,
-        };
-        // SAFETY: one KVM_SET_USER_MEMORY_REGION ioctl. The region is `inner.memory`, a
-        // heap block of exactly MEM_SIZE bytes, aligned to 64 KiB, that stays allocated as
-        // long as the VM exists: Inner drops its fds before it, and leaking leaks both.
-        // Only the guest writes to it once it is mapped.
-        unsafe { inner.vm.set_user_memory_region(region) }
-            .map_err(sys("KVM_SET_USER_MEMORY_REGION"))?;
-        let mut init = kvm_vcpu_init::default();
-        inner
-            .vm
-            .get_preferred_target(&mut init)
-            .map_err(sys("KVM_ARM_PREFERRED_TARGET"))?;
-        this.target = init.target;
-        for i in 0..spec.vcpus {
-            let vcpu = inner
-                .vm
-                .create_vcpu(i as u64)
-                .map_err(sys("KVM_CREATE_VCPU"))?;
-            let mut features = init;
-            if spec.psci_0_2 {
-                features.features[0] |= 1 << KVM_ARM_VCPU_PSCI_0_2;
-            }
-            if spec.power_off.contains(&i) {
-                features.features[0] |= 1 << KVM_ARM_VCPU_POWER_OFF;
-            }
-            vcpu.vcpu_init(&features)
-                .map_err(sys("KVM_ARM_VCPU_INIT"))?;
-            inner.vcpus.push(vcpu);
-            this.inits.push(features);
-            this.vcpu_count = i + 1;
-        }
-        Ok(this)
+        })
     }
 
     /// Number of vCPUs.
@@ -272,7 +189,7 @@ impl TestVm {
     }
 
     /// How long a call may wait in KVM_RUN before it is reported as
-    /// [`CallExit::Blocked`] ([`DEFAULT_WAIT_LIMIT`] unless set).
+    /// [`crate::CallExit::Blocked`] ([`DEFAULT_WAIT_LIMIT`] unless set).
     pub fn wait_limit(&self) -> Duration {
         self.wait_limit
     }
@@ -291,82 +208,57 @@ impl TestVm {
     }
 
     /// KVM_GET_ONE_REG `id` on vCPU `vcpu`, into a buffer of the size that the id's size
-    /// field names ([`regs::one_reg_size`]); the value is returned as that buffer.
-    ///
-    /// # Panics
-    ///
-    /// If `vcpu` is out of range.
+    /// field names ([`OneRegId::size_bytes`]); the value is returned as that buffer.
     pub fn get_one_reg(&self, vcpu: usize, id: u64) -> Result<Vec<u8>, Errno> {
-        let mut buf = vec![0; regs::one_reg_size(id)];
-        self.vcpu(vcpu).get_one_reg(id, &mut buf)?;
+        let fd = self.vcpu_or_einval(vcpu)?;
+        let mut buf = vec![0; OneRegId(id).size_bytes()];
+        fd.get_one_reg(id, &mut buf).map_err(errno)?;
         Ok(buf)
     }
 
-    /// KVM_GET_ONE_REG of a 64-bit register, as a number.
-    ///
-    /// # Panics
-    ///
-    /// If `vcpu` is out of range or `id` does not name a 64-bit register.
+    /// KVM_GET_ONE_REG of a 64-bit register, as a number; EINVAL if `id` does not name a
+    /// 64-bit register.
     pub fn get_u64(&self, vcpu: usize, id: u64) -> Result<u64, Errno> {
-        assert_eq!(
-            regs::one_reg_size(id),
-            8,
-            "get_u64 of a register that is not 64-bit"
-        );
-        let buf = self.get_one_reg(vcpu, id)?;
-        Ok(u64::from_le_bytes(buf.try_into().expect("8 bytes")))
+        let fd = self.vcpu_or_einval(vcpu)?;
+        get_u64(fd, id)
     }
 
-    /// KVM_SET_ONE_REG `id` on vCPU `vcpu` from `data`, which holds exactly the number of
-    /// bytes that the id's size field names.
-    ///
-    /// # Panics
-    ///
-    /// If `vcpu` is out of range or `data.len()` is not [`regs::one_reg_size`]`(id)`.
+    /// KVM_SET_ONE_REG `id` on vCPU `vcpu` from `data`, which must hold exactly the number
+    /// of bytes that the id's size field names (else EINVAL).
     pub fn set_one_reg(&self, vcpu: usize, id: u64, data: &[u8]) -> Result<(), Errno> {
-        assert_eq!(
-            data.len(),
-            regs::one_reg_size(id),
-            "set_one_reg: buffer size"
-        );
-        self.vcpu(vcpu).set_one_reg(id, data)?;
+        let fd = self.vcpu_or_einval(vcpu)?;
+        if data.len() != OneRegId(id).size_bytes() {
+            return Err(Errno::EINVAL);
+        }
+        fd.set_one_reg(id, data).map_err(errno)?;
         Ok(())
     }
 
     /// KVM_GET_REG_LIST on vCPU `vcpu`: every register id, in KVM's order.
-    ///
-    /// # Panics
-    ///
-    /// If `vcpu` is out of range.
     pub fn reg_list(&self, vcpu: usize) -> Result<Vec<u64>, Errno> {
-        get_reg_list(self.vcpu(vcpu))
+        get_reg_list(self.vcpu_or_einval(vcpu)?)
     }
 
     /// KVM_GET_MP_STATE on vCPU `vcpu`.
-    ///
-    /// # Panics
-    ///
-    /// If `vcpu` is out of range.
     pub fn mp_state(&self, vcpu: usize) -> Result<u32, Errno> {
-        Ok(self.vcpu(vcpu).get_mp_state()?.mp_state)
+        Ok(self
+            .vcpu_or_einval(vcpu)?
+            .get_mp_state()
+            .map_err(errno)?
+            .mp_state)
     }
 
     /// KVM_SET_MP_STATE on vCPU `vcpu`.
-    ///
-    /// # Panics
-    ///
-    /// If `vcpu` is out of range.
     pub fn set_mp_state(&self, vcpu: usize, state: u32) -> Result<(), Errno> {
-        self.vcpu(vcpu)
-            .set_mp_state(kvm_mp_state { mp_state: state })?;
-        Ok(())
+        set_mp_state(self.vcpu_or_einval(vcpu)?, state)
     }
 
     /// KVM_SET_DEVICE_ATTR on the VM, group KVM_ARM_VM_SMCCC_CTRL, attribute
     /// KVM_ARM_VM_SMCCC_FILTER, with `{base, nr_functions, action}` and a zero pad
-    /// (action 0 HANDLE, 1 DENY, 2 FWD_TO_USER). Kernels before 6.4 answer EINVAL.
+    /// (action 0 HANDLE, 1 DENY, 2 FWD_TO_USER; see [`FilterAction::kvm_value`]). Kernels before
+    /// 6.4 answer EINVAL.
     pub fn set_smccc_filter(&self, base: u32, nr_functions: u32, action: u8) -> Result<(), Errno> {
-        set_smccc_filter(&self.inner().vm, base, nr_functions, action)
+        set_smccc_filter(self.vm_fd(), base, nr_functions, action)
     }
 
     /// KVM_HAS_DEVICE_ATTR for the SMCCC filter on the VM: `Ok(())` iff the kernel has it.
@@ -377,23 +269,16 @@ impl TestVm {
             addr: 0,
             flags: 0,
         };
-        self.inner().vm.has_device_attr(&attr)?;
-        Ok(())
+        self.vm_fd().has_device_attr(&attr).map_err(errno)
     }
 
     /// KVM_CHECK_EXTENSION `cap` on the VM fd (some capabilities answer per VM).
     pub fn check_vm_extension(&self, cap: u32) -> i32 {
-        self.inner()
-            .vm
-            .check_extension_raw(libc::c_ulong::from(cap))
+        self.vm_fd().check_extension_raw(libc::c_ulong::from(cap))
     }
 
     /// PC and x0 of vCPU `vcpu`, read with KVM_GET_ONE_REG without running it: after a
     /// CPU_ON, the entry point and context id it was given.
-    ///
-    /// # Panics
-    ///
-    /// If `vcpu` is out of range.
     pub fn entry(&self, vcpu: usize) -> Result<(u64, u64), Errno> {
         Ok((
             self.get_u64(vcpu, regs::PC)?,
@@ -401,65 +286,18 @@ impl TestVm {
         ))
     }
 
-    /// Makes vCPU `vcpu` execute `hvc #0` or `smc #0` with x0..x3 = `x` (x4..x17 = 0) and
-    /// reports how that ended.
-    pub fn call(&mut self, vcpu: usize, conduit: Conduit, x: [u64; 4]) -> Result<CallExit, Error> {
-        self.check_vcpu(vcpu)?;
-        let entry = match conduit {
-            Conduit::Hvc => guest::HVC_ENTRY,
-            Conduit::Smc => guest::SMC_ENTRY,
-        };
-        let fd = self.vcpu(vcpu);
-        for (i, &value) in x.iter().enumerate() {
-            set_u64(fd, regs::x(i), value)?;
-        }
-        for i in 4..=17 {
-            set_u64(fd, regs::x(i), 0)?;
-        }
-        set_u64(fd, regs::PSTATE, guest::PSTATE_EL1H_MASKED)?;
-        set_u64(fd, regs::VBAR_EL1, guest::VECTORS)?;
-        set_u64(fd, regs::PC, entry)?;
-        self.run_call(vcpu)
-    }
-
-    /// Answers a call that KVM forwarded to userspace ([`CallExit::Hypercall`]): writes
-    /// x0..x3 = `x` and runs the vCPU on from where it stopped (after the HVC/SMC).
-    pub fn resume(&mut self, vcpu: usize, x: [u64; 4]) -> Result<CallExit, Error> {
-        self.check_vcpu(vcpu)?;
-        let fd = self.vcpu(vcpu);
-        for (i, &value) in x.iter().enumerate() {
-            set_u64(fd, regs::x(i), value)?;
-        }
-        self.run_call(vcpu)
-    }
-
-    /// Runs vCPU `vcpu` on from where it stopped, its registers as they are (after a
-    /// [`CallExit::Hypercall`] that userspace firmware answered in place).
-    pub fn run_on(&mut self, vcpu: usize) -> Result<CallExit, Error> {
-        self.check_vcpu(vcpu)?;
-        self.run_call(vcpu)
-    }
-
-    /// Runs vCPU `vcpu` from a `wfi` that leaves as a returned call once an interrupt is
-    /// pending: how userspace firmware completes CPU_SUSPEND exactly as KVM does.
-    pub fn run_on_after_wfi(&mut self, vcpu: usize) -> Result<CallExit, Error> {
-        self.check_vcpu(vcpu)?;
-        set_u64(self.vcpu(vcpu), regs::PC, guest::WFI_ENTRY)?;
-        self.run_call(vcpu)
-    }
-
     /// What KVM does to the target of a CPU_ON, done from userspace: KVM_ARM_VCPU_INIT
     /// again with the vCPU's features (a reset: EL1h, DAIF masked, MMU off), MP state
     /// RUNNABLE, PC = `entry`, x0 = `context_id`.
     pub fn start_vcpu(&self, vcpu: usize, entry: u64, context_id: u64) -> Result<(), Error> {
-        self.check_vcpu(vcpu)?;
-        let fd = self.vcpu(vcpu);
-        fd.vcpu_init(&self.inits[vcpu])
+        let fd = self.vcpu_fd(vcpu)?;
+        let init = self.inits.get(vcpu).ok_or(Error::NoSuchVcpu {
+            index: vcpu,
+            count: self.vcpu_count,
+        })?;
+        fd.vcpu_init(init)
             .map_err(sys("KVM_ARM_VCPU_INIT (CPU_ON reset)"))?;
-        fd.set_mp_state(kvm_mp_state {
-            mp_state: MP_STATE_RUNNABLE,
-        })
-        .map_err(sys("KVM_SET_MP_STATE"))?;
+        set_mp_state(fd, KVM_MP_STATE_RUNNABLE).map_err(sys("KVM_SET_MP_STATE"))?;
         set_u64(fd, regs::PC, entry)?;
         set_u64(fd, regs::x(0), context_id)
     }
@@ -468,38 +306,31 @@ impl TestVm {
     /// `vcpu`: the guest physical address of its stolen-time structure (64-byte aligned,
     /// inside guest memory; once per vCPU, EEXIST after).
     pub fn set_pv_time_ipa(&self, vcpu: usize, ipa: u64) -> Result<(), Errno> {
-        self.check_vcpu(vcpu).map_err(|_| Errno(libc::EINVAL))?;
+        let fd = self.vcpu_or_einval(vcpu)?;
         let attr = kvm_device_attr {
             group: KVM_ARM_VCPU_PVTIME_CTRL,
             attr: u64::from(KVM_ARM_VCPU_PVTIME_IPA),
-            addr: &ipa as *const u64 as u64,
+            addr: &raw const ipa as u64,
             flags: 0,
         };
-        self.vcpu(vcpu).set_device_attr(&attr)?;
-        Ok(())
+        fd.set_device_attr(&attr).map_err(errno)
     }
 
     /// KVM_GET_DEVICE_ATTR of the stolen-time IPA of vCPU `vcpu`: `None` where the VMM has
     /// set none (KVM reads back INVALID_GPA) or the host has no PV time.
     pub fn pv_time_ipa(&self, vcpu: usize) -> Result<Option<u64>, Errno> {
-        self.check_vcpu(vcpu).map_err(|_| Errno(libc::EINVAL))?;
-        let mut ipa = u64::MAX;
-        let attr = kvm_device_attr {
-            group: KVM_ARM_VCPU_PVTIME_CTRL,
-            attr: u64::from(KVM_ARM_VCPU_PVTIME_IPA),
-            addr: &mut ipa as *mut u64 as u64,
+        let fd = self.vcpu_or_einval(vcpu)?;
+        let (group, attr) = (KVM_ARM_VCPU_PVTIME_CTRL, u64::from(KVM_ARM_VCPU_PVTIME_IPA));
+        let probe = kvm_device_attr {
+            group,
+            attr,
+            addr: 0,
             flags: 0,
         };
-        let fd = self.vcpu(vcpu);
-        if fd.has_device_attr(&attr).is_err() {
+        if fd.has_device_attr(&probe).is_err() {
             return Ok(None);
         }
-        // SAFETY: one KVM_GET_DEVICE_ATTR ioctl on a vCPU fd; `attr.addr` points to `ipa`, a
-        // u64 that outlives the call, which is what KVM writes for this attribute.
-        let ret = unsafe { ioctl_with_ref(fd, KVM_GET_DEVICE_ATTR(), &attr) };
-        if ret != 0 {
-            return Err(Errno::last());
-        }
+        let ipa = get_vcpu_attr_u64(fd, group, attr)?;
         Ok((ipa != u64::MAX).then_some(ipa))
     }
 
@@ -510,155 +341,42 @@ impl TestVm {
     }
 
     /// The VM's fd and vCPU `vcpu`'s, for code that drives KVM directly.
-    ///
-    /// # Panics
-    ///
-    /// If `vcpu` is out of range.
-    pub fn fds(&self, vcpu: usize) -> (&VmFd, &VcpuFd) {
-        (&self.inner().vm, self.vcpu(vcpu))
+    pub fn fds(&self, vcpu: usize) -> Result<(&VmFd, &VcpuFd), Error> {
+        Ok((self.vm_fd(), self.vcpu_fd(vcpu)?))
     }
 
-    fn run_call(&mut self, vcpu: usize) -> Result<CallExit, Error> {
-        let exit = match self.run_watched(vcpu)? {
-            None => {
-                let mp_state = self.mp_state(vcpu).map_err(sys("KVM_GET_MP_STATE"))?;
-                return Ok(CallExit::Blocked {
-                    mp_state,
-                    x: self.read_x(vcpu)?,
-                });
-            }
-            Some(exit) => exit,
-        };
-        match exit {
-            Exit::Mmio { addr, write: true } => {
-                // Complete the exit whatever the outcome, then report the outcome.
-                let result = self.mmio_outcome(vcpu, addr);
-                self.complete_mmio(vcpu)?;
-                result
-            }
-            Exit::Mmio { addr, write: false } => {
-                self.complete_mmio(vcpu)?;
-                Err(Error::UnexpectedExit {
-                    vcpu,
-                    exit: format!("MMIO read of {addr:#x}"),
-                })
-            }
-            Exit::SystemEvent { kind, data } => Ok(CallExit::SystemEvent {
-                kind,
-                data,
-                x: self.read_x(vcpu)?,
-            }),
-            Exit::Hypercall { nr, flags } => Ok(CallExit::Hypercall {
-                nr,
-                flags,
-                x: self.read_x(vcpu)?,
-            }),
-            Exit::Other(exit) => Err(Error::UnexpectedExit { vcpu, exit }),
-        }
+    /// The VM's fd.
+    pub fn vm_fd(&self) -> &VmFd {
+        &self.inner().vm
     }
 
-    /// What the guest's MMIO write to `addr` means: the call returned, or the guest took an
-    /// exception, or something else wrote there.
-    fn mmio_outcome(&self, vcpu: usize, addr: u64) -> Result<CallExit, Error> {
-        let get = |id| self.get_u64(vcpu, id).map_err(sys("KVM_GET_ONE_REG"));
-        match guest::classify_mmio(addr) {
-            MmioExit::Returned => Ok(CallExit::Returned {
-                x: self.read_x(vcpu)?,
-            }),
-            MmioExit::Vector(index) => Err(Error::GuestException {
-                vcpu,
-                vector: guest::vector_name(index),
-                esr: get(regs::ESR_EL1)?,
-                elr: get(regs::ELR_EL1)?,
-                far: get(regs::FAR_EL1)?,
-            }),
-            MmioExit::Unknown => Err(Error::UnexpectedExit {
-                vcpu,
-                exit: format!("MMIO write to {addr:#x}"),
-            }),
-        }
-    }
-
-    /// KVM_RUN under the watchdog. `None`: the wait limit ran out.
-    fn run_watched(&mut self, vcpu: usize) -> Result<Option<Exit>, Error> {
-        let limit = self.wait_limit;
-        let fd = self.vcpu_mut(vcpu);
-        fd.set_kvm_immediate_exit(0);
-        let immediate_exit: *mut u8 = &raw mut fd.get_kvm_run().immediate_exit;
-        let watchdog = Watchdog::arm(limit, immediate_exit)?;
-        let result = loop {
-            match fd.run() {
-                Ok(exit) => break Ok(Some(Exit::from(exit))),
-                Err(e) if e.errno() == libc::EINTR && watchdog.fired() => break Ok(None),
-                // Another signal: run on (only the watchdog sets immediate_exit).
-                Err(e) if e.errno() == libc::EINTR => {}
-                Err(e) => break Err(sys("KVM_RUN")(e)),
-            }
-        };
-        watchdog.disarm()?;
-        fd.set_kvm_immediate_exit(0);
-        result
-    }
-
-    /// Completes an MMIO exit: KVM finishes the access and moves the PC past the store only
-    /// on the next KVM_RUN, which `immediate_exit = 1` makes return (EINTR) before the guest
-    /// runs. Without it, the next call's new PC would be advanced by 4 and skip its HVC.
-    fn complete_mmio(&mut self, vcpu: usize) -> Result<(), Error> {
-        let fd = self.vcpu_mut(vcpu);
-        fd.set_kvm_immediate_exit(1);
-        let result = fd.run().map(|exit| format!("{exit:?}"));
-        fd.set_kvm_immediate_exit(0);
-        match result {
-            Err(e) if e.errno() == libc::EINTR => Ok(()),
-            Err(e) => Err(sys("KVM_RUN (completing an MMIO exit)")(e)),
-            Ok(exit) => Err(Error::UnexpectedExit {
-                vcpu,
-                exit: format!("{exit} while completing an MMIO exit"),
-            }),
-        }
-    }
-
-    fn read_x(&self, vcpu: usize) -> Result<[u64; 4], Error> {
-        let mut x = [0; 4];
-        for (i, value) in x.iter_mut().enumerate() {
-            *value = self
-                .get_u64(vcpu, regs::x(i))
-                .map_err(sys("KVM_GET_ONE_REG"))?;
-        }
-        Ok(x)
-    }
-
-    fn check_vcpu(&self, vcpu: usize) -> Result<(), Error> {
-        if vcpu < self.vcpu_count {
-            Ok(())
-        } else {
-            Err(Error::NoSuchVcpu {
-                index: vcpu,
-                count: self.vcpu_count,
-            })
-        }
-    }
-
-    fn inner(&self) -> &Inner {
-        self.inner
-            .as_ref()
-            .expect("a TestVm has its VM until it is dropped")
-    }
-
-    fn vcpu(&self, vcpu: usize) -> &VcpuFd {
+    /// vCPU `vcpu`'s fd.
+    pub fn vcpu_fd(&self, vcpu: usize) -> Result<&VcpuFd, Error> {
         let count = self.vcpu_count;
         self.inner()
             .vcpus
             .get(vcpu)
-            .unwrap_or_else(|| panic!("vCPU {vcpu} does not exist (the VM has {count})"))
+            .ok_or(Error::NoSuchVcpu { index: vcpu, count })
     }
 
-    fn vcpu_mut(&mut self, vcpu: usize) -> &mut VcpuFd {
-        &mut self
-            .inner
+    /// vCPU `vcpu`'s fd, to run it.
+    pub(crate) fn vcpu_fd_mut(&mut self, vcpu: usize) -> Result<&mut VcpuFd, Error> {
+        let count = self.vcpu_count;
+        self.inner
             .as_mut()
+            .and_then(|inner| inner.vcpus.get_mut(vcpu))
+            .ok_or(Error::NoSuchVcpu { index: vcpu, count })
+    }
+
+    fn vcpu_or_einval(&self, vcpu: usize) -> Result<&VcpuFd, Errno> {
+        self.vcpu_fd(vcpu).map_err(|_| Errno::EINVAL)
+    }
+
+    fn inner(&self) -> &Inner {
+        // `inner` is taken only by `leak` (which consumes the TestVm) and by `drop`.
+        self.inner
+            .as_ref()
             .expect("a TestVm has its VM until it is dropped")
-            .vcpus[vcpu]
     }
 }
 
@@ -670,32 +388,54 @@ impl Drop for TestVm {
     }
 }
 
-/// A KVM_RUN exit, owned (kvm-ioctls' borrows the vCPU).
-#[derive(Debug)]
-enum Exit {
-    Mmio { addr: u64, write: bool },
-    SystemEvent { kind: u32, data: Vec<u64> },
-    Hypercall { nr: u64, flags: u64 },
-    Other(String),
-}
-
-impl From<VcpuExit<'_>> for Exit {
-    fn from(exit: VcpuExit<'_>) -> Exit {
-        match exit {
-            VcpuExit::MmioWrite(addr, _) => Exit::Mmio { addr, write: true },
-            VcpuExit::MmioRead(addr, _) => Exit::Mmio { addr, write: false },
-            VcpuExit::SystemEvent(kind, data) => Exit::SystemEvent {
-                kind,
-                data: data.to_vec(),
-            },
-            // kvm-ioctls reads the x86 `longmode` member of the union that arm64 calls
-            // `flags`: the low 32 bits, which hold every flag defined.
-            VcpuExit::Hypercall(h) => Exit::Hypercall {
-                nr: h.nr,
-                flags: u64::from(h.longmode),
-            },
-            other => Exit::Other(format!("{other:?}")),
+impl Inner {
+    /// KVM_ENABLE_CAP if asked, the memory slot, and the vCPUs (each one's init argument
+    /// pushed to `inits`): the preferred target.
+    fn set_up(&mut self, spec: &VmSpec, inits: &mut Vec<kvm_vcpu_init>) -> Result<u32, Error> {
+        if spec.system_suspend {
+            let cap = kvm_enable_cap {
+                cap: KVM_CAP_ARM_SYSTEM_SUSPEND,
+                ..Default::default()
+            };
+            self.vm
+                .enable_cap(&cap)
+                .map_err(sys("KVM_ENABLE_CAP(KVM_CAP_ARM_SYSTEM_SUSPEND)"))?;
         }
+        let region = kvm_userspace_memory_region {
+            slot: 0,
+            flags: 0,
+            guest_phys_addr: guest::MEM_BASE,
+            memory_size: guest::MEM_SIZE as u64,
+            userspace_addr: self.memory.0.as_ptr() as u64,
+        };
+        // SAFETY: one KVM_SET_USER_MEMORY_REGION ioctl. The region is `self.memory`, a heap
+        // block of exactly MEM_SIZE bytes, aligned to 64 KiB, that stays allocated as long as
+        // the VM exists: Inner drops its fds before it, and leaking leaks both. Only the guest
+        // writes to it once it is mapped.
+        unsafe { self.vm.set_user_memory_region(region) }
+            .map_err(sys("KVM_SET_USER_MEMORY_REGION"))?;
+        let mut init = kvm_vcpu_init::default();
+        self.vm
+            .get_preferred_target(&mut init)
+            .map_err(sys("KVM_ARM_PREFERRED_TARGET"))?;
+        for i in 0..spec.vcpus {
+            let vcpu = self
+                .vm
+                .create_vcpu(i as u64)
+                .map_err(sys("KVM_CREATE_VCPU"))?;
+            let mut features = init;
+            if spec.psci_0_2 {
+                features.features[0] |= 1 << KVM_ARM_VCPU_PSCI_0_2;
+            }
+            if spec.power_off.contains(&i) {
+                features.features[0] |= 1 << KVM_ARM_VCPU_POWER_OFF;
+            }
+            vcpu.vcpu_init(&features)
+                .map_err(sys("KVM_ARM_VCPU_INIT"))?;
+            self.vcpus.push(vcpu);
+            inits.push(features);
+        }
+        Ok(init.target)
     }
 }
 
@@ -716,57 +456,39 @@ pub(crate) fn set_smccc_filter(
     let attr = kvm_device_attr {
         group: KVM_ARM_VM_SMCCC_CTRL,
         attr: u64::from(KVM_ARM_VM_SMCCC_FILTER),
-        addr: &filter as *const kvm_smccc_filter as u64,
+        addr: &raw const filter as u64,
         flags: 0,
     };
-    vm.set_device_attr(&attr)?;
-    Ok(())
+    vm.set_device_attr(&attr).map_err(errno)
 }
 
-fn set_u64(fd: &VcpuFd, id: u64, value: u64) -> Result<(), Error> {
+/// KVM_GET_ONE_REG of a 64-bit register on `fd`; EINVAL for an id of another size.
+pub(crate) fn get_u64(fd: &VcpuFd, id: u64) -> Result<u64, Errno> {
+    if OneRegId(id).size_bytes() != 8 {
+        return Err(Errno::EINVAL);
+    }
+    let mut buf = [0u8; 8];
+    fd.get_one_reg(id, &mut buf).map_err(errno)?;
+    Ok(u64::from_le_bytes(buf))
+}
+
+/// KVM_SET_ONE_REG of a 64-bit register on `fd`.
+pub(crate) fn set_u64(fd: &VcpuFd, id: u64, value: u64) -> Result<(), Error> {
     fd.set_one_reg(id, &value.to_le_bytes())
         .map_err(sys("KVM_SET_ONE_REG"))?;
     Ok(())
 }
 
-/// Maps a failed ioctl to [`Error::Sys`] named `op`.
-fn sys<E: Into<Errno>>(op: &'static str) -> impl Fn(E) -> Error {
-    move |e| Error::Sys {
-        op,
-        errno: e.into(),
-    }
-}
-
-/// KVM_GET_REG_LIST, called directly: first with room for the number of ids last reported
-/// (0 at first), which fails with E2BIG and the number needed, then again.
-fn get_reg_list(vcpu: &VcpuFd) -> Result<Vec<u64>, Errno> {
-    let mut n = 0;
-    for _ in 0..4 {
-        // struct kvm_reg_list: the number of ids, then room for that many.
-        let mut buf = vec![0u64; n + 1];
-        buf[0] = n as u64;
-        // SAFETY: one KVM_GET_REG_LIST ioctl on a vCPU fd. `buf` is a struct kvm_reg_list
-        // whose count (buf[0]) is the number of u64 that follow it in `buf`; the kernel
-        // writes at most that many ids, and the count.
-        let ret = unsafe { ioctl_with_mut_ptr(vcpu, KVM_GET_REG_LIST(), buf.as_mut_ptr()) };
-        if ret == 0 {
-            let count = usize::try_from(buf[0]).unwrap_or(usize::MAX).min(n);
-            buf.truncate(count + 1);
-            buf.remove(0);
-            return Ok(buf);
-        }
-        let errno = Errno::last();
-        if errno.0 != libc::E2BIG {
-            return Err(errno);
-        }
-        n = usize::try_from(buf[0]).map_err(|_| errno)?;
-    }
-    Err(Errno(libc::E2BIG))
+/// KVM_SET_MP_STATE on `fd`.
+fn set_mp_state(fd: &VcpuFd, state: u32) -> Result<(), Errno> {
+    fd.set_mp_state(kvm_mp_state { mp_state: state })
+        .map_err(errno)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use armfw::firmware::FilterAction;
 
     #[test]
     fn mp_state_10_is_suspended() {
@@ -791,6 +513,19 @@ mod tests {
     #[test]
     fn system_event_1_is_shutdown() {
         assert_eq!(system_event_name(1), Some("SHUTDOWN"));
+    }
+
+    #[test]
+    fn filter_action_values_match_the_uapi_header() {
+        // include/uapi/linux/kvm.h: KVM_SMCCC_FILTER_HANDLE 0, DENY 1, FWD_TO_USER 2.
+        assert_eq!(
+            [
+                FilterAction::Handle.kvm_value(),
+                FilterAction::Deny.kvm_value(),
+                FilterAction::Forward.kvm_value(),
+            ],
+            [0, 1, 2]
+        );
     }
 
     #[test]

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use libc::{c_int, c_void, siginfo_t};
 
+use crate::sys::{errno, io_errno};
 use crate::{Errno, Error};
 
 /// The signal the watchdog sends to a thread blocked in KVM_RUN. A thread that calls
@@ -59,7 +60,7 @@ fn install_handler() -> Result<(), Error> {
     let result = INSTALLED.get_or_init(|| {
         // sigaction with SA_SIGINFO and no SA_RESTART, all signals blocked in the handler.
         vmm_sys_util::signal::register_signal_handler(WATCHDOG_SIGNAL, on_watchdog_signal)
-            .map_err(|e| Errno(e.errno()))
+            .map_err(errno)
     });
     result.map_err(|errno| Error::Sys {
         op: "sigaction(WATCHDOG_SIGNAL)",
@@ -113,7 +114,7 @@ impl Watchdog {
             })
             .map_err(|e| Error::Sys {
                 op: "spawning the watchdog thread",
-                errno: Errno(e.raw_os_error().unwrap_or(0)),
+                errno: io_errno(&e),
             })?;
         IMMEDIATE_EXIT.with(|p| p.set(immediate_exit));
         Ok(Watchdog {
@@ -148,10 +149,10 @@ impl Watchdog {
         let mut result = Ok(());
         while HANDLED.with(Cell::get) - self.handled_before < sent {
             if Instant::now() > deadline {
-                result = Err(Error::Watchdog(format!(
-                    "{sent} signal(s) sent, {} handled",
-                    HANDLED.with(Cell::get) - self.handled_before
-                )));
+                result = Err(Error::WatchdogSignals {
+                    sent,
+                    handled: HANDLED.with(Cell::get) - self.handled_before,
+                });
                 break;
             }
             thread::yield_now();

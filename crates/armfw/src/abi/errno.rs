@@ -76,6 +76,9 @@ impl fmt::Display for Errno {
     }
 }
 
+/// So that a backend can return an errno as an error (armfw-kvm's accessors do).
+impl std::error::Error for Errno {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,14 +15,23 @@ pub enum FilterAction {
 }
 
 impl FilterAction {
+    /// The KVM value (`KVM_SMCCC_FILTER_*`).
+    pub const fn kvm_value(self) -> u8 {
+        match self {
+            FilterAction::Handle => 0,
+            FilterAction::Deny => 1,
+            FilterAction::Forward => 2,
+        }
+    }
+
     /// The action with this KVM value (0..=2).
     pub const fn from_kvm_value(v: u8) -> Option<FilterAction> {
-        match v {
-            0 => Some(FilterAction::Handle),
-            1 => Some(FilterAction::Deny),
-            2 => Some(FilterAction::Forward),
-            _ => None,
-        }
+        Some(match v {
+            0 => FilterAction::Handle,
+            1 => FilterAction::Deny,
+            2 => FilterAction::Forward,
+            _ => return None,
+        })
     }
 }
 

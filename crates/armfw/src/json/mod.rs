@@ -29,7 +29,6 @@
 //! range (below 2^32, 1 to 64, …) is checked by its type. Written back, a number is the string
 //! [`hex`] gives: `0x`, lower-case, no leading zeros.
 
-mod legacy;
 mod strict;
 
 use std::fmt;
@@ -37,8 +36,6 @@ use std::fmt;
 use serde::de::{self, Deserialize, DeserializeOwned, Deserializer, Unexpected, Visitor};
 use serde::{Serialize, Serializer};
 use serde_json::Value;
-
-pub(crate) use legacy::{Obj, err, kind, number};
 
 /// What kind of error a [`FieldError`] is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -313,6 +310,21 @@ pub fn hex_le_bytes(bytes: &[u8]) -> String {
         s.push('0');
     }
     s
+}
+
+pub(crate) fn err<T>(path: &str, message: impl Into<String>) -> Result<T, FieldError> {
+    Err(FieldError::bad_value(path, message))
+}
+
+pub(crate) fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
 }
 
 /// `path` and `key` as one path: `a` + `b` is `a.b`, `a` + `[1]` is `a[1]`.

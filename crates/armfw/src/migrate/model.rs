@@ -6,7 +6,7 @@ use super::{RestoreError, RestorePolicy, Restored};
 use crate::abi::Errno;
 use crate::compat::{self, ApplyError, Baseline, Verdict};
 use crate::firmware::{Firmware, MpState, VcpuFeatures, VcpuStart};
-use crate::snapshot::{FilterRange, PendingStart, Snapshot, filter_action_value};
+use crate::snapshot::{FilterRange, PendingStart, Snapshot};
 
 impl Firmware {
     /// Restore `snapshot` into this VM, atomically: on success the VM holds the snapshot's
@@ -141,7 +141,7 @@ impl RestoreTarget for ModelVm {
         self.fw.set_smccc_filter(
             range.base,
             range.nr_functions,
-            filter_action_value(range.action),
+            range.action.kvm_value(),
             [0; 15],
         )
     }

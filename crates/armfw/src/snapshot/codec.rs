@@ -3,7 +3,7 @@
 
 use super::{
     Error, FORMAT_VERSION, FilterRange, FormatVersion, MAGIC, MAX_FILTER_RANGES, MAX_REGISTERS,
-    MAX_TEXT, PendingStart, SavedReg, Snapshot, Source, VcpuState, VmState, filter_action_value,
+    MAX_TEXT, PendingStart, SavedReg, Snapshot, Source, VcpuState, VmState,
 };
 use crate::firmware::{FilterAction, KVM_MAX_VCPUS, MpState};
 use crate::json::FieldError;
@@ -58,7 +58,7 @@ impl Snapshot {
         for f in self.vm.smccc_filter.iter().take(usize::from(u16::MAX)) {
             b.extend_from_slice(&f.base.to_le_bytes());
             b.extend_from_slice(&f.nr_functions.to_le_bytes());
-            b.push(filter_action_value(f.action));
+            b.push(f.action.kvm_value());
         }
         put_u16(&mut b, self.vcpus.len());
         for v in self.vcpus.iter().take(usize::from(u16::MAX)) {

@@ -289,13 +289,9 @@ impl Snapshot {
         }
         let mut filter = crate::firmware::SmcccFilter::default();
         for (i, r) in self.vm.smccc_filter.iter().enumerate() {
-            if let Err(e) = filter.insert(
-                r.base,
-                r.nr_functions,
-                filter_action_value(r.action),
-                [0; 15],
-                false,
-            ) {
+            if let Err(e) =
+                filter.insert(r.base, r.nr_functions, r.action.kvm_value(), [0; 15], false)
+            {
                 return err(
                     &format!("vm.smccc_filter[{i}]"),
                     format!("KVM would refuse this range ({e})"),
@@ -377,15 +373,6 @@ impl Snapshot {
             );
         }
         Ok(())
-    }
-}
-
-/// `KVM_SMCCC_FILTER_*` value of an action.
-pub const fn filter_action_value(a: FilterAction) -> u8 {
-    match a {
-        FilterAction::Handle => 0,
-        FilterAction::Deny => 1,
-        FilterAction::Forward => 2,
     }
 }
 
