@@ -171,7 +171,7 @@ mod guest {
                     Err(e) => {
                         all_pass = false;
                         r.error = Some(e);
-                        rec.emit(&ConformanceRecord::Scenario(r));
+                        rec.emit(&ConformanceRecord::Scenario(Box::new(r)));
                         continue;
                     }
                 };
@@ -181,12 +181,13 @@ mod guest {
                 all_pass &= r.mismatches.is_empty();
                 if swap {
                     let sw = swapped(&s, &real, &mut kvm);
-                    all_pass &= !matches!(&sw, Swap::Ran { mismatches, .. } if !mismatches.is_empty());
+                    all_pass &=
+                        !matches!(&sw, Swap::Ran { mismatches, .. } if !mismatches.is_empty());
                     r.swap = Some(sw);
                 }
                 r.kvm = Some(real.to_json());
                 r.model = Some(ours.to_json());
-                rec.emit(&ConformanceRecord::Scenario(r));
+                rec.emit(&ConformanceRecord::Scenario(Box::new(r)));
             }
         }
         Ok(all_pass)
@@ -257,7 +258,7 @@ fn read_host(path: &Path) -> Result<Host> {
                 host.profile = Some(profile);
             }
             ConformanceRecord::Scenario(s) => {
-                host.scenarios.insert((s.set.clone(), s.file.clone()), s);
+                host.scenarios.insert((s.set.clone(), s.file.clone()), *s);
             }
             ConformanceRecord::Error { error } => host.failure = Some(error),
         }

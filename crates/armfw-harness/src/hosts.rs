@@ -162,19 +162,28 @@ mod tests {
 
     #[test]
     fn parse_repeats_are_dropped() {
-        assert_eq!(names("7:max,all:max,7:max"), ["7:max", "6.1:max", "6.12:max"]);
+        assert_eq!(
+            names("7:max,all:max,7:max"),
+            ["7:max", "6.1:max", "6.12:max"]
+        );
     }
 
     #[test]
     fn parse_any_qemu_cpu_name_is_accepted() {
-        assert_eq!(names("7:neoverse-v1,6.1:a64fx"), ["7:neoverse-v1", "6.1:a64fx"]);
+        assert_eq!(
+            names("7:neoverse-v1,6.1:a64fx"),
+            ["7:neoverse-v1", "6.1:a64fx"]
+        );
     }
 
     #[test]
     fn parse_bad_items_are_errors() {
         assert_eq!(parse("7"), Err(SpecError::NotSeriesCpu("7".into())));
         assert_eq!(parse("7:max,"), Err(SpecError::NotSeriesCpu("".into())));
-        assert_eq!(parse("6.2:max"), Err(SpecError::UnknownSeries("6.2".into())));
+        assert_eq!(
+            parse("6.2:max"),
+            Err(SpecError::UnknownSeries("6.2".into()))
+        );
         assert_eq!(parse("7:Max"), Err(SpecError::BadCpu("Max".into())));
         assert_eq!(parse("7:-max"), Err(SpecError::BadCpu("-max".into())));
         assert_eq!(parse("7:"), Err(SpecError::BadCpu("".into())));

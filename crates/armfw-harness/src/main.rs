@@ -204,14 +204,20 @@ fn print_records(log: &Path) -> Result<ExitCode> {
 }
 
 /// `armfw-harness initramfs`.
-fn initramfs(out: &Path, init: Option<&Path>, tree: Option<&Path>, files: &[PathBuf]) -> Result<()> {
+fn initramfs(
+    out: &Path,
+    init: Option<&Path>,
+    tree: Option<&Path>,
+    files: &[PathBuf],
+) -> Result<()> {
     let mut a = Archive::new();
     for d in ["dev", "proc", "sys", "armfw"] {
         a.dir(d);
     }
     a.char_device("dev/console", 0o600, 5, 1);
     if let Some(tree) = tree {
-        let rd = std::fs::read_dir(tree).with_context(|| format!("{}: cannot read", tree.display()))?;
+        let rd =
+            std::fs::read_dir(tree).with_context(|| format!("{}: cannot read", tree.display()))?;
         let mut children: Vec<_> = rd.filter_map(|e| e.ok()).collect();
         children.sort_by_key(|e| e.file_name());
         for c in children {
@@ -234,7 +240,8 @@ fn initramfs(out: &Path, init: Option<&Path>, tree: Option<&Path>, files: &[Path
     }
     let tmp = out.with_extension("tmp");
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("{}: cannot create", dir.display()))?;
     }
     let mut w = std::io::BufWriter::new(
         std::fs::File::create(&tmp).with_context(|| format!("{}: cannot write", tmp.display()))?,

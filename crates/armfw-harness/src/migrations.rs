@@ -217,9 +217,7 @@ mod guest {
                 MigrationRecord::Profile { profile } => Some(profile),
                 _ => None,
             })
-            .map(|p| {
-                Profile::from_value(p).map_err(|e| Error::msg(format!("pool profile: {e}")))
-            })
+            .map(|p| Profile::from_value(p).map_err(|e| Error::msg(format!("pool profile: {e}"))))
             .collect::<Result<_>>()?;
         let baseline =
             compat::baseline(&pool).map_err(|e| Error::msg(format!("pool baseline: {e}")))?;
@@ -258,8 +256,8 @@ mod guest {
                 _ => None,
             });
         for s in states {
-            let snap = Snapshot::from_value(&s.snapshot)
-                .map_err(|e| Error::msg(format!("state: {e}")))?;
+            let snap =
+                Snapshot::from_value(&s.snapshot).map_err(|e| Error::msg(format!("state: {e}")))?;
             // The prediction, before any restore.
             let report = compat::check(&snap, profile);
             for policy in ["strict", "armfw"] {

@@ -35,5 +35,9 @@ pub fn main() -> ExitCode {
     };
     let e = init::power_off();
     println!("armfw-harness: power off failed: {e}");
-    if ok { ExitCode::SUCCESS } else { ExitCode::from(1) }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
 }

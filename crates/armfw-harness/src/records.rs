@@ -180,7 +180,7 @@ pub enum ConformanceRecord {
         profile: Value,
     },
     /// One scenario file's outcome.
-    Scenario(ScenarioRecord),
+    Scenario(Box<ScenarioRecord>),
     /// The host cannot run scenarios at all.
     Error {
         /// Why.
@@ -398,7 +398,7 @@ mod tests {
             ConformanceRecord::Profile {
                 profile: json!({"name": "linux-7.2.13-max"}),
             },
-            ConformanceRecord::Scenario(ScenarioRecord {
+            ConformanceRecord::Scenario(Box::new(ScenarioRecord {
                 set: "project".into(),
                 file: "a.json".into(),
                 error: None,
@@ -412,7 +412,7 @@ mod tests {
                 swap: Some(Swap::Skipped {
                     skipped: "kernel: no SMCCC filter".into(),
                 }),
-            }),
+            })),
             ConformanceRecord::Error {
                 error: "no /dev/kvm".into(),
             },

@@ -200,10 +200,31 @@ fn run(out: &mut Out, pid1: bool) {
 
     let hvc = Conduit::Hvc;
     call(out, &mut a, "PSCI_VERSION", 0, hvc, [PSCI_VERSION, 0, 0, 0]);
-    call(out, &mut a, "PSCI_VERSION", 0, Conduit::Smc, [PSCI_VERSION, 0, 0, 0]);
-    call(out, &mut a, "SMCCC_VERSION", 0, hvc, [SMCCC_VERSION, 0, 0, 0]);
+    call(
+        out,
+        &mut a,
+        "PSCI_VERSION",
+        0,
+        Conduit::Smc,
+        [PSCI_VERSION, 0, 0, 0],
+    );
+    call(
+        out,
+        &mut a,
+        "SMCCC_VERSION",
+        0,
+        hvc,
+        [SMCCC_VERSION, 0, 0, 0],
+    );
     let affinity = [PSCI_AFFINITY_INFO_64, 1, 0, 0];
-    call(out, &mut a, "AFFINITY_INFO(1) before CPU_ON", 0, hvc, affinity);
+    call(
+        out,
+        &mut a,
+        "AFFINITY_INFO(1) before CPU_ON",
+        0,
+        hvc,
+        affinity,
+    );
     mp_state(out, &a, "vcpu1 before CPU_ON", 1);
     let cpu_on = [PSCI_CPU_ON_64, 1, 0x4000_1000, 0x55];
     call(out, &mut a, "CPU_ON(1)", 0, hvc, cpu_on);
@@ -213,15 +234,50 @@ fn run(out: &mut Out, pid1: bool) {
         Err(e) => errno_json(e),
     };
     out.emit(&json!({"kind": "entry", "vcpu": 1, "result": r}));
-    call(out, &mut a, "AFFINITY_INFO(1) after CPU_ON", 0, hvc, affinity);
+    call(
+        out,
+        &mut a,
+        "AFFINITY_INFO(1) after CPU_ON",
+        0,
+        hvc,
+        affinity,
+    );
     call(out, &mut a, "CPU_ON(1) again", 0, hvc, cpu_on);
-    call(out, &mut a, "CPU_OFF on vcpu1", 1, hvc, [PSCI_CPU_OFF, 0, 0, 0]);
-    call(out, &mut a, "AFFINITY_INFO(1) after CPU_OFF", 0, hvc, affinity);
-    call(out, &mut a, "SYSTEM_OFF", 0, hvc, [PSCI_SYSTEM_OFF, 0, 0, 0]);
+    call(
+        out,
+        &mut a,
+        "CPU_OFF on vcpu1",
+        1,
+        hvc,
+        [PSCI_CPU_OFF, 0, 0, 0],
+    );
+    call(
+        out,
+        &mut a,
+        "AFFINITY_INFO(1) after CPU_OFF",
+        0,
+        hvc,
+        affinity,
+    );
+    call(
+        out,
+        &mut a,
+        "SYSTEM_OFF",
+        0,
+        hvc,
+        [PSCI_SYSTEM_OFF, 0, 0, 0],
+    );
     mp_state(out, &a, "vcpu0 after SYSTEM_OFF", 0);
     mp_state(out, &a, "vcpu1 after SYSTEM_OFF", 1);
     let version_junk = [PSCI_VERSION, 0x11, 0x22, 0x33];
-    call(out, &mut a, "PSCI_VERSION on stopped vcpu0", 0, hvc, version_junk);
+    call(
+        out,
+        &mut a,
+        "PSCI_VERSION on stopped vcpu0",
+        0,
+        hvc,
+        version_junk,
+    );
 
     // VM B: the SMCCC filter forwards one SiP function to userspace.
     let Some(mut b) = new_vm(out, "B", &VmSpec::default()) else {
@@ -233,9 +289,23 @@ fn run(out: &mut Out, pid1: bool) {
     }));
     let sip = u64::from(SIP_FN);
     call(out, &mut b, "forwarded SiP call", 0, hvc, [sip, 1, 2, 3]);
-    call(out, &mut b, "forwarded SiP call", 0, Conduit::Smc, [sip, 4, 5, 6]);
+    call(
+        out,
+        &mut b,
+        "forwarded SiP call",
+        0,
+        Conduit::Smc,
+        [sip, 4, 5, 6],
+    );
     let version = [PSCI_VERSION, 0, 0, 0];
-    call(out, &mut b, "PSCI_VERSION after a forwarded call", 0, hvc, version);
+    call(
+        out,
+        &mut b,
+        "PSCI_VERSION after a forwarded call",
+        0,
+        hvc,
+        version,
+    );
     let t = Instant::now();
     let r = b.call(0, hvc, [sip, 7, 8, 9]);
     let resumed = match r {
@@ -260,14 +330,28 @@ fn run(out: &mut Out, pid1: bool) {
         mp_state(out, &c, "vcpu0 after SYSTEM_SUSPEND", 0);
         let r = unit_json(c.set_mp_state(0, armfw_kvm::MP_STATE_SUSPENDED));
         out.emit(&json!({"kind": "set_mp_state", "state": "SUSPENDED", "result": r}));
-        call(out, &mut c, "PSCI_VERSION on suspended vcpu0", 0, hvc, version_junk);
+        call(
+            out,
+            &mut c,
+            "PSCI_VERSION on suspended vcpu0",
+            0,
+            hvc,
+            version_junk,
+        );
     }
 
     // VM D: CPU_SUSPEND is a WFI that nothing wakes.
     if let Some(mut d) = new_vm(out, "D", &VmSpec::default()) {
         let suspend = [PSCI_CPU_SUSPEND_64, 0, 0x4000_3000, 0x77];
         call(out, &mut d, "CPU_SUSPEND", 0, hvc, suspend);
-        call(out, &mut d, "PSCI_VERSION after CPU_SUSPEND", 0, hvc, version);
+        call(
+            out,
+            &mut d,
+            "PSCI_VERSION after CPU_SUSPEND",
+            0,
+            hvc,
+            version,
+        );
         // A guest exception must be an error, not a blocked call: after a returned call
         // the PC is on the stub's `b .`; 0xc further on lies a zero word (UDF #0).
         let r = d.get_u64(0, regs::PC).map(|pc| {
@@ -281,7 +365,14 @@ fn run(out: &mut Out, pid1: bool) {
             Ok((_, Err(e))) | Err(e) => errno_json(e),
         };
         out.emit(&json!({"kind": "exception", "name": "UDF #0 through resume", "result": result}));
-        call(out, &mut d, "PSCI_VERSION after the exception", 0, hvc, version);
+        call(
+            out,
+            &mut d,
+            "PSCI_VERSION after the exception",
+            0,
+            hvc,
+            version,
+        );
     }
 
     // The cost of closing a VM that has run (A), unless armfw.close=0.

@@ -71,7 +71,11 @@ fn run_plan(plan: &Plan, rec: &mut Records) {
         smccc_filter: filter,
         vcpus: plan.vcpus,
         memory_mib: plan.memory_mib,
-        firmwares: plan.firmwares.iter().map(|f| f.name().to_string()).collect(),
+        firmwares: plan
+            .firmwares
+            .iter()
+            .map(|f| f.name().to_string())
+            .collect(),
         actions: plan.actions.iter().map(|a| a.name().to_string()).collect(),
     });
     let mut results: Vec<(FirmwareMode, GuestAction, RunResult)> = Vec::new();
