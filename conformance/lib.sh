@@ -8,8 +8,15 @@
 # machine owns EL2, so its kernel brings up KVM) with an initramfs whose /init is a
 # static aarch64-unknown-linux-musl program. See docs/kvm-backend-notes.md.
 #
+# The harness's own steps (record extraction, host specs, initramfs writing, the reports)
+# are `armfw-harness` commands (crates/armfw-harness), built for this machine by
+# build_harness and run as `harness COMMAND ...`.
+#
 # Functions (progress goes to stderr, results to stdout and to the globals named):
-#   ensure_tools                      qemu-system-aarch64, cpio, the musl target
+#   ensure_tools                      qemu-system-aarch64, dpkg, the musl target
+#   build_harness                     cargo build -p armfw-harness for this machine -> ARMFW_HARNESS
+#   harness COMMAND [ARGS...]         runs that armfw-harness
+#   parse_hosts SPEC                  the hosts of SPEC (SERIES:CPU,...) -> ARMFW_HOSTS (array)
 #   fetch_kernel SERIES               6.1 | 6.12 | 7  -> ARMFW_KERNEL_RELEASE, ARMFW_KERNEL_VMLINUZ
 #   fetch_busybox                     Debian's static arm64 busybox -> ARMFW_BUSYBOX
 #   build_static [CARGO ARGS...]      cargo build --release --target aarch64-unknown-linux-musl
@@ -33,10 +40,6 @@ ARMFW_APT_MAX_AGE=${ARMFW_APT_MAX_AGE:-21600}
 # algorithm is very slow under emulation; the IMPDEF one is not).
 ARMFW_MAX_PAUTH_IMPDEF=${ARMFW_MAX_PAUTH_IMPDEF:-1}
 
-# The record marker: the program in the initramfs prints each result line as
-# `@@ARMFW <seq> <json>` (seq counts from 0) and ends with `@@ARMFW-END <count>`.
-ARMFW_MARK='@@ARMFW'
-
 _armfw_log() { printf '[armfw] %s\n' "$*" >&2; }
 _armfw_die() { printf '[armfw] error: %s\n' "$*" >&2; return 1; }
 
@@ -51,11 +54,10 @@ _armfw_apt_install() {
 }
 
 # ensure_tools: installs what the harness needs, and nothing that is already there:
-# qemu-system-arm (qemu-system-aarch64) and cpio from Debian, the musl target from rustup.
+# qemu-system-arm (qemu-system-aarch64) and dpkg from Debian, the musl target from rustup.
 ensure_tools() {
     local missing=()
     command -v qemu-system-aarch64 >/dev/null 2>&1 || missing+=(qemu-system-arm)
-    command -v cpio >/dev/null 2>&1 || missing+=(cpio)
     command -v dpkg-deb >/dev/null 2>&1 || missing+=(dpkg)
     if ((${#missing[@]})); then
         _armfw_apt_install "${missing[@]}" || return 1
@@ -324,28 +326,35 @@ test_static() {
 
 # make_initramfs OUT BINARY [FILE...]: writes a cpio (newc) archive OUT holding /init (a
 # copy of BINARY), /dev/console, /dev, /proc, /sys, and each FILE under /armfw/ (by its
-# base name; directories are copied whole).
+# base name; directories are copied whole). `armfw-harness initramfs` writes it.
 make_initramfs() {
     local out=${1:?make_initramfs OUT BINARY [FILE...]} bin=${2:?make_initramfs OUT BINARY [FILE...]}
     shift 2
-    local root f
     [[ -x $bin ]] || { _armfw_die "make_initramfs: $bin is not an executable"; return 1; }
-    root=$(mktemp -d) || return 1
-    if ! { mkdir -p "$root"/{dev,proc,sys,armfw} && cp "$bin" "$root/init" &&
-        chmod 0755 "$root/init" && mknod -m 0600 "$root/dev/console" c 5 1; }; then
-        rm -rf "$root"
-        return 1
-    fi
-    for f in "$@"; do
-        cp -r "$f" "$root/armfw/" || { rm -rf "$root"; return 1; }
-    done
-    mkdir -p "$(dirname "$out")" &&
-        (cd "$root" && find . -mindepth 1 | LC_ALL=C sort |
-            cpio --quiet -o -H newc --owner 0:0 >"$out.tmp") &&
-        mv "$out.tmp" "$out"
-    local rc=$?
-    rm -rf "$root"
-    return $rc
+    harness initramfs "$out" --init "$bin" "$@"
+}
+
+# ---------------------------------------------------------------------------------------
+# The harness's steps on this machine.
+
+# build_harness: builds armfw-harness for this machine (quietly) and sets ARMFW_HARNESS.
+build_harness() {
+    (cd "$ARMFW_ROOT" && cargo build -q -p armfw-harness >&2) || return 1
+    ARMFW_HARNESS=$ARMFW_ROOT/target/debug/armfw-harness
+}
+
+# harness COMMAND [ARGS...]: runs armfw-harness (build_harness first).
+harness() {
+    "${ARMFW_HARNESS:?build_harness first}" "$@"
+}
+
+# parse_hosts SPEC: the hosts of SPEC (comma-separated SERIES:CPU; `all` as SERIES is 6.1,
+# 6.12 and 7, as CPU the default set max, cortex-a72, neoverse-n1, cortex-a53), in order and
+# without repeats, into the array ARMFW_HOSTS. A bad spec: one line on stderr, status 2.
+parse_hosts() {
+    local list
+    list=$(harness hosts "${1:?parse_hosts SPEC}") || return 2
+    mapfile -t ARMFW_HOSTS <<<"$list"
 }
 
 # ---------------------------------------------------------------------------------------
@@ -386,29 +395,11 @@ boot_host() {
 }
 
 # extract_records LOG: prints the JSON of each `@@ARMFW <seq> <json>` line of LOG, in
-# order. Fails (status 1) unless the records are numbered 0, 1, 2, ... without a gap and
-# end with `@@ARMFW-END <count>`, so that a cut or garbled console log is never mistaken
-# for a complete result. Kernel messages may surround the records: everything before the
-# marker on a line, and carriage returns, are ignored.
+# order (`armfw-harness records`). Fails (status 1, why on stderr) unless the records are
+# numbered 0, 1, 2, ... without a gap, are JSON and end with `@@ARMFW-END <count>`, so that
+# a cut or garbled console log is never mistaken for a complete result. Kernel messages may
+# surround the records: everything before the marker on a line, and carriage returns, are
+# ignored.
 extract_records() {
-    local log=${1:?extract_records LOG}
-    tr -d '\r' <"$log" | awk -v mark="$ARMFW_MARK" '
-        BEGIN { n = 0; ended = 0 }
-        {
-            i = index($0, mark " ")
-            j = index($0, mark "-END ")
-            if (j > 0) { end = substr($0, j + length(mark) + 5) + 0; ended = 1; next }
-            if (i == 0) next
-            rest = substr($0, i + length(mark) + 1)
-            sp = index(rest, " ")
-            seq = substr(rest, 1, sp - 1)
-            if (seq != n "") { bad = "record " n " missing (found " seq ")"; exit 1 }
-            print substr(rest, sp + 1)
-            n++
-        }
-        END {
-            if (bad != "") { print "extract_records: " bad > "/dev/stderr"; exit 1 }
-            if (!ended) { print "extract_records: no end marker (" n " records)" > "/dev/stderr"; exit 1 }
-            if (end != n) { print "extract_records: end marker says " end ", found " n > "/dev/stderr"; exit 1 }
-        }'
+    harness records "${1:?extract_records LOG}"
 }

@@ -1,8 +1,6 @@
 //! `armfw`: simulate, inspect and (on arm64 hosts) probe KVM's arm64 guest firmware.
 
-mod conformance;
 mod migrate;
-mod migrations;
 mod sim;
 mod tables;
 
@@ -66,53 +64,6 @@ enum Command {
     Check(migrate::CheckArgs),
     /// The firmware configuration every host of a pool accepts.
     Baseline(migrate::BaselineArgs),
-    /// The conformance harness, inside an arm64 host: probe it, run every scenario set under
-    /// ROOT on real KVM and on the model, print records (what `armfw` does as PID 1).
-    #[command(hide = true)]
-    ConformanceGuest {
-        /// Folder of scenario sets (one folder each; `project` first).
-        root: PathBuf,
-        /// Also run every scenario with armfw's userspace firmware and compare (swap test).
-        #[arg(long)]
-        swap: bool,
-    },
-    /// The real-migration harness, after the boots: the rows as a markdown table, the JSON
-    /// report, and the count line.
-    #[command(hide = true)]
-    MigrationsReport {
-        /// Write the rows as JSON to FILE.
-        #[arg(long)]
-        json: Option<PathBuf>,
-        /// The `restore` boots' records (JSON Lines).
-        #[arg(required = true)]
-        records: Vec<PathBuf>,
-    },
-    /// The conformance harness, after the boots: the table, the diffs and the count line.
-    #[command(hide = true)]
-    ConformanceReport {
-        /// A scenario set: NAME=DIR (repeatable); every host must answer each file of each.
-        #[arg(long = "set", value_parser = parse_set, required = true)]
-        sets: Vec<(String, PathBuf)>,
-        /// Write each host's profile and real documents under DIR/HOST/.
-        #[arg(long)]
-        out: Option<PathBuf>,
-        /// Record the real results in the repository at ROOT: profiles/HOST.json and
-        /// scenarios/expected/HOST/ (the `project` set).
-        #[arg(long)]
-        record: Option<PathBuf>,
-        /// Each host's records (HOST.jsonl), or HOST.failed holding why it gave none.
-        #[arg(required = true)]
-        hosts: Vec<PathBuf>,
-    },
-}
-
-fn parse_set(s: &str) -> Result<(String, PathBuf), String> {
-    match s.split_once('=') {
-        Some((name, dir)) if !name.is_empty() && !dir.is_empty() => {
-            Ok((name.to_string(), PathBuf::from(dir)))
-        }
-        _ => Err(format!("'{s}' is not NAME=DIR")),
-    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -122,10 +73,6 @@ enum BackendArg {
 }
 
 fn main() -> ExitCode {
-    #[cfg(all(target_os = "linux", target_arch = "aarch64"))]
-    if armfw_kvm::init::is_pid1() {
-        return conformance::pid1_main();
-    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         // --help and --version.
@@ -185,16 +132,6 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Save(args) => migrate::save(args),
         Command::Check(args) => migrate::check(args),
         Command::Baseline(args) => migrate::baseline(args),
-        Command::ConformanceGuest { root, swap } => conformance_guest(&root, swap),
-        Command::MigrationsReport { json, records } => {
-            migrations::report(&records, json.as_deref())
-        }
-        Command::ConformanceReport {
-            sets,
-            out,
-            record,
-            hosts,
-        } => conformance::report(&sets, &hosts, out.as_deref(), record.as_deref()),
     }
 }
 
@@ -222,17 +159,5 @@ fn probe(cpu: Option<String>, name: Option<String>) -> Result<ExitCode> {
 fn probe(_cpu: Option<String>, _name: Option<String>) -> Result<ExitCode> {
     anyhow::bail!(
         "probe needs Linux on arm64 with /dev/kvm; this armfw was built for another target"
-    )
-}
-
-#[cfg(all(target_os = "linux", target_arch = "aarch64"))]
-fn conformance_guest(root: &Path, swap: bool) -> Result<ExitCode> {
-    Ok(conformance::guest(root, swap))
-}
-
-#[cfg(not(all(target_os = "linux", target_arch = "aarch64")))]
-fn conformance_guest(_root: &Path, _swap: bool) -> Result<ExitCode> {
-    anyhow::bail!(
-        "conformance-guest needs Linux on arm64 with /dev/kvm; this armfw was built for another target"
     )
 }

@@ -1,8 +1,9 @@
 //! What a program needs when it is `/init` (PID 1) of a minimal arm64 host: the pseudo
 //! file systems, the kernel command line, and powering the machine off at the end.
 //!
-//! The conformance harness boots Debian's arm64 kernels under QEMU with an initramfs whose
-//! `/init` is the static `armfw` binary; nothing else runs there.
+//! The harness boots Debian's arm64 kernels under QEMU with an initramfs whose `/init` is a
+//! static program (`armfw-harness`, or `armfw-vmm`); nothing else runs there. What such a
+//! program prints for the harness is armfw-harness's record protocol.
 
 use std::ffi::CString;
 use std::io::Write;
@@ -53,40 +54,6 @@ fn cmdline_value_in(cmdline: &str, key: &str) -> Option<String> {
             .and_then(|rest| rest.strip_prefix('='))
             .map(str::to_string)
     })
-}
-
-/// The records a program in an emulated host prints on its console for the harness: lines
-/// `@@ARMFW <seq> <json>` (seq counts from 0), ended by `@@ARMFW-END <count>`, so that a cut
-/// or garbled console log is never taken for a complete result (conformance/lib.sh's
-/// `extract_records` checks both).
-#[derive(Debug, Default)]
-pub struct Records(usize);
-
-impl Records {
-    /// No records yet.
-    pub fn new() -> Records {
-        Records(0)
-    }
-
-    /// Prints the next record. One write per line, so that kernel messages cannot split it.
-    pub fn emit(&mut self, v: &serde_json::Value) {
-        let line = format!("@@ARMFW {} {}\n", self.0, v);
-        let _ = std::io::stdout().lock().write_all(line.as_bytes());
-        self.0 += 1;
-    }
-
-    /// How many records were printed.
-    pub fn count(&self) -> usize {
-        self.0
-    }
-
-    /// Prints the end marker and flushes.
-    pub fn end(self) {
-        let line = format!("@@ARMFW-END {}\n", self.0);
-        let mut out = std::io::stdout().lock();
-        let _ = out.write_all(line.as_bytes());
-        let _ = out.flush();
-    }
 }
 
 /// Powers the machine off (`reboot(RB_POWER_OFF)`: the kernel calls PSCI SYSTEM_OFF, and

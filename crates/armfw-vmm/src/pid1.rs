@@ -5,21 +5,16 @@
 //! --result`, so that every VM ends with its process), prints one `@@ARMFW` record per
 //! run and per check, `@@ARMFW-END`, and powers the host off.
 //!
-//! Records (one JSON object a line, flat, keys in this order):
-//!
-//! ```text
-//! {"type":"host","kernel":..,"cpu":..,"smccc_filter":bool,"vcpus":N,"memory_mib":M,"plan":".."}
-//! {"type":"run","firmware":..,"action":..,"exit":"SHUTDOWN",..,"boot_to_init_ms":..,..}
-//! {"type":"check","firmware":..,"action":..,"check":..,"result":"pass|fail|skip","detail":..}
-//! ```
+//! The records are armfw-harness's [`VmmRecord`]s, framed by its [`Writer`]: one protocol,
+//! one writer and one reader for every program in an emulated host.
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use armfw_kvm::init::{self, Records};
-use serde_json::{Value, json};
+use armfw_harness::records::{VmmRecord, VmmRun, Writer};
+use armfw_kvm::init;
 
 use crate::checks::{Check, run_checks, same_firmware};
 use crate::plan::{GuestAction, Plan};
@@ -28,15 +23,16 @@ use crate::report::{FirmwareMode, RunResult};
 /// Extra seconds a child gets beyond its own time limit before it is killed.
 const KILL_GRACE_S: u64 = 30;
 
-fn check_record(firmware: &str, action: &str, check: &Check) -> Value {
-    json!({
-        "type": "check",
-        "firmware": firmware,
-        "action": action,
-        "check": check.check,
-        "result": if check.ok { "pass" } else { "fail" },
-        "detail": check.detail,
-    })
+type Records = Writer<std::io::Stdout>;
+
+fn check_record(firmware: &str, action: &str, check: &Check) -> VmmRecord {
+    VmmRecord::Check {
+        firmware: firmware.to_string(),
+        action: action.to_string(),
+        check: check.check.to_string(),
+        result: if check.ok { "pass" } else { "fail" }.to_string(),
+        detail: check.detail.clone(),
+    }
 }
 
 /// PID 1's whole life: the runs of the plan, the records, power-off.
@@ -46,11 +42,13 @@ pub fn main() -> ExitCode {
     }
     // The probe's scratch VMs are leaked, not closed (closing costs time under emulation).
     armfw_kvm::set_leak_on_drop(true);
-    let mut rec = Records::new();
+    let mut rec = Writer::stdout();
     let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
     match Plan::from_cmdline(&cmdline) {
         Ok(plan) => run_plan(&plan, &mut rec),
-        Err(e) => rec.emit(&json!({"type": "error", "error": e.to_string()})),
+        Err(e) => rec.emit(&VmmRecord::Error {
+            error: e.to_string(),
+        }),
     }
     rec.end();
     let e = init::power_off();
@@ -67,46 +65,47 @@ fn run_plan(plan: &Plan, rec: &mut Records) {
             has
         })
         .unwrap_or(false);
-    rec.emit(&json!({
-        "type": "host",
-        "kernel": armfw_kvm::kernel_release().unwrap_or_default(),
-        "cpu": cpu.clone().unwrap_or_default(),
-        "smccc_filter": filter,
-        "vcpus": plan.vcpus,
-        "memory_mib": plan.memory_mib,
-        "firmwares": plan.firmwares.iter().map(|f| f.name()).collect::<Vec<_>>(),
-        "actions": plan.actions.iter().map(|a| a.name()).collect::<Vec<_>>(),
-    }));
+    rec.emit(&VmmRecord::Host {
+        kernel: armfw_kvm::kernel_release().unwrap_or_default(),
+        cpu: cpu.clone().unwrap_or_default(),
+        smccc_filter: filter,
+        vcpus: plan.vcpus,
+        memory_mib: plan.memory_mib,
+        firmwares: plan
+            .firmwares
+            .iter()
+            .map(|f| f.name().to_string())
+            .collect(),
+        actions: plan.actions.iter().map(|a| a.name().to_string()).collect(),
+    });
     let mut results: Vec<(FirmwareMode, GuestAction, RunResult)> = Vec::new();
     for &firmware in &plan.firmwares {
         for &action in &plan.actions {
             if firmware == FirmwareMode::Armfw && !filter {
-                rec.emit(&json!({
-                    "type": "check",
-                    "firmware": firmware.name(),
-                    "action": action.name(),
-                    "check": "run",
-                    "result": "skip",
-                    "detail": "this kernel has no SMCCC filter (Linux before 6.4): armfw's firmware cannot be installed",
-                }));
+                rec.emit(&VmmRecord::Check {
+                    firmware: firmware.name().to_string(),
+                    action: action.name().to_string(),
+                    check: "run".to_string(),
+                    result: "skip".to_string(),
+                    detail: "this kernel has no SMCCC filter (Linux before 6.4): armfw's firmware cannot be installed".to_string(),
+                });
                 continue;
             }
             let result = run_child(plan, firmware, action, cpu.as_deref());
-            rec.emit(&json!({
-                "type": "run",
-                "firmware": firmware.name(),
-                "action": action.name(),
-                "exit": result.exit.name(),
-                "exit_data": result.exit_data,
-                "exit_vcpu": result.exit_vcpu,
-                "error": result.error,
-                "setup_ms": result.setup_ms,
-                "boot_to_init_ms": result.boot_to_init_ms,
-                "guest_uptime_at_init": result.guest_value("init"),
-                "total_ms": result.total_ms,
-                "userspace_calls": result.userspace_total(),
-                "calls": result.userspace_calls,
-            }));
+            rec.emit(&VmmRecord::Run(Box::new(VmmRun {
+                firmware: firmware.name().to_string(),
+                action: action.name().to_string(),
+                exit: result.exit.name().to_string(),
+                exit_data: result.exit_data.clone(),
+                exit_vcpu: result.exit_vcpu,
+                error: result.error.clone(),
+                setup_ms: result.setup_ms,
+                boot_to_init_ms: result.boot_to_init_ms,
+                guest_uptime_at_init: result.guest_value("init").map(str::to_string),
+                total_ms: result.total_ms,
+                userspace_calls: result.userspace_total(),
+                calls: result.userspace_calls.clone(),
+            })));
             for check in run_checks(action, &result) {
                 rec.emit(&check_record(firmware.name(), action.name(), &check));
             }

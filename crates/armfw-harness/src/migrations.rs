@@ -1,26 +1,30 @@
+// SPDX-License-Identifier: Apache-2.0 OR MIT
 //! The real-migration harness (`conformance/migrate`): firmware states saved on real KVM
 //! hosts and restored on every host, each outcome held against armfw's prediction.
 //!
-//! Three boots per host, each with `armfw` as `/init` and `armfw.mode=` on the command line:
-//! - `probe`: the host's profile (`{"kind":"profile"}` record);
+//! Three boots per host, each with `armfw-harness` as `/init` and `armfw.mode=` on the
+//! command line (records: [`MigrationRecord`]):
+//! - `probe`: the host's profile;
 //! - `save`: with the profiles of the whole pool (the `probe` records under
 //!   `/armfw/pool/`), two VMs — KVM's defaults (`default`) and the pool baseline applied at
-//!   creation (`baseline`) — run the guest-view calls and are saved (`{"kind":"state"}`);
+//!   creation (`baseline`) — run the guest-view calls and are saved (`state` records);
 //! - `restore`: every saved state (under `/armfw/states/`) is restored into a new VM under
 //!   the `strict` policy (every saved register written back, as today's VMMs do) and the
 //!   `armfw` policy (armfw's plan), each after armfw predicted the outcome with this host's
-//!   probed profile (`{"kind":"row"}`).
+//!   probed profile (`row` records).
 //!
-//! `armfw migrations-report` then prints the rows as a markdown table, writes them as JSON,
-//! and ends with `migrations: N passed, M failed`. A row passes when the prediction agrees
-//! with what KVM did (outcome, and for a failure the operation and errno) and, for a
+//! `armfw-harness migrations-report` then prints the rows as a markdown table, writes them
+//! as JSON, and ends with `migrations: N passed, M failed`. A row passes when the prediction
+//! agrees with what KVM did (outcome, and for a failure the operation and errno) and, for a
 //! success under `armfw`, the guest sees the same firmware as before the move.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{Context, Result, bail};
+use armfw_harness::records::{MigrationRecord, Row};
 use serde_json::{Value, json};
+
+use crate::error::{Context, Result, bail};
 
 /// The row fields, in the report's order.
 pub const ROW_FIELDS: [&str; 8] = [
@@ -35,18 +39,17 @@ pub const ROW_FIELDS: [&str; 8] = [
 ];
 
 /// Whether a row passes: see the module docs.
-pub fn row_passes(row: &Value) -> bool {
-    let (predicted, real) = (&row["predicted"], &row["real"]);
-    if predicted != real {
+pub fn row_passes(row: &Row) -> bool {
+    if row.predicted != row.real {
         return false;
     }
-    if real == "fail" && row["predicted_detail"] != row["detail"] {
+    if row.real == "fail" && row.predicted_detail != row.detail {
         return false;
     }
-    !(real == "ok" && row["policy"] == "armfw" && row["guest_view_same"] != true)
+    !(row.real == "ok" && row.policy == "armfw" && row.guest_view_same != true)
 }
 
-/// `armfw migrations-report`.
+/// `armfw-harness migrations-report`.
 pub fn report(records: &[PathBuf], json_out: Option<&Path>) -> Result<ExitCode> {
     let mut rows = Vec::new();
     let mut errors = Vec::new();
@@ -56,38 +59,36 @@ pub fn report(records: &[PathBuf], json_out: Option<&Path>) -> Result<ExitCode> 
         for (i, line) in text.lines().enumerate() {
             let v: Value = serde_json::from_str(line)
                 .with_context(|| format!("{}: line {}: not JSON", path.display(), i + 1))?;
-            match v["kind"].as_str() {
-                Some("row") => rows.push(v),
-                Some("error") => errors.push(format!(
-                    "{}: {}",
-                    path.display(),
-                    v["error"].as_str().unwrap_or("?")
-                )),
-                Some("profile") => {}
-                _ => bail!("{}: line {}: unknown record", path.display(), i + 1),
+            match serde_json::from_value(v) {
+                Ok(MigrationRecord::Row(r)) => rows.push(r),
+                Ok(MigrationRecord::Error { error }) => {
+                    errors.push(format!("{}: {error}", path.display()));
+                }
+                Ok(MigrationRecord::Profile { .. }) => {}
+                Ok(MigrationRecord::State(_)) | Err(_) => {
+                    bail!("{}: line {}: unknown record", path.display(), i + 1)
+                }
             }
         }
     }
     if rows.is_empty() && errors.is_empty() {
         bail!("no rows in the records given");
     }
-    rows.sort_by_key(|r| {
-        ROW_FIELDS[..4]
-            .iter()
-            .map(|f| r[*f].as_str().unwrap_or_default().to_string())
-            .collect::<Vec<_>>()
+    rows.sort_by(|a, b| {
+        (&a.from, &a.to, &a.config, &a.policy).cmp(&(&b.from, &b.to, &b.config, &b.policy))
     });
     println!("| {} | pass |", ROW_FIELDS.join(" | "));
     println!("|{}", "---|".repeat(ROW_FIELDS.len() + 1));
     let (mut passed, mut failed) = (0usize, errors.len());
     let mut out = Vec::new();
-    for r in &rows {
-        let ok = row_passes(r);
+    for row in &rows {
+        let ok = row_passes(row);
         if ok {
             passed += 1;
         } else {
             failed += 1;
         }
+        let r = serde_json::to_value(row)?;
         let cells: Vec<String> = ROW_FIELDS
             .iter()
             .map(|f| match &r[*f] {
@@ -132,19 +133,22 @@ pub use guest::guest;
 
 #[cfg(all(target_os = "linux", target_arch = "aarch64"))]
 mod guest {
-    use armfw_kvm::init::Records;
     use std::path::Path;
 
-    use anyhow::{Context, Result, anyhow};
     use armfw::Profile;
     use armfw::compat::{self, StrictOutcome, Verdict};
     use armfw::snapshot::{Snapshot, Source};
+    use armfw_harness::records::{MigrationRecord, Row, StateRecord, Writer};
     use armfw_kvm::migrate::{self, RestoreFailure};
     use armfw_kvm::{TestVm, VmSpec};
     use serde_json::{Value, json};
 
-    /// The record values under `dir` (`*.jsonl`, one JSON value a line) of kind `kind`.
-    fn records_in(dir: &Path, kind: &str) -> Result<Vec<Value>> {
+    use crate::error::{Context, Error, Result};
+
+    type Records = Writer<std::io::Stdout>;
+
+    /// The records under `dir` (`*.jsonl`, one JSON value a line), in file-name order.
+    fn records_in(dir: &Path) -> Result<Vec<MigrationRecord>> {
         let mut out = Vec::new();
         let Ok(rd) = std::fs::read_dir(dir) else {
             return Ok(out);
@@ -154,11 +158,9 @@ mod guest {
         for f in files {
             let text = std::fs::read_to_string(&f).with_context(|| f.display().to_string())?;
             for line in text.lines() {
-                let v: Value =
+                let r: MigrationRecord =
                     serde_json::from_str(line).with_context(|| f.display().to_string())?;
-                if v["kind"] == kind {
-                    out.push(v);
-                }
+                out.push(r);
             }
         }
         Ok(out)
@@ -174,20 +176,20 @@ mod guest {
         }
     }
 
-    fn view_json(view: &[[u64; 4]]) -> Value {
-        json!(
-            view.iter()
-                .map(|x| x.iter().map(|v| format!("{v:#x}")).collect::<Vec<_>>())
-                .collect::<Vec<_>>()
-        )
+    fn view_strings(view: &[[u64; 4]]) -> Vec<Vec<String>> {
+        view.iter()
+            .map(|x| x.iter().map(|v| format!("{v:#x}")).collect())
+            .collect()
     }
 
     /// The harness's in-host half in `mode` (probe, save, restore) with the inputs under
     /// `root`; the records go to stdout, ending with `@@ARMFW-END`.
     pub fn guest(mode: &str, root: &Path) -> bool {
-        let mut rec = Records::new();
+        let mut rec = Writer::stdout();
         let ok = run(mode, root, &mut rec).unwrap_or_else(|e| {
-            rec.emit(&json!({"kind": "error", "error": crate::one_line(&format!("{e:#}"))}));
+            rec.emit(&MigrationRecord::Error {
+                error: crate::one_line(&e.to_string()),
+            });
             false
         });
         rec.end();
@@ -197,21 +199,28 @@ mod guest {
     fn run(mode: &str, root: &Path, rec: &mut Records) -> Result<bool> {
         let cpu = armfw_kvm::init::cmdline_value("armfw.cpu");
         let profile = armfw_kvm::probe::probe(cpu.as_deref(), None)?;
-        rec.emit(&json!({"kind": "profile", "profile": profile.to_json()}));
+        rec.emit(&MigrationRecord::Profile {
+            profile: profile.to_json(),
+        });
         match mode {
             "probe" => Ok(true),
             "save" => save(&profile, root, rec),
             "restore" => restore(&profile, root, rec),
-            other => Err(anyhow!("unknown armfw.mode '{other}'")),
+            other => Err(Error::msg(format!("unknown armfw.mode '{other}'"))),
         }
     }
 
     fn save(profile: &Profile, root: &Path, rec: &mut Records) -> Result<bool> {
-        let pool: Vec<Profile> = records_in(&root.join("pool"), "profile")?
+        let pool: Vec<Profile> = records_in(&root.join("pool"))?
             .iter()
-            .map(|r| Profile::from_value(&r["profile"]).map_err(|e| anyhow!("pool profile: {e}")))
+            .filter_map(|r| match r {
+                MigrationRecord::Profile { profile } => Some(profile),
+                _ => None,
+            })
+            .map(|p| Profile::from_value(p).map_err(|e| Error::msg(format!("pool profile: {e}"))))
             .collect::<Result<_>>()?;
-        let baseline = compat::baseline(&pool).map_err(|e| anyhow!("pool baseline: {e}"))?;
+        let baseline =
+            compat::baseline(&pool).map_err(|e| Error::msg(format!("pool baseline: {e}")))?;
         let spec = spec();
         for config in ["default", "baseline"] {
             let mut vm = TestVm::new(&spec)?;
@@ -229,52 +238,60 @@ mod guest {
             };
             let snap = migrate::save(&vm, &spec, source, true, Vec::new())?;
             vm.leak();
-            rec.emit(&json!({
-                "kind": "state", "host": profile.name, "config": config,
-                "snapshot": snap.to_json(), "view": view_json(&view),
+            rec.emit(&MigrationRecord::State(StateRecord {
+                host: profile.name.clone(),
+                config: config.to_string(),
+                snapshot: snap.to_json(),
+                view: view_strings(&view),
             }));
         }
         Ok(true)
     }
 
     fn restore(profile: &Profile, root: &Path, rec: &mut Records) -> Result<bool> {
-        let states = records_in(&root.join("states"), "state")?;
+        let states = records_in(&root.join("states"))?
+            .into_iter()
+            .filter_map(|r| match r {
+                MigrationRecord::State(s) => Some(s),
+                _ => None,
+            });
         for s in states {
-            let snap = Snapshot::from_value(&s["snapshot"]).map_err(|e| anyhow!("state: {e}"))?;
+            let snap =
+                Snapshot::from_value(&s.snapshot).map_err(|e| Error::msg(format!("state: {e}")))?;
             // The prediction, before any restore.
             let report = compat::check(&snap, profile);
             for policy in ["strict", "armfw"] {
                 let (predicted, predicted_detail) = match policy {
                     "strict" => match report.strict {
-                        StrictOutcome::Ok => ("ok", Value::Null),
+                        StrictOutcome::Ok => ("ok", None),
                         StrictOutcome::Fails { step, errno } => {
-                            ("fail", json!(format!("{step}: {}", errno.name())))
+                            ("fail", Some(format!("{step}: {}", errno.name())))
                         }
                     },
                     _ if report.verdict == Verdict::Incompatible => {
-                        ("fail", json!("armfw refuses"))
+                        ("fail", Some("armfw refuses".to_string()))
                     }
-                    _ => ("ok", Value::Null),
+                    _ => ("ok", None),
                 };
                 let plan = (policy == "armfw").then_some(&report);
                 let (real, detail, same) = match migrate::restore(&snap, plan) {
                     Ok(mut vm) => {
                         let same = match migrate::guest_view(&mut vm) {
-                            Ok(view) => json!(view_json(&view) == s["view"]),
+                            Ok(view) => json!(view_strings(&view) == s.view),
                             Err(e) => json!(format!("guest calls failed: {e}")),
                         };
                         vm.leak();
-                        ("ok", Value::Null, same)
+                        ("ok", None, same)
                     }
                     Err(RestoreFailure::Refused { step, errno }) => (
                         "fail",
-                        json!(format!("{step}: {}", errno.name())),
+                        Some(format!("{step}: {}", errno.name())),
                         Value::Null,
                     ),
                     Err(RestoreFailure::PlanRefuses(_)) => {
-                        ("fail", json!("armfw refuses"), Value::Null)
+                        ("fail", Some("armfw refuses".to_string()), Value::Null)
                     }
-                    Err(RestoreFailure::Other(e)) => ("error", json!(e), Value::Null),
+                    Err(RestoreFailure::Other(e)) => ("error", Some(e.to_string()), Value::Null),
                 };
                 let why = match (&report.verdict, policy) {
                     (Verdict::Incompatible, _) => report
@@ -291,11 +308,18 @@ mod guest {
                     ),
                     _ => None,
                 };
-                rec.emit(&json!({
-                    "kind": "row", "from": s["host"], "to": profile.name, "config": s["config"],
-                    "policy": policy, "predicted": predicted, "predicted_detail": predicted_detail,
-                    "real": real, "detail": detail, "guest_view_same": same,
-                    "verdict": report.verdict.name(), "why": why,
+                rec.emit(&MigrationRecord::Row(Row {
+                    from: s.host.clone(),
+                    to: profile.name.clone(),
+                    config: s.config.clone(),
+                    policy: policy.to_string(),
+                    predicted: predicted.to_string(),
+                    predicted_detail,
+                    real: real.to_string(),
+                    detail,
+                    guest_view_same: same,
+                    verdict: report.verdict.name().to_string(),
+                    why,
                 }));
             }
         }

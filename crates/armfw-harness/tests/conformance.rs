@@ -1,4 +1,4 @@
-//! `armfw conformance-report`, the harness's last step, on records made from real kernels'
+//! `armfw-harness conformance-report`, the harness's last step, on records made from real kernels'
 //! documents (scenarios/expected/): a pass, a mismatch, a host that did not boot, a host
 //! that skipped a scenario, and recording into a repository tree.
 
@@ -28,10 +28,10 @@ fn read_json(path: &Path) -> Value {
 }
 
 fn armfw(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_armfw"))
+    Command::new(env!("CARGO_BIN_EXE_armfw-harness"))
         .args(args)
         .output()
-        .expect("armfw runs")
+        .expect("armfw-harness runs")
 }
 
 /// A scenario set holding copies of the project scenarios `names`.
@@ -80,7 +80,7 @@ fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-/// `armfw conformance-report --set project=SET [EXTRA...] HOSTS...`: exit code and stdout.
+/// `armfw-harness conformance-report --set project=SET [EXTRA...] HOSTS...`: exit code and stdout.
 fn report(set: &Path, extra: &[&str], hosts: &[&Path]) -> (Option<i32>, String) {
     let set = format!("project={}", set.display());
     let mut args = vec!["conformance-report", "--set", &set];

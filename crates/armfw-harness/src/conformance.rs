@@ -1,21 +1,13 @@
+// SPDX-License-Identifier: Apache-2.0 OR MIT
 //! The two halves of the conformance harness (`conformance/run`).
 //!
-//! - **In the emulated host** (`armfw` as `/init`, or `armfw conformance-guest` on any arm64
-//!   host with /dev/kvm): probe the host, run every scenario on real KVM and on the model
-//!   with the probed profile, compare, and print one record per result.
-//! - **On the machine that booted the hosts** (`armfw conformance-report`): read each host's
-//!   records, print the table, a diff for each mismatch and the count line, and optionally
-//!   record the real results in the repository.
-//!
-//! The records are lines `@@ARMFW <seq> <json>` ending with `@@ARMFW-END <count>`, so that a
-//! console log that was cut or garbled is never taken for a complete result
-//! (`extract_records` in conformance/lib.sh checks the sequence and hands the JSON values,
-//! one a line, to the report). Record kinds:
-//! - `{"kind":"profile","profile":PROFILE}` first;
-//! - `{"kind":"scenario","set":SET,"file":FILE,"kvm":DOC,"model":DOC,"mismatches":[...]}`
-//!   per scenario file, or with `"error"` instead of the documents if the file is not a
-//!   scenario;
-//! - `{"kind":"error","error":TEXT}` when the host cannot run scenarios at all.
+//! - **In the emulated host** (`armfw-harness` as `/init`, or `armfw-harness
+//!   conformance-guest` on any arm64 host with /dev/kvm): probe the host, run every scenario
+//!   on real KVM and on the model with the probed profile, compare, and print one record
+//!   ([`ConformanceRecord`]) per result.
+//! - **On the machine that booted the hosts** (`armfw-harness conformance-report`): read
+//!   each host's records, print the table, a diff for each mismatch and the count line, and
+//!   optionally record the real results in the repository.
 //!
 //! Scenario files are grouped in sets: the folders of the scenario root, `project` first
 //! (the repository's own scenarios, whose real results are recorded), then the others in
@@ -25,32 +17,34 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{Context, Result, bail};
 use armfw::Profile;
+use armfw_harness::records::{ConformanceRecord, Mismatch, ScenarioRecord, Swap};
 use serde_json::Value;
+
+use crate::error::{Context, Result, bail};
 
 /// The set holding the repository's own scenarios.
 pub const PROJECT_SET: &str = "project";
 
 #[cfg(all(target_os = "linux", target_arch = "aarch64"))]
-pub use guest::{guest, pid1_main};
+pub use guest::guest;
 
 #[cfg(all(target_os = "linux", target_arch = "aarch64"))]
 mod guest {
-    use armfw_kvm::init::Records;
     use std::path::{Path, PathBuf};
     use std::process::ExitCode;
 
-    use anyhow::{Context, Result};
     use armfw::scenario::{
         self, Backend, FirmwareMode, ModelBackend, ResultDocument, Scenario, Step, StepKind,
     };
+    use armfw_harness::records::{ConformanceRecord, Mismatch, ScenarioRecord, Swap, Writer};
     use armfw_kvm::init;
     use armfw_kvm::scenario::KvmBackend;
-    use serde_json::{Value, json};
+    use serde_json::Value;
 
-    /// Where the harness puts the scenario sets in the initramfs.
-    const INITRAMFS_SCENARIOS: &str = "/armfw/scenarios";
+    use crate::error::{Context, Result};
+
+    type Records = Writer<std::io::Stdout>;
 
     /// The scenario sets under `root`: (set name, its `*.json` files in name order), `project`
     /// first.
@@ -64,7 +58,7 @@ mod guest {
                 continue;
             }
             let name = e.file_name().to_string_lossy().into_owned();
-            sets.push((name, crate::sim::json_files(&path)?));
+            sets.push((name, super::json_files(&path)?));
         }
         sets.sort_by(|a, b| {
             (a.0 != super::PROJECT_SET, &a.0).cmp(&(b.0 != super::PROJECT_SET, &b.0))
@@ -72,32 +66,30 @@ mod guest {
         Ok(sets)
     }
 
-    /// One scenario's comparison: the real and the model's documents and where they differ.
-    pub fn compare(kvm: &ResultDocument, model: &ResultDocument) -> Value {
-        let mismatches: Vec<Value> = kvm
-            .differences(model)
+    /// One scenario's comparison: where the real and the model's documents differ.
+    pub fn compare(kvm: &ResultDocument, model: &ResultDocument) -> Vec<Mismatch> {
+        kvm.differences(model)
             .into_iter()
-            .map(|m| {
-                json!({
-                    "step": m.step,
-                    "kvm": serde_json::from_str::<Value>(&m.ours).unwrap_or(Value::Null),
-                    "model": serde_json::from_str::<Value>(&m.theirs).unwrap_or(Value::Null),
-                })
+            .map(|m| Mismatch {
+                step: m.step,
+                kvm: serde_json::from_str::<Value>(&m.ours).unwrap_or(Value::Null),
+                model: serde_json::from_str::<Value>(&m.theirs).unwrap_or(Value::Null),
             })
-            .collect();
-        json!(mismatches)
+            .collect()
     }
 
     /// The swap test of one scenario: the same steps with armfw's userspace firmware, against
-    /// `kernel` (the document of KVM's own firmware): `{"armfw": DOC, "mismatches": [...]}`
-    /// (each mismatch's `kvm` is the kernel's answer, `model` armfw's), or
-    /// `{"skipped": WHY}`.
-    fn swapped(s: &Scenario, kernel: &ResultDocument, kvm: &mut KvmBackend) -> Value {
+    /// `kernel` (the document of KVM's own firmware); each mismatch's `kvm` is the kernel's
+    /// answer, `model` armfw's.
+    fn swapped(s: &Scenario, kernel: &ResultDocument, kvm: &mut KvmBackend) -> Swap {
+        let skipped = |why: &str| Swap::Skipped {
+            skipped: why.to_string(),
+        };
         let mut s = s.clone();
         match &mut s.vm {
-            Err(_) => return json!({"skipped": "malformed vm"}),
+            Err(_) => return skipped("malformed vm"),
             Ok(vm) if vm.firmware == FirmwareMode::Armfw => {
-                return json!({"skipped": "already runs with armfw's firmware"});
+                return skipped("already runs with armfw's firmware");
             }
             Ok(vm) => vm.firmware = FirmwareMode::Armfw,
         }
@@ -110,40 +102,17 @@ mod guest {
                 })
             )
         }) {
-            return json!({"skipped": "programs the SMCCC filter itself"});
+            return skipped("programs the SMCCC filter itself");
         }
         let doc = scenario::run(&s, kvm as &mut dyn Backend);
         if doc.target["firmware"] != "armfw" {
-            return json!({"skipped": doc.target["firmware"].clone()});
+            let why = &doc.target["firmware"];
+            return skipped(&why.as_str().map_or_else(|| why.to_string(), str::to_string));
         }
-        json!({"armfw": doc.to_json(), "mismatches": compare(kernel, &doc)})
-    }
-
-    /// `armfw` as PID 1 of an emulated host: mount, run the harness's guest half on the
-    /// initramfs's scenarios, power off.
-    pub fn pid1_main() -> ExitCode {
-        if let Err((what, e)) = init::mount_pseudo_filesystems() {
-            println!("armfw: cannot mount {what}: {e}");
+        Swap::Ran {
+            armfw: doc.to_json(),
+            mismatches: compare(kernel, &doc),
         }
-        // Closing a VM costs seconds under emulation; the host powers off right after.
-        armfw_kvm::set_leak_on_drop(true);
-        let code = match init::cmdline_value("armfw.mode") {
-            // The real-migration harness (conformance/migrate).
-            Some(mode) => {
-                if crate::migrations::guest(&mode, Path::new("/armfw")) {
-                    ExitCode::SUCCESS
-                } else {
-                    ExitCode::from(1)
-                }
-            }
-            None => {
-                let swap = init::cmdline_value("armfw.firmware").as_deref() == Some("armfw");
-                guest(Path::new(INITRAMFS_SCENARIOS), swap)
-            }
-        };
-        let e = init::power_off();
-        println!("armfw: power off failed: {e}");
-        code
     }
 
     /// Probe this host, run every scenario set under `root` on KVM and on the model with the
@@ -151,9 +120,11 @@ mod guest {
     /// `"firmware": "armfw"` (armfw's userspace firmware on KVM) and compare it with KVM's
     /// own firmware.
     pub fn guest(root: &Path, swap: bool) -> ExitCode {
-        let mut rec = Records::new();
+        let mut rec = Writer::stdout();
         let ok = run(root, swap, &mut rec).unwrap_or_else(|e| {
-            rec.emit(&json!({"kind": "error", "error": crate::one_line(&format!("{e:#}"))}));
+            rec.emit(&ConformanceRecord::Error {
+                error: crate::one_line(&e.to_string()),
+            });
             false
         });
         rec.end();
@@ -167,7 +138,9 @@ mod guest {
     fn run(root: &Path, swap: bool, rec: &mut Records) -> Result<bool> {
         let cpu = init::cmdline_value("armfw.cpu");
         let profile = armfw_kvm::probe::probe(cpu.as_deref(), None)?;
-        rec.emit(&json!({"kind": "profile", "profile": profile.to_json()}));
+        rec.emit(&ConformanceRecord::Profile {
+            profile: profile.to_json(),
+        });
         let sets = scenario_sets(root)?;
         let mut kvm = KvmBackend::new()?;
         let mut model = ModelBackend::new(&profile);
@@ -184,35 +157,52 @@ mod guest {
                         let stem = f.file_stem().and_then(|s| s.to_str());
                         scenario::parse(&text, stem).map_err(|e| e.to_string())
                     });
+                let mut r = ScenarioRecord {
+                    set: set.clone(),
+                    file,
+                    error: None,
+                    kvm: None,
+                    model: None,
+                    mismatches: Vec::new(),
+                    swap: None,
+                };
                 let s = match parsed {
                     Ok(s) => s,
                     Err(e) => {
                         all_pass = false;
-                        rec.emit(
-                            &json!({"kind": "scenario", "set": set, "file": file, "error": e}),
-                        );
+                        r.error = Some(e);
+                        rec.emit(&ConformanceRecord::Scenario(Box::new(r)));
                         continue;
                     }
                 };
                 let real = scenario::run(&s, &mut kvm as &mut dyn Backend);
                 let ours = scenario::run(&s, &mut model as &mut dyn Backend);
-                let mismatches = compare(&real, &ours);
-                all_pass &= mismatches.as_array().is_some_and(|m| m.is_empty());
-                let mut r = json!({
-                    "kind": "scenario", "set": set, "file": file,
-                    "kvm": real.to_json(), "model": ours.to_json(), "mismatches": mismatches,
-                });
+                r.mismatches = compare(&real, &ours);
+                all_pass &= r.mismatches.is_empty();
                 if swap {
-                    r["swap"] = swapped(&s, &real, &mut kvm);
-                    all_pass &= r["swap"]["mismatches"]
-                        .as_array()
-                        .is_none_or(|m| m.is_empty());
+                    let sw = swapped(&s, &real, &mut kvm);
+                    all_pass &=
+                        !matches!(&sw, Swap::Ran { mismatches, .. } if !mismatches.is_empty());
+                    r.swap = Some(sw);
                 }
-                rec.emit(&r);
+                r.kvm = Some(real.to_json());
+                r.model = Some(ours.to_json());
+                rec.emit(&ConformanceRecord::Scenario(Box::new(r)));
             }
         }
         Ok(all_pass)
     }
+}
+
+/// The `*.json` files directly in `dir`, in name order.
+pub fn json_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("{}: cannot read folder", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    Ok(files)
 }
 
 // ------------------------------------------------------------------------------------------
@@ -228,7 +218,7 @@ struct Host {
     /// Why the host gave no complete results.
     failure: Option<String>,
     /// (set, file) -> record.
-    scenarios: BTreeMap<(String, String), Value>,
+    scenarios: BTreeMap<(String, String), ScenarioRecord>,
 }
 
 fn read_host(path: &Path) -> Result<Host> {
@@ -256,37 +246,27 @@ fn read_host(path: &Path) -> Result<Host> {
     for (i, line) in text.lines().enumerate() {
         let v: Value = serde_json::from_str(line)
             .with_context(|| format!("{}: line {}: not JSON", path.display(), i + 1))?;
-        match v["kind"].as_str() {
-            Some("profile") => {
-                let p = Profile::from_value(&v["profile"])
+        let r: ConformanceRecord = serde_json::from_value(v)
+            .with_context(|| format!("{}: line {}: unknown record", path.display(), i + 1))?;
+        match r {
+            ConformanceRecord::Profile { profile } => {
+                let p = Profile::from_value(&profile)
                     .with_context(|| format!("{}: line {}: profile", path.display(), i + 1))?;
                 host.name = p.name.clone();
                 host.kernel = p.kernel.clone();
                 host.cpu = p.cpu.clone();
-                host.profile = Some(v["profile"].clone());
+                host.profile = Some(profile);
             }
-            Some("scenario") => {
-                let key = (
-                    v["set"].as_str().unwrap_or_default().to_string(),
-                    v["file"].as_str().unwrap_or_default().to_string(),
-                );
-                host.scenarios.insert(key, v);
+            ConformanceRecord::Scenario(s) => {
+                host.scenarios.insert((s.set.clone(), s.file.clone()), *s);
             }
-            Some("error") => {
-                host.failure = Some(v["error"].as_str().unwrap_or("unknown error").to_string());
-            }
-            _ => bail!("{}: line {}: unknown record", path.display(), i + 1),
+            ConformanceRecord::Error { error } => host.failure = Some(error),
         }
     }
     if host.profile.is_none() && host.failure.is_none() {
         host.failure = Some("no profile record".into());
     }
     Ok(host)
-}
-
-/// A JSON value as one line of text (strings without their quotes).
-fn one_line(v: &Value) -> String {
-    v.as_str().map_or_else(|| v.to_string(), crate::one_line)
 }
 
 /// A scenario file's steps, to show the step a mismatch is about.
@@ -310,7 +290,39 @@ fn write(path: &Path, text: &str) -> Result<()> {
     std::fs::write(path, text).with_context(|| format!("{}: cannot write", path.display()))
 }
 
-/// `armfw conformance-report`: see the module docs.
+/// The diff text of a record's mismatches (both kinds), or `None` if it has none.
+fn diff_text(r: &ScenarioRecord, path: &Path) -> Option<String> {
+    let sm: &[Mismatch] = match &r.swap {
+        Some(Swap::Ran { mismatches, .. }) => mismatches,
+        _ => &[],
+    };
+    if r.mismatches.is_empty() && sm.is_empty() {
+        return None;
+    }
+    let steps = steps_of(path);
+    let mut text = String::new();
+    let labels = [
+        ("", "kvm:  ", "model:"),
+        (
+            " (firmware swapped)",
+            "kernel firmware:",
+            "armfw firmware: ",
+        ),
+    ];
+    for (list, (what, a, b)) in [(&r.mismatches[..], labels[0]), (sm, labels[1])] {
+        for x in list {
+            let i = x.step;
+            let step = steps.get(i).map(Value::to_string).unwrap_or_default();
+            text.push_str(&format!(
+                "  step {i}{what}: {step}\n    {a} {}\n    {b} {}\n",
+                x.kvm, x.model
+            ));
+        }
+    }
+    Some(text)
+}
+
+/// `armfw-harness conformance-report`: see the module docs.
 pub fn report(
     sets: &[(String, PathBuf)],
     hosts: &[PathBuf],
@@ -320,7 +332,7 @@ pub fn report(
     // The expected scenario files: every host must answer each of them.
     let mut expected: Vec<(String, String, PathBuf)> = Vec::new();
     for (set, dir) in sets {
-        for f in crate::sim::json_files(dir)? {
+        for f in json_files(dir)? {
             let file = f
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
@@ -352,47 +364,30 @@ pub fn report(
             let problem = match rec {
                 _ if h.failure.is_some() && rec.is_none() => None,
                 None => Some("no result from the host".to_string()),
-                Some(r) if r.get("error").is_some() => {
-                    Some(format!("not run: {}", r["error"].as_str().unwrap_or("?")))
-                }
+                Some(ScenarioRecord { error: Some(e), .. }) => Some(format!("not run: {e}")),
                 Some(r) => {
-                    let m = r["mismatches"].as_array().cloned().unwrap_or_default();
-                    let swap = &r["swap"];
-                    let sm = swap["mismatches"].as_array().cloned().unwrap_or_default();
-                    if let Some(doc) = swap.get("armfw") {
-                        swapped += 1;
-                        served += doc["target"]["calls_served_in_userspace"]
-                            .as_u64()
-                            .unwrap_or(0);
-                    } else if swap.get("skipped").is_some() {
-                        skipped.get_or_insert_with(|| one_line(&swap["skipped"]));
+                    match &r.swap {
+                        Some(Swap::Ran { armfw, .. }) => {
+                            swapped += 1;
+                            served += armfw["target"]["calls_served_in_userspace"]
+                                .as_u64()
+                                .unwrap_or(0);
+                        }
+                        Some(Swap::Skipped { skipped: why }) => {
+                            skipped.get_or_insert_with(|| crate::one_line(why));
+                        }
+                        None => {}
                     }
-                    if m.is_empty() && sm.is_empty() {
-                        p += 1;
-                        continue;
-                    }
-                    mismatched += 1;
-                    let steps = steps_of(path);
-                    let mut text = String::new();
-                    let labels = [
-                        ("", "kvm:  ", "model:"),
-                        (
-                            " (firmware swapped)",
-                            "kernel firmware:",
-                            "armfw firmware: ",
-                        ),
-                    ];
-                    for (list, (what, a, b)) in [(m, labels[0]), (sm, labels[1])] {
-                        for x in list {
-                            let i = x["step"].as_u64().unwrap_or(0) as usize;
-                            let step = steps.get(i).map(Value::to_string).unwrap_or_default();
-                            text.push_str(&format!(
-                                "  step {i}{what}: {step}\n    {a} {}\n    {b} {}\n",
-                                x["kvm"], x["model"]
-                            ));
+                    match diff_text(r, path) {
+                        None => {
+                            p += 1;
+                            continue;
+                        }
+                        Some(text) => {
+                            mismatched += 1;
+                            Some(text)
                         }
                     }
-                    Some(text)
                 }
             };
             f += 1;
@@ -442,7 +437,7 @@ pub fn report(
             let dir = out.join(&h.name);
             write(&dir.join("profile.json"), &pretty(profile)?)?;
             for ((set, file), r) in &h.scenarios {
-                if let Some(doc) = r.get("kvm") {
+                if let Some(doc) = &r.kvm {
                     write(&dir.join(set).join(file), &pretty(doc)?)?;
                 }
             }
@@ -473,7 +468,7 @@ fn record_host(root: &Path, h: &Host, profile: &Value) -> Result<()> {
         .scenarios
         .iter()
         .filter(|((set, _), _)| set == PROJECT_SET)
-        .filter_map(|((_, file), r)| r.get("kvm").map(|d| (file, d)))
+        .filter_map(|((_, file), r)| r.kvm.as_ref().map(|d| (file, d)))
         .collect();
     write(
         &root.join("profiles").join(format!("{}.json", h.name)),
