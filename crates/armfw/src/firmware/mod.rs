@@ -64,6 +64,9 @@ struct Vm {
     rules: Rules,
     /// KVM's `kvm->arch.psci_version`; `None` until userspace writes it.
     psci_version: Option<PsciVersion>,
+    /// The profile's PSCI_VERSION default (the kernel's latest), read once: the profile
+    /// never changes, and every PSCI call of a VM that left the version unset needs it.
+    psci_default: PsciVersion,
     /// STD, STD_HYP, VENDOR_HYP, VENDOR_HYP_2 bitmaps.
     bitmaps: [u64; 4],
     has_run: bool,
@@ -83,6 +86,7 @@ impl Vm {
             rules: profile.rules(),
             profile: profile.clone(),
             psci_version: None,
+            psci_default: profile.psci_default(),
             bitmaps,
             has_run: false,
             system_suspend: false,
@@ -92,8 +96,7 @@ impl Vm {
 
     fn psci_version_for(&self, features: VcpuFeatures) -> PsciVersion {
         if features.psci_0_2 {
-            self.psci_version
-                .unwrap_or_else(|| self.profile.psci_default())
+            self.psci_version.unwrap_or(self.psci_default)
         } else {
             PsciVersion::V0_1
         }

@@ -59,12 +59,12 @@ impl Firmware {
 impl Vm {
     /// A guest call from `caller`, which has passed [`super::Vcpu::caller`]'s checks. Reads
     /// the VM-wide state only; power-state changes go through `power`.
-    pub(super) fn handle_call(
+    pub(super) fn handle_call<P: PowerStates + ?Sized>(
         &self,
         caller: Caller,
         call: &Call,
         services: &mut dyn Services,
-        power: &mut dyn PowerStates,
+        power: &mut P,
     ) -> CallOutcome {
         let x = &call.x;
         let id = FunctionId::from_x0(x[0]);
@@ -94,13 +94,13 @@ impl Vm {
     }
 
     /// `kvm_smccc_call_handler()`: filter, gate, service.
-    fn smccc_call(
+    fn smccc_call<P: PowerStates + ?Sized>(
         &self,
         caller: Caller,
         call: &Call,
         id: FunctionId,
         services: &mut dyn Services,
-        power: &mut dyn PowerStates,
+        power: &mut P,
     ) -> CallOutcome {
         let x = &call.x;
         match self.filter.action(id.0) {
@@ -118,10 +118,15 @@ impl Vm {
                 };
             }
         }
-        if !self.gate_allows(id.gate()) {
+        // One look-up in the function table serves the gate and the routing.
+        let known = id.known();
+        let gate = match known {
+            Some(f) => f.info().gate,
+            None => id.gate(),
+        };
+        if !self.gate_allows(gate) {
             return resume(ret1(SMCCC_RET_NOT_SUPPORTED));
         }
-        let known = id.known();
         match known.map(|f| (f, f.service())) {
             Some((f, Service::Arch)) => resume(self.arch_call(f, x)),
             Some((f, Service::Trng)) => resume(trng::call(f, x, services)),

@@ -19,22 +19,17 @@ use crate::firmware::{
 impl Vm {
     /// `kvm_psci_call()`: `known` is the caller's function if the table has it (PSCI or
     /// not: the gate lets unknown ids of the PSCI range and KVM's 0.1 ids through).
-    pub(super) fn psci_call(
+    pub(super) fn psci_call<P: PowerStates + ?Sized>(
         &self,
         caller: Caller,
         call: &Call,
         known: Option<Function>,
-        power: &mut dyn PowerStates,
+        power: &mut P,
     ) -> CallOutcome {
         let version = self.psci_version_for(caller.features);
         if version == PsciVersion::V0_1 {
-            return psci_0_1(
-                caller.index,
-                version,
-                &call.x,
-                FunctionId::from_x0(call.x[0]),
-                power,
-            );
+            let x = [call.x[0], call.x[1], call.x[2], call.x[3]];
+            return psci_0_1(caller.index, version, &x, FunctionId::from_x0(x[0]), power);
         }
         // KVM picks the handler by version: 0.2's calls for 0.2, 1.x's by minor otherwise.
         let level = if version == PsciVersion::V0_2 {
@@ -49,7 +44,8 @@ impl Vm {
         if info.since.is_some_and(|since| level < since) {
             return resume(ret1(PSCI_RET_NOT_SUPPORTED));
         }
-        let mut x = call.x;
+        // x0..x3: the only registers PSCI reads.
+        let mut x = [call.x[0], call.x[1], call.x[2], call.x[3]];
         if info.narrow {
             // kvm_psci_narrow_to_32bit(): the upper halves of x1..x3 are cleared in place.
             for r in &mut x[1..4] {
@@ -99,14 +95,14 @@ impl Vm {
     }
 
     /// SYSTEM_SUSPEND: an exit to userspace where the VMM enabled it.
-    fn system_suspend(&self, x: &[u64; 18]) -> CallOutcome {
+    fn system_suspend(&self, x: &[u64; 4]) -> CallOutcome {
         if !self.system_suspend {
             return resume(ret1(PSCI_RET_NOT_SUPPORTED));
         }
         // The registers stay as they are: userspace reads the entry point and context id
         // from x1/x2.
         CallOutcome {
-            x: [x[0], x[1], x[2], x[3]],
+            x: *x,
             action: Action::SystemEvent(SystemEvent {
                 kind: SystemEventType::Suspend,
                 data: Vec::new(),
@@ -116,7 +112,7 @@ impl Vm {
 
     /// SYSTEM_OFF2 (1.3): hibernate-off only (type 0 too where the release says so), no
     /// cookie.
-    fn system_off2(&self, x: &[u64; 18], power: &mut dyn PowerStates) -> CallOutcome {
+    fn system_off2<P: PowerStates + ?Sized>(&self, x: &[u64; 4], power: &mut P) -> CallOutcome {
         let off_type = x[1] as u32;
         let type_ok = off_type == PSCI_1_3_OFF_TYPE_HIBERNATE_OFF
             || (off_type == 0 && self.rules.off2_type_zero_is_hibernate);
@@ -133,12 +129,12 @@ impl Vm {
 
 /// `kvm_psci_0_1_call()`: KVM's own ids (raw values: they do not follow SMCCC); only
 /// CPU_OFF and CPU_ON work, and x1..x3 are used as they are.
-fn psci_0_1(
+fn psci_0_1<P: PowerStates + ?Sized>(
     vcpu: usize,
     version: PsciVersion,
-    x: &[u64; 18],
+    x: &[u64; 4],
     id: FunctionId,
-    power: &mut dyn PowerStates,
+    power: &mut P,
 ) -> CallOutcome {
     match id.0 {
         KVM_PSCI_FN_CPU_OFF => cpu_off(vcpu, power),
@@ -147,7 +143,7 @@ fn psci_0_1(
     }
 }
 
-fn cpu_off(vcpu: usize, power: &mut dyn PowerStates) -> CallOutcome {
+fn cpu_off<P: PowerStates + ?Sized>(vcpu: usize, power: &mut P) -> CallOutcome {
     power.stop(vcpu);
     CallOutcome {
         x: ret1(PSCI_RET_SUCCESS),
@@ -158,7 +154,11 @@ fn cpu_off(vcpu: usize, power: &mut dyn PowerStates) -> CallOutcome {
 /// `kvm_psci_vcpu_on()`: x1 target, x2 entry, x3 context id (already narrowed for SMC32).
 /// Concurrent CPU_ONs of one STOPPED target give one SUCCESS: the check and the change are
 /// one step of [`PowerStates::turn_on`] (KVM holds the target's `mp_state_lock`).
-fn cpu_on(version: PsciVersion, x: &[u64; 18], power: &mut dyn PowerStates) -> CallOutcome {
+fn cpu_on<P: PowerStates + ?Sized>(
+    version: PsciVersion,
+    x: &[u64; 4],
+    power: &mut P,
+) -> CallOutcome {
     let target = Mpidr(x[1]);
     if !target.is_valid_affinity() {
         return resume(ret1(PSCI_RET_INVALID_PARAMS));
@@ -185,7 +185,7 @@ fn cpu_on(version: PsciVersion, x: &[u64; 18], power: &mut dyn PowerStates) -> C
 }
 
 /// `kvm_psci_vcpu_affinity_info()`.
-fn affinity_info(target: u64, level: u64, power: &dyn PowerStates) -> i64 {
+fn affinity_info<P: PowerStates + ?Sized>(target: u64, level: u64, power: &P) -> i64 {
     if !Mpidr(target).is_valid_affinity() {
         return PSCI_RET_INVALID_PARAMS;
     }
@@ -200,7 +200,7 @@ fn affinity_info(target: u64, level: u64, power: &dyn PowerStates) -> i64 {
 }
 
 /// SYSTEM_RESET2 (1.1): a warm reset or a vendor type stops every vCPU and exits.
-fn system_reset2(x: &[u64; 18], power: &mut dyn PowerStates) -> CallOutcome {
+fn system_reset2<P: PowerStates + ?Sized>(x: &[u64; 4], power: &mut P) -> CallOutcome {
     let reset_type = x[1] as u32;
     if reset_type == PSCI_1_1_RESET_TYPE_SYSTEM_WARM_RESET
         || reset_type >= PSCI_1_1_RESET_TYPE_VENDOR_START
@@ -220,7 +220,11 @@ fn system_reset2(x: &[u64; 18], power: &mut dyn PowerStates) -> CallOutcome {
 
 /// SYSTEM_OFF, SYSTEM_RESET, SYSTEM_OFF2: every vCPU STOPPED, exit with one data word,
 /// x0 preloaded with INTERNAL_FAILURE and x1..x3 zeroed.
-fn system_event(kind: SystemEventType, flags: u64, power: &mut dyn PowerStates) -> CallOutcome {
+fn system_event<P: PowerStates + ?Sized>(
+    kind: SystemEventType,
+    flags: u64,
+    power: &mut P,
+) -> CallOutcome {
     power.stop_all();
     CallOutcome {
         x: ret1(PSCI_RET_INTERNAL_FAILURE),
