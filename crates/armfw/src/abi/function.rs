@@ -157,6 +157,7 @@ impl From<Function> for FunctionId {
 
 impl FunctionId {
     /// The known function with this id, if any.
+    #[inline]
     pub const fn known(self) -> Option<Function> {
         lookup(self.0)
     }
@@ -234,6 +235,7 @@ macro_rules! functions {
             pub const ALL: &[Function] = &[$($(Function::$variant),*),*];
         }
 
+        #[inline]
         const fn lookup(id: u32) -> Option<Function> {
             match id {
                 $($( $id => Some(Function::$variant), )*)*

@@ -103,7 +103,13 @@ impl Vm {
         power: &mut P,
     ) -> CallOutcome {
         let x = &call.x;
-        match self.filter.action(id.0) {
+        // A VM without a filter (the usual case) skips the range search.
+        let action = if self.filter.is_configured() {
+            self.filter.action(id.0)
+        } else {
+            FilterAction::Handle
+        };
+        match action {
             FilterAction::Handle => {}
             FilterAction::Deny => return resume(ret1(SMCCC_RET_NOT_SUPPORTED)),
             FilterAction::Forward => {
