@@ -86,8 +86,7 @@ impl Services for Fixed {
 }
 
 fn is_psci(id: u64) -> bool {
-    let w = id & 0xffff_ffff;
-    (0x8400_0000..=0x8400_001f).contains(&w) || (0xc400_0000..=0xc400_001f).contains(&w)
+    armfw::abi::FunctionId::from_x0(id).in_psci_range()
 }
 
 /// The built-in hosts, parsed once.

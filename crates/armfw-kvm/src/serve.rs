@@ -36,14 +36,22 @@
 //! # Ok(()) }
 //! ```
 //!
+//! A VMM with one thread per vCPU sets the engine up the same way, then calls
+//! [`FirmwareServer::share`] and moves each [`VcpuServer`] to its vCPU's thread: calls of
+//! different vCPUs run in parallel under the engine's own per-vCPU locks.
+//!
 //! The VMM keeps the engine in step with what it does to KVM directly: every successful
 //! KVM_SET_ONE_REG of a firmware register (`firmware_mut().set_one_reg`), KVM_SET_MP_STATE
 //! (`set_mp_state`), the stolen-time IPA (`set_pv_time_ipa`), and `vcpu_run` before a vCPU
 //! first runs.
 
+use armfw::abi::FunctionId;
+use armfw::abi::function::Service;
+use armfw::abi::psci::KVM_PSCI_FN_CPU_SUSPEND;
+use armfw::firmware::shared::{SharedFirmware, VcpuHandle};
 use armfw::firmware::{
     Action, Call, CallOutcome, Conduit, Firmware, KVM_HYPERCALL_EXIT_SMC, PtpCounter, PtpTime,
-    Services,
+    Services, VcpuError,
 };
 use armfw::profile::Profile;
 use kvm_bindings::kvm_mp_state;
@@ -55,20 +63,31 @@ use crate::{Errno, Error, MP_STATE_STOPPED, regs};
 const FWD_TO_USER: u8 = 2;
 
 /// The function-id ranges (base, count) that [`FirmwareServer::install`] forwards to
-/// userspace: the standard secure service (PSCI, TRNG), the standard hypervisor service
-/// (PV time) and the vendor hypervisor service (KVM's UID, features, PTP), each in its
-/// SMC32 and SMC64 form, and KVM's PSCI 0.1 ids.
+/// userspace: the whole owner range of every service the engine answers apart from the
+/// architecture calls (the function table's [`Service`]s: PSCI and TRNG share the standard
+/// secure service, then PV time and KVM's vendor service), each in its SMC32 and SMC64 form,
+/// and KVM's PSCI 0.1 ids.
 pub const FORWARDED_RANGES: [(u32, u32); 7] = [
-    (0x8400_0000, 0x1_0000),
-    (0xc400_0000, 0x1_0000),
-    (0x8500_0000, 0x1_0000),
-    (0xc500_0000, 0x1_0000),
-    (0x8600_0000, 0x1_0000),
-    (0xc600_0000, 0x1_0000),
-    (0x95c1_ba5e, 4),
+    owner_range(Service::Psci, false),
+    owner_range(Service::Psci, true),
+    owner_range(Service::PvTime, false),
+    owner_range(Service::PvTime, true),
+    owner_range(Service::VendorHyp, false),
+    owner_range(Service::VendorHyp, true),
+    // KVM's own PSCI 0.1 ids do not follow SMCCC: four raw values from KVM_PSCI_FN_BASE.
+    (KVM_PSCI_FN_CPU_SUSPEND, 4),
 ];
 
-/// One VM's firmware, answered in userspace.
+/// Every function id of `service`'s owner in one calling convention.
+const fn owner_range(service: Service, is_64: bool) -> (u32, u32) {
+    (
+        FunctionId::fast(is_64, service.owner_number(), 0).0,
+        0x1_0000,
+    )
+}
+
+/// One VM's firmware, answered in userspace: set up here (single-threaded, as the scenario
+/// backend runs it), or handed to one thread per vCPU with [`FirmwareServer::share`].
 #[derive(Debug)]
 pub struct FirmwareServer {
     fw: Firmware,
@@ -121,36 +140,99 @@ impl FirmwareServer {
         flags: u64,
         services: &mut dyn Services,
     ) -> Result<CallOutcome, Error> {
-        let mut x = [0u64; 18];
-        for (i, v) in x.iter_mut().enumerate() {
-            *v = get_u64(fd, regs::x(i))?;
-        }
-        // KVM's nr is w0; x0 is the register itself (its upper half can be anything).
-        debug_assert_eq!(nr, x[0] & 0xffff_ffff);
-        let conduit = if flags & KVM_HYPERCALL_EXIT_SMC != 0 {
-            Conduit::Smc
-        } else {
-            Conduit::Hvc
-        };
-        let call = Call { conduit, imm: 0, x };
-        let out = self
-            .fw
-            .handle_call(vcpu, &call, services)
-            .map_err(Error::Engine)?;
-        for (i, &v) in out.x.iter().enumerate() {
-            set_u64(fd, regs::x(i), v)?;
-        }
-        if out.action == Action::CpuOff {
-            fd.set_mp_state(kvm_mp_state {
-                mp_state: MP_STATE_STOPPED,
-            })
-            .map_err(|e| Error::Sys {
-                op: "KVM_SET_MP_STATE",
-                errno: crate::sys::errno(e),
-            })?;
-        }
-        Ok(out)
+        serve(fd, nr, flags, |call| {
+            self.fw.handle_call(vcpu, call, services)
+        })
     }
+
+    /// Hands the set-up engine (vCPUs created and initialised, filter installed) to a VMM
+    /// with one thread per vCPU: the shared VM ([`SharedFirmware`], for the VMM's requests
+    /// from any thread) and one [`VcpuServer`] per vCPU, by index, to move to its thread.
+    /// Calls of different vCPUs then run in parallel, under the engine's per-vCPU locks
+    /// ([`armfw::firmware::shared`]).
+    pub fn share(self) -> (SharedFirmware, Vec<VcpuServer>) {
+        let (vm, handles) = SharedFirmware::new(self.fw);
+        (
+            vm,
+            handles
+                .into_iter()
+                .map(|handle| VcpuServer { handle })
+                .collect(),
+        )
+    }
+}
+
+/// One vCPU's share of a [`FirmwareServer`]: its thread answers that vCPU's
+/// `KVM_EXIT_HYPERCALL`s with it. [`FirmwareServer::share`] gives one per vCPU.
+#[derive(Debug)]
+pub struct VcpuServer {
+    handle: VcpuHandle,
+}
+
+impl VcpuServer {
+    /// The vCPU's index.
+    pub fn index(&self) -> usize {
+        self.handle.index()
+    }
+
+    /// The VM this vCPU belongs to.
+    pub fn vm(&self) -> &SharedFirmware {
+        self.handle.vm()
+    }
+
+    /// The vCPU enters KVM_RUN for the first time (see [`Firmware::vcpu_run`]).
+    pub fn vcpu_run(&mut self) -> Result<(), Error> {
+        self.handle.vcpu_run().map_err(Error::Engine)
+    }
+
+    /// [`FirmwareServer::handle_hypercall`] for this vCPU, whose fd is `fd`.
+    pub fn handle_hypercall(
+        &mut self,
+        fd: &VcpuFd,
+        nr: u64,
+        flags: u64,
+        services: &mut dyn Services,
+    ) -> Result<CallOutcome, Error> {
+        serve(fd, nr, flags, |call| {
+            self.handle.handle_call(call, services)
+        })
+    }
+}
+
+/// One `KVM_EXIT_HYPERCALL`: x0..x17 from `fd`, the engine's answer (`engine`, either
+/// front), x0..x3 back, and a CPU_OFF's STOPPED.
+fn serve(
+    fd: &VcpuFd,
+    nr: u64,
+    flags: u64,
+    engine: impl FnOnce(&Call) -> Result<CallOutcome, VcpuError>,
+) -> Result<CallOutcome, Error> {
+    let mut x = [0u64; 18];
+    for (i, v) in x.iter_mut().enumerate() {
+        *v = get_u64(fd, regs::x(i))?;
+    }
+    // KVM's nr is w0; x0 is the register itself (its upper half can be anything).
+    debug_assert_eq!(nr, x[0] & 0xffff_ffff);
+    let conduit = if flags & KVM_HYPERCALL_EXIT_SMC != 0 {
+        Conduit::Smc
+    } else {
+        Conduit::Hvc
+    };
+    let call = Call { conduit, imm: 0, x };
+    let out = engine(&call).map_err(Error::Engine)?;
+    for (i, &v) in out.x.iter().enumerate() {
+        set_u64(fd, regs::x(i), v)?;
+    }
+    if out.action == Action::CpuOff {
+        fd.set_mp_state(kvm_mp_state {
+            mp_state: MP_STATE_STOPPED,
+        })
+        .map_err(|e| Error::Sys {
+            op: "KVM_SET_MP_STATE",
+            errno: crate::sys::errno(e),
+        })?;
+    }
+    Ok(out)
 }
 
 /// [`Services`] from the running host: TRNG bits from getrandom(2), PTP time from
@@ -233,6 +315,7 @@ fn set_u64(fd: &VcpuFd, id: u64, value: u64) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use armfw::abi::Function;
 
     #[test]
     fn forwarded_ranges_avoid_the_reserved_architecture_ranges_and_each_other() {
@@ -253,27 +336,36 @@ mod tests {
     }
 
     #[test]
+    fn forwarded_ranges_are_the_owner_ranges_of_the_kernel_literals() {
+        assert_eq!(
+            FORWARDED_RANGES,
+            [
+                (0x8400_0000, 0x1_0000),
+                (0xc400_0000, 0x1_0000),
+                (0x8500_0000, 0x1_0000),
+                (0xc500_0000, 0x1_0000),
+                (0x8600_0000, 0x1_0000),
+                (0xc600_0000, 0x1_0000),
+                (0x95c1_ba5e, 4),
+            ]
+        );
+    }
+
+    #[test]
     fn forwarded_ranges_cover_every_service_the_engine_answers() {
         let covered = |id: u32| {
             FORWARDED_RANGES
                 .iter()
                 .any(|&(b, n)| (u64::from(b)..u64::from(b) + u64::from(n)).contains(&u64::from(id)))
         };
-        for id in [
-            0x8400_0000, // PSCI_VERSION
-            0xc400_0003, // CPU_ON (SMC64)
-            0x8400_0050, // TRNG_VERSION
-            0xc400_0053, // TRNG_RND64
-            0xc500_0020, // PV_TIME_FEATURES
-            0xc500_0021, // PV_TIME_ST
-            0x8600_ff01, // KVM CALL_UID
-            0x8600_0001, // KVM PTP
-            0xc600_0001, // KVM PTP (SMC64)
-            0x95c1_ba5e, // PSCI 0.1 CPU_SUSPEND
-            0x95c1_ba61, // PSCI 0.1 MIGRATE
-        ] {
+        // Every function of the table but the architecture calls, which stay in the kernel.
+        for f in Function::ALL {
+            assert_eq!(covered(f.raw()), f.service() != Service::Arch, "{f}");
+        }
+        // KVM's PSCI 0.1 ids: CPU_SUSPEND, CPU_OFF, CPU_ON, MIGRATE.
+        for id in 0x95c1_ba5e..=0x95c1_ba61 {
             assert!(covered(id), "{id:#x}");
         }
-        assert!(!covered(0x8000_0000)); // SMCCC_VERSION stays in the kernel
+        assert!(!covered(Function::SmcccVersion.raw())); // stays in the kernel
     }
 }

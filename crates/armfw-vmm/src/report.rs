@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
+use armfw::abi::FunctionId;
 use serde::{Deserialize, Serialize};
 
 /// The prefix of the result line of `armfw-vmm run --result`.
@@ -161,46 +162,23 @@ impl RunResult {
     }
 }
 
-/// The name of an SMCCC function id the VMM may answer in userspace (the PSCI, TRNG, PV
-/// time and KVM vendor functions), `SMC64` forms with a `64` suffix; others in hex.
+/// The name of an SMCCC function id as the report spells it: the function table's name
+/// ([`armfw::abi::function::Info::name`]: `SMC64` forms with a `64` suffix), others in hex.
 pub fn function_name(id: u32) -> String {
-    let name = match id {
-        0x8400_0000 => "PSCI_VERSION",
-        0x8400_0001 => "CPU_SUSPEND",
-        0xc400_0001 => "CPU_SUSPEND64",
-        0x8400_0002 => "CPU_OFF",
-        0x8400_0003 => "CPU_ON",
-        0xc400_0003 => "CPU_ON64",
-        0x8400_0004 => "AFFINITY_INFO",
-        0xc400_0004 => "AFFINITY_INFO64",
-        0x8400_0005 => "MIGRATE",
-        0xc400_0005 => "MIGRATE64",
-        0x8400_0006 => "MIGRATE_INFO_TYPE",
-        0x8400_0007 => "MIGRATE_INFO_UP_CPU",
-        0xc400_0007 => "MIGRATE_INFO_UP_CPU64",
-        0x8400_0008 => "SYSTEM_OFF",
-        0x8400_0009 => "SYSTEM_RESET",
-        0x8400_000a => "PSCI_FEATURES",
-        0x8400_000e => "SYSTEM_SUSPEND",
-        0xc400_000e => "SYSTEM_SUSPEND64",
-        0x8400_0012 => "SYSTEM_RESET2",
-        0xc400_0012 => "SYSTEM_RESET2_64",
-        0x8400_0015 => "SYSTEM_OFF2",
-        0xc400_0015 => "SYSTEM_OFF2_64",
-        0x8400_0050 => "TRNG_VERSION",
-        0x8400_0051 => "TRNG_FEATURES",
-        0x8400_0052 => "TRNG_GET_UUID",
-        0x8400_0053 => "TRNG_RND",
-        0xc400_0053 => "TRNG_RND64",
-        0xc500_0020 => "PV_TIME_FEATURES",
-        0xc500_0021 => "PV_TIME_ST",
-        0x8600_ff01 => "KVM_CALL_UID",
-        0x8600_0000 => "KVM_FEATURES",
-        0x8600_0001 => "KVM_PTP",
-        0xc600_0001 => "KVM_PTP64",
-        _ => return format!("{id:#010x}"),
-    };
-    name.to_string()
+    FunctionId(id).name()
+}
+
+/// The calls of every vCPU, counted by function id, summed and named ([`function_name`]).
+pub fn name_calls(
+    per_vcpu: impl IntoIterator<Item = BTreeMap<FunctionId, u64>>,
+) -> BTreeMap<String, u64> {
+    let mut named = BTreeMap::new();
+    for calls in per_vcpu {
+        for (id, n) in calls {
+            *named.entry(id.name()).or_insert(0) += n;
+        }
+    }
+    named
 }
 
 #[cfg(test)]
@@ -241,6 +219,21 @@ mod tests {
         assert_eq!(function_name(0xc400_0003), "CPU_ON64");
         assert_eq!(function_name(0x8400_0002), "CPU_OFF");
         assert_eq!(function_name(0x8200_0010), "0x82000010");
+    }
+
+    #[test]
+    fn test_calls_of_every_vcpu_are_summed_by_name() {
+        let vcpu0 = BTreeMap::from([(FunctionId(0xc400_0003), 1), (FunctionId(0x8400_0000), 1)]);
+        let vcpu1 = BTreeMap::from([(FunctionId(0xc400_0003), 1), (FunctionId(0x8200_0010), 2)]);
+        let named = name_calls([vcpu0, vcpu1]);
+        assert_eq!(
+            named,
+            BTreeMap::from([
+                ("CPU_ON64".to_string(), 2),
+                ("PSCI_VERSION".to_string(), 1),
+                ("0x82000010".to_string(), 2),
+            ])
+        );
     }
 
     #[test]

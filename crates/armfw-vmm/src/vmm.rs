@@ -37,9 +37,10 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use armfw::abi::FunctionId;
 use armfw::firmware::{Action, SystemEventType, VcpuFeatures, VcpuStart};
 use armfw_kvm::regs;
-use armfw_kvm::serve::{FirmwareServer, HostServices};
+use armfw_kvm::serve::{FirmwareServer, HostServices, VcpuServer};
 use kvm_bindings::{
     KVM_ARM_IRQ_TYPE_SHIFT, KVM_ARM_IRQ_TYPE_SPI, KVM_ARM_VCPU_POWER_OFF, KVM_ARM_VCPU_PSCI_0_2,
     KVM_DEV_ARM_VGIC_CTRL_INIT, KVM_DEV_ARM_VGIC_GRP_ADDR, KVM_DEV_ARM_VGIC_GRP_CTRL,
@@ -58,7 +59,7 @@ use crate::layout::{
     GIC_DIST_BASE, GIC_NR_IRQS, GIC_REDIST_BASE, Layout, MAX_VCPUS, RAM_BASE, UART_BASE, UART_SIZE,
     UART_SPI,
 };
-use crate::report::{FirmwareMode, RunExit, RunResult, function_name};
+use crate::report::{FirmwareMode, RunExit, RunResult, name_calls};
 use crate::uart::Uart16550;
 
 /// PSCI/SMCCC NOT_SUPPORTED (-1), for a call the engine forwards to a VMM that has nothing
@@ -109,7 +110,7 @@ fn ctx<E: fmt::Display>(what: &'static str) -> impl Fn(E) -> VmmError {
 pub fn run(cfg: &VmConfig) -> RunResult {
     let started = Instant::now();
     let mut result = RunResult::new(cfg.firmware, cfg.vcpus);
-    let (shared, vcpus, starts) = match setup(cfg) {
+    let (shared, vcpus, starts, servers) = match setup(cfg) {
         Ok(parts) => parts,
         Err(e) => {
             result.error = Some(e.0);
@@ -121,11 +122,14 @@ pub fn run(cfg: &VmConfig) -> RunResult {
     let (outcome_tx, outcome_rx) = mpsc::channel();
     let first_run = Instant::now();
     result.setup_ms = millis(first_run - started);
+    let mut servers = servers.map(Vec::into_iter);
     for (i, (fd, start_rx)) in vcpus.into_iter().zip(starts).enumerate() {
         let (shared, tx) = (Arc::clone(&shared), outcome_tx.clone());
+        // In armfw mode each thread owns its vCPU's share of the engine.
+        let server = servers.as_mut().and_then(Iterator::next);
         let spawned = thread::Builder::new()
             .name(format!("vcpu{i}"))
-            .spawn(move || vcpu_thread(i, fd, &shared, &start_rx, &tx));
+            .spawn(move || vcpu_thread(i, fd, server, &shared, &start_rx, &tx));
         if let Err(e) = spawned {
             let _ = outcome_tx.send(Outcome::Failed {
                 vcpu: i,
@@ -162,7 +166,7 @@ pub fn run(cfg: &VmConfig) -> RunResult {
     result.guest = std::mem::take(&mut console.guest);
     result.boot_to_init_ms = console.init_at.map(|t| millis(t - first_run));
     drop(console);
-    result.userspace_calls = std::mem::take(&mut *lock(&shared.calls));
+    result.userspace_calls = name_calls(shared.calls.iter().map(|c| std::mem::take(&mut *lock(c))));
     result
 }
 
@@ -182,10 +186,8 @@ struct Shared {
     vm: VmFd,
     memory: &'static GuestMemoryMmap,
     console: Mutex<Console>,
-    /// armfw's firmware, in armfw mode.
-    server: Option<Mutex<FirmwareServer>>,
-    /// Calls answered in userspace, by function name.
-    calls: Mutex<BTreeMap<String, u64>>,
+    /// Calls answered in userspace, per vCPU (each thread counts its own), by function id.
+    calls: Vec<Mutex<BTreeMap<FunctionId, u64>>>,
     /// Each vCPU's KVM_ARM_VCPU_INIT argument (for the CPU_ON reset).
     inits: Vec<kvm_vcpu_init>,
     /// Each vCPU's start channel (armfw mode).
@@ -232,7 +234,14 @@ enum Outcome {
     },
 }
 
-type Parts = (Shared, Vec<VcpuFd>, Vec<Receiver<VcpuStart>>);
+/// The shared part, the vCPU fds, their start channels and, in armfw mode, each vCPU's share
+/// of the engine.
+type Parts = (
+    Shared,
+    Vec<VcpuFd>,
+    Vec<Receiver<VcpuStart>>,
+    Option<Vec<VcpuServer>>,
+);
 
 /// Everything before the first KVM_RUN.
 fn setup(cfg: &VmConfig) -> Result<Parts, VmmError> {
@@ -316,7 +325,7 @@ fn setup(cfg: &VmConfig) -> Result<Parts, VmmError> {
         set_reg(&vcpus[0], regs::x(n), 0)?;
     }
 
-    let server = match cfg.firmware {
+    let servers = match cfg.firmware {
         FirmwareMode::Kernel => None,
         FirmwareMode::Armfw => {
             // The running host's own profile: the guest cannot tell the difference.
@@ -338,7 +347,9 @@ fn setup(cfg: &VmConfig) -> Result<Parts, VmmError> {
             server
                 .install(&vm)
                 .map_err(ctx("installing the SMCCC filter"))?;
-            Some(Mutex::new(server))
+            // One share per vCPU thread: no lock around the whole engine (see
+            // armfw::firmware::shared for its locks).
+            Some(server.share().1)
         }
     };
     let (senders, receivers): (Vec<_>, Vec<_>) = (0..cfg.vcpus).map(|_| mpsc::channel()).unzip();
@@ -353,13 +364,14 @@ fn setup(cfg: &VmConfig) -> Result<Parts, VmmError> {
             guest: Vec::new(),
             init_at: None,
         }),
-        server,
-        calls: Mutex::new(BTreeMap::new()),
+        calls: (0..cfg.vcpus)
+            .map(|_| Mutex::new(BTreeMap::new()))
+            .collect(),
         inits,
         starts: senders,
         _gic: gic,
     };
-    Ok((shared, vcpus, receivers))
+    Ok((shared, vcpus, receivers, servers))
 }
 
 /// KVM's in-kernel GICv3: distributor and redistributors where the device tree says,
@@ -437,29 +449,36 @@ enum Step {
 fn vcpu_thread(
     i: usize,
     mut fd: VcpuFd,
+    mut server: Option<VcpuServer>,
     shared: &Shared,
     start: &Receiver<VcpuStart>,
     outcome: &Sender<Outcome>,
 ) {
-    let result = vcpu_loop(i, &mut fd, shared, start);
+    let result = vcpu_loop(i, &mut fd, server.as_mut(), shared, start);
     let _ = outcome.send(result);
     // Keep the vCPU as it is: the process ends after the first outcome.
     std::mem::forget(fd);
 }
 
-fn vcpu_loop(i: usize, fd: &mut VcpuFd, shared: &Shared, start: &Receiver<VcpuStart>) -> Outcome {
+fn vcpu_loop(
+    i: usize,
+    fd: &mut VcpuFd,
+    mut server: Option<&mut VcpuServer>,
+    shared: &Shared,
+    start: &Receiver<VcpuStart>,
+) -> Outcome {
     let failed = |e: VmmError| Outcome::Failed {
         vcpu: i,
         error: e.0,
     };
-    if let Some(server) = &shared.server {
+    if let Some(server) = server.as_deref_mut() {
         if i > 0 {
             // Off until a CPU_ON.
             if let Err(e) = wait_for_start(i, fd, shared, start) {
                 return failed(e);
             }
         }
-        if let Err(e) = lock(server).firmware_mut().vcpu_run(i) {
+        if let Err(e) = server.vcpu_run() {
             return failed(VmmError(format!("firmware: vcpu_run: {e}")));
         }
     }
@@ -504,11 +523,13 @@ fn vcpu_loop(i: usize, fd: &mut VcpuFd, shared: &Shared, start: &Receiver<VcpuSt
                 };
             }
             Step::Fail(error) => return Outcome::Failed { vcpu: i, error },
-            Step::Hypercall { nr, flags } => match hypercall(i, fd, shared, start, nr, flags) {
-                Ok(None) => {}
-                Ok(Some(outcome)) => return outcome,
-                Err(e) => return failed(e),
-            },
+            Step::Hypercall { nr, flags } => {
+                match hypercall(i, fd, server.as_deref_mut(), shared, start, nr, flags) {
+                    Ok(None) => {}
+                    Ok(Some(outcome)) => return outcome,
+                    Err(e) => return failed(e),
+                }
+            }
         }
     }
 }
@@ -517,22 +538,24 @@ fn vcpu_loop(i: usize, fd: &mut VcpuFd, shared: &Shared, start: &Receiver<VcpuSt
 fn hypercall(
     i: usize,
     fd: &VcpuFd,
+    server: Option<&mut VcpuServer>,
     shared: &Shared,
     start: &Receiver<VcpuStart>,
     nr: u64,
     flags: u64,
 ) -> Result<Option<Outcome>, VmmError> {
-    let Some(server) = &shared.server else {
+    let Some(server) = server else {
         return Err(VmmError(format!(
             "KVM_EXIT_HYPERCALL {nr:#x} without armfw's firmware"
         )));
     };
-    let out = lock(server)
-        .handle_hypercall(i, fd, nr, flags, &mut HostServices::new(fd))
+    let out = server
+        .handle_hypercall(fd, nr, flags, &mut HostServices::new(fd))
         .map_err(ctx("armfw firmware"))?;
-    *lock(&shared.calls)
-        .entry(function_name(nr as u32))
-        .or_insert(0) += 1;
+    // KVM's nr is w0 (the function id), zero-extended.
+    if let Some(calls) = shared.calls.get(i) {
+        *lock(calls).entry(FunctionId(nr as u32)).or_insert(0) += 1;
+    }
     match out.action {
         Action::Resume => {}
         Action::StartVcpu(s) => {

@@ -6,6 +6,7 @@
 use std::hint::black_box;
 
 use armfw::Profile;
+use armfw::abi::Function;
 use armfw::compat;
 use armfw::firmware::{Call, Conduit, Firmware, PtpCounter, PtpTime, Services, VcpuFeatures};
 use armfw::migrate::RestorePolicy;
@@ -13,10 +14,11 @@ use armfw::snapshot::Snapshot;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 
 const HOST: &str = "linux-6.12.117-max";
-const PSCI_VERSION: u64 = 0x8400_0000;
-const PSCI_FEATURES: u64 = 0x8400_000a;
-const CPU_ON: u64 = 0xc400_0003;
-const AFFINITY_INFO: u64 = 0xc400_0004;
+const PSCI_VERSION: u64 = Function::PsciVersion.raw() as u64;
+const PSCI_FEATURES: u64 = Function::PsciFeatures.raw() as u64;
+const CPU_ON: u64 = Function::CpuOn64.raw() as u64;
+const AFFINITY_INFO: u64 = Function::AffinityInfo64.raw() as u64;
+const CPU_OFF: u64 = Function::CpuOff.raw() as u64;
 
 struct NoServices;
 
@@ -92,7 +94,7 @@ fn dispatch(c: &mut Criterion) {
         b.iter(|| fw.handle_call(0, black_box(&on), &mut s).expect("call"))
     });
     // A steady state: the target is turned on, then turns itself off (two calls).
-    let off = Call::new(Conduit::Hvc, [0x8400_0002, 0, 0, 0]);
+    let off = Call::new(Conduit::Hvc, [CPU_OFF, 0, 0, 0]);
     g.bench_function("CPU_ON (SUCCESS) + the target's CPU_OFF, 512 vCPUs", |b| {
         let mut fw = vm(512);
         b.iter(|| {

@@ -13,8 +13,8 @@ use std::sync::{Arc, Barrier, Mutex};
 use std::thread;
 
 use armfw::abi::psci::{
-    PSCI_0_2_FN_AFFINITY_INFO, PSCI_0_2_FN_CPU_OFF, PSCI_0_2_FN64_CPU_ON, PSCI_RET_ALREADY_ON,
-    PSCI_RET_INVALID_PARAMS, PSCI_RET_SUCCESS,
+    PSCI_0_2_FN_AFFINITY_INFO, PSCI_0_2_FN_CPU_OFF, PSCI_0_2_FN_PSCI_VERSION, PSCI_0_2_FN64_CPU_ON,
+    PSCI_RET_ALREADY_ON, PSCI_RET_INVALID_PARAMS, PSCI_RET_SUCCESS,
 };
 use armfw::abi::{FwReg, Mpidr};
 use armfw::firmware::shared::{SharedFirmware, VcpuHandle};
@@ -367,7 +367,8 @@ fn vmm_requests_run_alongside_guest_calls() {
                     Conduit::Hvc,
                     [u64::from(PSCI_0_2_FN_AFFINITY_INFO), 0, 0, 0],
                 );
-                let version = Call::new(Conduit::Hvc, [0x8400_0000, 0, 0, 0]);
+                let version =
+                    Call::new(Conduit::Hvc, [u64::from(PSCI_0_2_FN_PSCI_VERSION), 0, 0, 0]);
                 for _ in 0..CALLS {
                     // vCPU 0 is always on.
                     assert_eq!(h.handle_call(&info, &mut s).unwrap().x[0], 0);

@@ -9,7 +9,10 @@
 //! - Failure paths also get snapshots mutated field by field, and binary files with random
 //!   bytes under a valid checksum.
 
-use armfw::abi::{FwReg, Mpidr, PsciVersion};
+use armfw::abi::psci::{
+    KVM_PSCI_FN_CPU_OFF, KVM_PSCI_FN_CPU_ON, KVM_PSCI_FN_CPU_SUSPEND, KVM_PSCI_FN_MIGRATE,
+};
+use armfw::abi::{Function, FwReg, Mpidr, PsciVersion};
 use armfw::compat::{self, StrictOutcome, Verdict};
 use armfw::firmware::FilterAction;
 use armfw::firmware::{Action, Call, Conduit, Firmware, MpState, VcpuFeatures, VcpuStart};
@@ -155,18 +158,22 @@ enum Op {
     Run { vcpu: usize },
 }
 
+/// Every id of the function table, and KVM's PSCI 0.1 ids (raw values outside the table).
+fn known_ids() -> Vec<u32> {
+    let mut ids: Vec<u32> = Function::ALL.iter().map(|f| f.raw()).collect();
+    ids.extend([
+        KVM_PSCI_FN_CPU_SUSPEND,
+        KVM_PSCI_FN_CPU_OFF,
+        KVM_PSCI_FN_CPU_ON,
+        KVM_PSCI_FN_MIGRATE,
+    ]);
+    ids
+}
+
 /// Function ids around every service, and any 32 bits.
 fn function_id() -> impl Strategy<Value = u64> {
     prop_oneof![
-        3 => prop::sample::select(vec![
-            0x8400_0000u32, 0x8400_0001, 0xc400_0001, 0x8400_0002, 0x8400_0003, 0xc400_0003,
-            0x8400_0004, 0xc400_0004, 0x8400_0006, 0x8400_0008, 0x8400_0009, 0x8400_000a,
-            0x8400_0012, 0xc400_0012, 0x8400_000e, 0xc400_000e, 0x8400_0015, 0xc400_0015,
-            0x95c1_ba5e, 0x95c1_ba5f, 0x95c1_ba60, 0x95c1_ba61, 0x8000_0000, 0x8000_0001,
-            0x8000_8000, 0x8000_7fff, 0x8000_3fff, 0x8400_0050, 0x8400_0051, 0x8400_0052,
-            0x8400_0053, 0xc400_0053, 0xc500_0020, 0xc500_0021, 0x8600_0000, 0x8600_0001,
-            0x8600_ff01, 0xc600_0040,
-        ])
+        3 => prop::sample::select(known_ids())
         .prop_map(u64::from),
         1 => any::<u64>(),
     ]

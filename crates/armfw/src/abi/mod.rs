@@ -1,4 +1,5 @@
-//! Wire-level values of the firmware ABI: function ids, return codes, versions, affinities,
+//! Wire-level values of the firmware ABI: function ids (one table of the known functions:
+//! [`function`]), return codes, versions, affinities,
 //! ONE_REG ids and errnos.
 //!
 //! Every constant keeps the spelling of the kernel or the specification it comes from, so that
@@ -11,11 +12,13 @@
 //!   and `arch/arm64/include/uapi/asm/kvm.h`.
 
 pub mod errno;
+pub mod function;
 pub mod psci;
 pub mod reg;
 pub mod smccc;
 
 pub use errno::Errno;
+pub use function::{Function, Service};
 pub use psci::{Mpidr, PsciVersion};
 pub use reg::{FwReg, OneRegId};
 pub use smccc::FunctionId;

@@ -91,6 +91,13 @@ impl FunctionId {
     pub const fn number(self) -> u16 {
         (self.0 & 0xffff) as u16
     }
+
+    /// Whether the id is in the PSCI range: the standard secure service (owner 4),
+    /// function numbers 0..=0x1f, either convention (Linux `kvm_smccc_default_allowed()`:
+    /// "PSCI 0.2 and up is in the 0:0x1f range"), known to the table or not.
+    pub const fn in_psci_range(self) -> bool {
+        self.owner_number() == 4 && self.number() <= 0x1f
+    }
 }
 
 impl fmt::Display for FunctionId {
@@ -99,32 +106,13 @@ impl fmt::Display for FunctionId {
     }
 }
 
-/// SMCCC_VERSION (DEN0028 §7.2).
-pub const ARM_SMCCC_VERSION_FUNC_ID: u32 = 0x8000_0000;
-/// SMCCC_ARCH_FEATURES (DEN0028 §7.3).
-pub const ARM_SMCCC_ARCH_FEATURES_FUNC_ID: u32 = 0x8000_0001;
-/// SMCCC_ARCH_SOC_ID (DEN0028 §7.4); KVM does not implement it.
-pub const ARM_SMCCC_ARCH_SOC_ID: u32 = 0x8000_0002;
-/// SMCCC_ARCH_WORKAROUND_1 (Spectre-v2).
-pub const ARM_SMCCC_ARCH_WORKAROUND_1: u32 = 0x8000_8000;
-/// SMCCC_ARCH_WORKAROUND_2 (Spectre-v4, SSB).
-pub const ARM_SMCCC_ARCH_WORKAROUND_2: u32 = 0x8000_7fff;
-/// SMCCC_ARCH_WORKAROUND_3 (Spectre-BHB).
-pub const ARM_SMCCC_ARCH_WORKAROUND_3: u32 = 0x8000_3fff;
+// The function ids of the architecture, TRNG, PV time and KVM vendor services
+// (`ARM_SMCCC_*`) are rows of the function table.
+pub use super::function::smccc::*;
 
 /// The SMCCC version KVM reports: 1.1.
 pub const ARM_SMCCC_VERSION_1_1: u32 = 0x1_0001;
 
-/// TRNG_VERSION (DEN0098).
-pub const ARM_SMCCC_TRNG_VERSION: u32 = 0x8400_0050;
-/// TRNG_FEATURES.
-pub const ARM_SMCCC_TRNG_FEATURES: u32 = 0x8400_0051;
-/// TRNG_GET_UUID.
-pub const ARM_SMCCC_TRNG_GET_UUID: u32 = 0x8400_0052;
-/// TRNG_RND (SMC32): up to 96 bits.
-pub const ARM_SMCCC_TRNG_RND32: u32 = 0x8400_0053;
-/// TRNG_RND (SMC64): up to 192 bits.
-pub const ARM_SMCCC_TRNG_RND64: u32 = 0xc400_0053;
 /// The TRNG version KVM reports: 1.0.
 pub const ARM_SMCCC_TRNG_VERSION_1_0: u32 = 0x1_0000;
 /// KVM's TRNG UUID `0d21e000-4384-11eb-8070-5244554e5a4c`, as the four little-endian words
@@ -132,25 +120,10 @@ pub const ARM_SMCCC_TRNG_VERSION_1_0: u32 = 0x1_0000;
 pub const ARM_SMCCC_TRNG_UUID_WORDS: [u32; 4] =
     [0x00e0_210d, 0xeb11_8443, 0x4452_7080, 0x4c5a_4e55];
 
-/// PV_TIME_FEATURES (DEN0057A).
-pub const ARM_SMCCC_HV_PV_TIME_FEATURES: u32 = 0xc500_0020;
-/// PV_TIME_ST: the IPA of the stolen-time structure.
-pub const ARM_SMCCC_HV_PV_TIME_ST: u32 = 0xc500_0021;
-
-/// KVM vendor service: KVM_FEATURES (function bitmap).
-pub const ARM_SMCCC_VENDOR_HYP_KVM_FEATURES_FUNC_ID: u32 = 0x8600_0000;
-/// KVM vendor service: PTP (host time and counter).
-pub const ARM_SMCCC_VENDOR_HYP_KVM_PTP_FUNC_ID: u32 = 0x8600_0001;
-/// Vendor hypervisor service CALL_UID.
-pub const ARM_SMCCC_VENDOR_HYP_CALL_UID_FUNC_ID: u32 = 0x8600_ff01;
 /// KVM's vendor UID `28b46fb6-2ec5-11e9-a9ca-4b564d003a74` as the four little-endian words
 /// CALL_UID returns in x0..x3.
 pub const ARM_SMCCC_VENDOR_HYP_UID_KVM_WORDS: [u32; 4] =
     [0xb66f_b428, 0xe911_c52e, 0x564b_caa9, 0x743a_004d];
-/// KVM vendor service: DISCOVER_IMPL_VER (served by userspace only, Linux 6.15+).
-pub const ARM_SMCCC_VENDOR_HYP_KVM_DISCOVER_IMPL_VER_FUNC_ID: u32 = 0xc600_0040;
-/// KVM vendor service: DISCOVER_IMPL_CPUS (served by userspace only, Linux 6.15+).
-pub const ARM_SMCCC_VENDOR_HYP_KVM_DISCOVER_IMPL_CPUS_FUNC_ID: u32 = 0xc600_0041;
 
 /// PTP counter selector: the virtual counter.
 pub const KVM_PTP_VIRT_COUNTER: u32 = 0;

@@ -1,0 +1,49 @@
+//! KVM's vendor hypervisor service (Linux `hypercalls.c`, `ptp_kvm`): CALL_UID,
+//! KVM_FEATURES and PTP.
+
+use super::ret1;
+use crate::abi::smccc::{
+    ARM_SMCCC_VENDOR_HYP_UID_KVM_WORDS, KVM_PTP_PHYS_COUNTER, KVM_PTP_VIRT_COUNTER,
+    SMCCC_RET_NOT_SUPPORTED,
+};
+use crate::abi::{Function, FwReg};
+use crate::firmware::{PtpCounter, Services, Vm};
+
+impl Vm {
+    /// A vendor hypervisor call the gate let through.
+    pub(super) fn vendor_call(
+        &self,
+        f: Function,
+        x: &[u64; 18],
+        services: &mut dyn Services,
+    ) -> [u64; 4] {
+        match f {
+            Function::VendorHypCallUid => ARM_SMCCC_VENDOR_HYP_UID_KVM_WORDS.map(u64::from),
+            Function::KvmFeatures => [
+                self.bitmap(FwReg::VendorHypBmap),
+                0,
+                self.bitmap(FwReg::VendorHypBmap2),
+                0,
+            ],
+            Function::KvmPtp => {
+                // KVM reads the counter selector as a u32.
+                let counter = match x[1] as u32 {
+                    KVM_PTP_VIRT_COUNTER => Some(PtpCounter::Virtual),
+                    KVM_PTP_PHYS_COUNTER => Some(PtpCounter::Physical),
+                    _ => None,
+                };
+                match counter.and_then(|c| services.ptp_time(c)) {
+                    Some(t) => [
+                        t.realtime_ns >> 32,
+                        t.realtime_ns & 0xffff_ffff,
+                        t.counter >> 32,
+                        t.counter & 0xffff_ffff,
+                    ],
+                    None => ret1(SMCCC_RET_NOT_SUPPORTED),
+                }
+            }
+            // The gate lets no other vendor call through (DISCOVER_IMPL_* are userspace's).
+            _ => ret1(SMCCC_RET_NOT_SUPPORTED),
+        }
+    }
+}
