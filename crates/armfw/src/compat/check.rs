@@ -75,7 +75,7 @@ impl Report {
 }
 
 /// Check whether `snapshot` can be restored on the host `dest` describes. See the
-/// [module documentation](self). `snapshot` should have passed [`Snapshot::validate`] (every
+/// [module documentation](super). `snapshot` should have passed [`Snapshot::validate`] (every
 /// loaded snapshot has); an invalid one gives an answer, never a panic.
 pub fn check(snapshot: &Snapshot, dest: &Profile) -> Report {
     let mut findings = List::new();

@@ -7,7 +7,7 @@ use crate::abi::{Errno, FwReg, PsciVersion};
 use crate::register::LevelKind;
 use crate::snapshot::Step;
 
-/// The answer of [`check`].
+/// The answer of [`check`](super::check).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Verdict {
     /// Writing every saved register back succeeds and the guest's firmware does not change.
@@ -246,7 +246,7 @@ impl fmt::Display for Remedy {
     }
 }
 
-/// One subject of a [`Report`].
+/// One subject of a [`Report`](super::Report).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Finding {
     /// What it is about.

@@ -1,7 +1,8 @@
 //! Migration compatibility: can the firmware state a guest has seen be restored on another
 //! host, and how; and pool baselines.
 //!
-//! [`check`] takes a [`Snapshot`] and a destination [`Profile`] and gives a [`Report`]:
+//! [`check`] takes a [`Snapshot`](crate::Snapshot) and a destination
+//! [`Profile`](crate::Profile) and gives a [`Report`]:
 //!
 //! - a [`Finding`] per firmware register (and per capability the snapshot uses): the saved
 //!   value, what the destination accepts, the [`Rule`] that decides, the [`Outcome`], and a

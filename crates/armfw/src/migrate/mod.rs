@@ -20,10 +20,10 @@ use crate::snapshot::{FilterRange, PendingStart, Snapshot, Source, Step, VcpuSta
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum RestorePolicy {
     /// As today's VMMs do: every saved register, in saved order, on every vCPU; the first
-    /// write KVM refuses ends the restore. [`compat::check`] predicts the outcome
-    /// ([`compat::Report::strict`]).
+    /// write KVM refuses ends the restore. [`compat::check`](crate::compat::check) predicts the outcome
+    /// ([`compat::Report::strict`](crate::compat::Report::strict)).
     Strict,
-    /// armfw's plan ([`compat::check`]): refuse up front if the destination cannot keep the
+    /// armfw's plan ([`compat::check`](crate::compat::check)): refuse up front if the destination cannot keep the
     /// guest's firmware, else write what the plan says and skip what it skips.
     Armfw,
 }
