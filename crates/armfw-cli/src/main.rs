@@ -2,6 +2,7 @@
 
 mod conformance;
 mod migrate;
+mod output;
 mod migrations;
 mod sim;
 mod tables;
@@ -148,14 +149,20 @@ fn main() -> ExitCode {
                     .unwrap_or_else(|| "bad arguments".into()),
             };
             let first = first.strip_prefix("error: ").unwrap_or(first);
-            eprintln!("armfw: {first} (see 'armfw --help')");
+            output::warn(&format!("{first} (see 'armfw --help')"));
             return ExitCode::from(2);
         }
     };
-    match run(cli) {
+    match run(cli).and_then(|code| output::flush().map(|()| code)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("armfw: {}", one_line(&format!("{e:#}")));
+            if e
+                .downcast_ref::<output::StdoutError>()
+                .is_some_and(output::StdoutError::is_broken_pipe)
+            {
+                return ExitCode::from(output::EXIT_BROKEN_PIPE);
+            }
+            output::warn(&one_line(&format!("{e:#}")));
             ExitCode::from(2)
         }
     }
@@ -214,7 +221,7 @@ fn load_profile(arg: Option<&str>) -> Result<Profile> {
 #[cfg(all(target_os = "linux", target_arch = "aarch64"))]
 fn probe(cpu: Option<String>, name: Option<String>) -> Result<ExitCode> {
     let profile = armfw_kvm::probe::probe(cpu.as_deref(), name.as_deref())?;
-    println!("{}", serde_json::to_string_pretty(&profile.to_json())?);
+    output::line(&serde_json::to_string_pretty(&profile.to_json())?)?;
     Ok(ExitCode::SUCCESS)
 }
 

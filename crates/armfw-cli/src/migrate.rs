@@ -1,6 +1,7 @@
 //! `armfw save`, `armfw check` and `armfw baseline`: firmware state files, migration checks
 //! and pool baselines.
 
+use crate::output::outln;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -46,7 +47,11 @@ pub struct SaveArgs {
     /// Write the compact binary form instead of JSON.
     #[arg(long)]
     binary: bool,
-    /// Write to this file instead of standard output.
+    /// Print the binary form even when standard output is a terminal.
+    #[arg(long, requires = "binary")]
+    force: bool,
+    /// Write to this file instead of standard output (atomically: a temporary file in the
+    /// same folder, fsynced and renamed over it; on failure the old file stays as it was).
     #[arg(long, short)]
     output: Option<PathBuf>,
 }
@@ -102,6 +107,9 @@ pub struct BaselineArgs {
 /// `armfw save`.
 pub fn save(a: SaveArgs) -> Result<ExitCode> {
     let profile = load_profile(a.profile.as_deref())?;
+    if a.binary && a.output.is_none() {
+        crate::output::refuse_binary_to_terminal(a.force)?;
+    }
     if a.vcpus == 0 || a.vcpus > armfw::firmware::KVM_MAX_VCPUS {
         bail!("--vcpus must be 1 to {}", armfw::firmware::KVM_MAX_VCPUS);
     }
@@ -147,12 +155,8 @@ pub fn save(a: SaveArgs) -> Result<ExitCode> {
         text.into_bytes()
     };
     match &a.output {
-        Some(path) => std::fs::write(path, bytes)
-            .with_context(|| format!("{}: cannot write", path.display()))?,
-        None => {
-            use std::io::Write;
-            std::io::stdout().write_all(&bytes)?;
-        }
+        Some(path) => crate::output::write_atomic(path, &bytes)?,
+        None => crate::output::write_bytes(&bytes)?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -170,12 +174,12 @@ pub fn check(a: CheckArgs) -> Result<ExitCode> {
     };
     let report = compat::check(&snapshot, &dest);
     if a.json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&report.to_json(&snapshot, &dest))?
-        );
+        )?;
     } else {
-        print_report(&report, &snapshot, &dest);
+        print_report(&report, &snapshot, &dest)?;
     }
     Ok(ExitCode::from(match report.verdict {
         Verdict::Compatible => 0,
@@ -200,14 +204,14 @@ pub fn baseline(a: BaselineArgs) -> Result<ExitCode> {
                 ),
                 other => other.to_string(),
             };
-            eprintln!("armfw: no baseline: {msg}");
+            crate::output::warn(&format!("no baseline: {msg}"));
             return Ok(ExitCode::from(EXIT_INCOMPATIBLE));
         }
     };
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&b.to_json(&pool))?);
+        outln!("{}", serde_json::to_string_pretty(&b.to_json(&pool))?)?;
     } else {
-        println!("baseline of {} hosts", b.hosts);
+        outln!("baseline of {} hosts", b.hosts)?;
         let mut rows = vec![[
             "REGISTER".to_string(),
             "VALUE".to_string(),
@@ -229,13 +233,13 @@ pub fn baseline(a: BaselineArgs) -> Result<ExitCode> {
             };
             rows.push([reg.name().to_string(), hex(value), meaning]);
         }
-        print_rows(&rows);
-        println!();
+        print_rows(&rows)?;
+        outln!()?;
         for s in &b.workarounds {
             if s.is_uniform() {
-                println!("{}: level {} on every host", s.reg, s.lowest);
+                outln!("{}: level {} on every host", s.reg, s.lowest)?;
             } else {
-                println!(
+                outln!(
                     "{}: levels {}..{} — a VM saved on a host at level {} (e.g. {}) cannot move to a host at level {} (e.g. {})",
                     s.reg,
                     s.lowest,
@@ -244,10 +248,10 @@ pub fn baseline(a: BaselineArgs) -> Result<ExitCode> {
                     name(&pool, s.highest_host),
                     s.lowest,
                     name(&pool, s.lowest_host)
-                );
+                )?;
             }
         }
-        println!(
+        outln!(
             "system suspend: {}; SMCCC filter: {}",
             if b.system_suspend {
                 "every host"
@@ -259,15 +263,15 @@ pub fn baseline(a: BaselineArgs) -> Result<ExitCode> {
             } else {
                 "not every host (install no ranges)"
             }
-        );
-        println!(
+        )?;
+        outln!(
             "{}",
             if b.any_to_any() {
                 "a VM created with this baseline can move between any two hosts of the pool"
             } else {
                 "some moves are refused: see the WORKAROUND lines"
             }
-        );
+        )?;
     }
     Ok(if b.any_to_any() {
         ExitCode::SUCCESS
@@ -321,8 +325,8 @@ fn parse_set(s: &str) -> Result<(FwReg, u64)> {
     Ok((reg, value))
 }
 
-fn print_report(r: &Report, s: &Snapshot, dest: &Profile) {
-    println!(
+fn print_report(r: &Report, s: &Snapshot, dest: &Profile) -> Result<()> {
+    outln!(
         "{} (kernel {}) -> {} (kernel {}): {}",
         s.source.profile,
         s.source.kernel,
@@ -333,8 +337,8 @@ fn print_report(r: &Report, s: &Snapshot, dest: &Profile) {
             Verdict::CompatibleWithPlan => "compatible with armfw's plan",
             Verdict::Incompatible => "incompatible",
         }
-    );
-    println!();
+    )?;
+    outln!()?;
     let mut rows = vec![[
         "SUBJECT".to_string(),
         "SAVED".to_string(),
@@ -354,36 +358,37 @@ fn print_report(r: &Report, s: &Snapshot, dest: &Profile) {
             f.rule.name().to_string(),
         ]);
     }
-    print_rows(&rows);
+    print_rows(&rows)?;
     let notable: Vec<&Finding> = r
         .findings()
         .filter(|f| !matches!(f.outcome, Outcome::Restore | Outcome::Keep))
         .collect();
     if !notable.is_empty() {
-        println!();
+        outln!()?;
         for f in notable {
-            println!("{}: {}", f.subject, f.rule.text());
+            outln!("{}: {}", f.subject, f.rule.text())?;
             if let Some(remedy) = f.remedy {
-                println!("  remedy: {remedy}");
+                outln!("  remedy: {remedy}")?;
             }
         }
     }
-    println!();
+    outln!()?;
     if r.verdict == Verdict::Incompatible {
-        println!("armfw plan: none (incompatible)");
+        outln!("armfw plan: none (incompatible)")?;
     } else {
-        println!("armfw plan:");
+        outln!("armfw plan:")?;
         for (i, a) in r.plan().enumerate() {
-            println!("  {}. {a}", i + 1);
+            outln!("  {}. {a}", i + 1)?;
         }
     }
-    println!(
+    outln!(
         "strict restore (every saved register written back): {}",
         r.strict
-    );
+    )?;
+    Ok(())
 }
 
-fn print_rows<const N: usize>(rows: &[[String; N]]) {
+fn print_rows<const N: usize>(rows: &[[String; N]]) -> Result<()> {
     let mut widths = [0usize; N];
     for r in rows {
         for (w, c) in widths.iter_mut().zip(r) {
@@ -399,6 +404,7 @@ fn print_rows<const N: usize>(rows: &[[String; N]]) {
                 line.push_str(&format!("{c:<w$}  "));
             }
         }
-        println!("{}", line.trim_end());
+        outln!("{}", line.trim_end())?;
     }
+    Ok(())
 }

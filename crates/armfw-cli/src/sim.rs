@@ -1,5 +1,6 @@
 //! `armfw sim`.
 
+use crate::output::outln;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -64,13 +65,13 @@ pub fn run(profile: Option<&str>, backend: BackendArg, args: &[PathBuf]) -> Resu
     let mut code = ExitCode::SUCCESS;
     for (file, s) in files.iter().zip(&scenarios) {
         let doc = scenario::run(s, backend.as_mut());
-        println!("{}", serde_json::to_string(&doc)?);
+        outln!("{}", serde_json::to_string(&doc)?)?;
         if let Some(StepResult::Error(e)) = doc
             .results
             .iter()
             .find(|r| matches!(r, StepResult::Error(_)))
         {
-            eprintln!("armfw: {}: {}", file.display(), crate::one_line(e));
+            crate::output::warn(&format!("{}: {}", file.display(), crate::one_line(e)));
             code = ExitCode::from(1);
         }
     }

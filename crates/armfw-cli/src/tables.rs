@@ -1,5 +1,6 @@
 //! `armfw regs` and `armfw profiles`.
 
+use crate::output::outln;
 use anyhow::Result;
 use armfw::abi::FwReg;
 use armfw::{Profile, catalog, hex};
@@ -14,10 +15,10 @@ pub fn regs(p: &Profile, as_json: bool) -> Result<()> {
             "cpu": p.cpu,
             "registers": infos.iter().map(catalog::RegisterInfo::to_json).collect::<Vec<_>>(),
         });
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        outln!("{}", serde_json::to_string_pretty(&v)?)?;
         return Ok(());
     }
-    println!("{} (kernel {}, cpu {})", p.name, p.kernel, p.cpu);
+    outln!("{} (kernel {}, cpu {})", p.name, p.kernel, p.cpu)?;
     let rows: Vec<[String; 5]> = infos
         .iter()
         .map(|i| {
@@ -30,7 +31,7 @@ pub fn regs(p: &Profile, as_json: bool) -> Result<()> {
             ]
         })
         .collect();
-    print_table(&["ID", "NAME", "DEFAULT", "ACCEPTS", "MEANING"], &rows);
+    print_table(&["ID", "NAME", "DEFAULT", "ACCEPTS", "MEANING"], &rows)?;
     Ok(())
 }
 
@@ -38,7 +39,7 @@ pub fn profiles(as_json: bool) -> Result<()> {
     let all = armfw::profile::builtin();
     if as_json {
         let v: Vec<Value> = all.iter().map(Profile::to_json).collect();
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        outln!("{}", serde_json::to_string_pretty(&v)?)?;
         return Ok(());
     }
     let default = armfw::profile::default_profile().map(|p| p.name);
@@ -85,11 +86,11 @@ pub fn profiles(as_json: bool) -> Result<()> {
             "SMCCC FILTER",
         ],
         &rows,
-    );
+    )?;
     Ok(())
 }
 
-fn print_table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) {
+fn print_table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) -> Result<()> {
     let mut widths = header.map(str::len);
     for r in rows {
         for (w, c) in widths.iter_mut().zip(r) {
@@ -105,10 +106,11 @@ fn print_table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) {
                 s.push_str(&format!("{c:<w$}  ", w = widths[i]));
             }
         }
-        println!("{}", s.trim_end());
+        outln!("{}", s.trim_end())
     };
-    line(header.to_vec());
+    line(header.to_vec())?;
     for r in rows {
-        line(r.iter().map(String::as_str).collect());
+        line(r.iter().map(String::as_str).collect())?;
     }
+    Ok(())
 }
