@@ -1,6 +1,8 @@
 //! `armfw`: simulate, inspect and (on arm64 hosts) probe KVM's arm64 guest firmware.
 
 mod conformance;
+mod errors;
+mod input;
 mod migrate;
 mod output;
 mod migrations;
@@ -23,6 +25,23 @@ struct Cli {
     command: Command,
 }
 
+impl Cli {
+    /// Whether `--json` was given (every command has it; with it an error is also a JSON
+    /// document on standard output).
+    fn json(&self) -> bool {
+        match &self.command {
+            Command::Sim { json, .. }
+            | Command::Regs { json, .. }
+            | Command::Profiles { json }
+            | Command::Probe { json, .. } => *json,
+            Command::Save(a) => a.json,
+            Command::Check(a) => a.json,
+            Command::Baseline(a) => a.json,
+            _ => false,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run scenario files and print one result document per scenario (JSON Lines).
@@ -33,22 +52,26 @@ enum Command {
         /// Who answers: the model, or real KVM on this host (Linux on arm64 with /dev/kvm).
         #[arg(long, value_enum, default_value_t = BackendArg::Model)]
         backend: BackendArg,
-        /// Scenario files, or folders whose *.json files are run in name order.
+        /// Scenario files, or folders whose *.json files are run in name order (- reads
+        /// one scenario from standard input).
         #[arg(required = true)]
         scenarios: Vec<PathBuf>,
+        /// The output is always JSON Lines; with --json an error is also a JSON document.
+        #[arg(long)]
+        json: bool,
     },
     /// The firmware registers of a host: id, name, default, accepted values, meaning.
     Regs {
         /// A built-in profile name or a profile file (default: the newest built-in kernel).
         #[arg(long)]
         profile: Option<String>,
-        /// Print JSON instead of a table.
+        /// Print JSON (format armfw-regs/1) instead of a table.
         #[arg(long)]
         json: bool,
     },
     /// The built-in host profiles.
     Profiles {
-        /// Print the profiles themselves as a JSON array.
+        /// Print JSON (format armfw-profiles/1): the profiles themselves and the default.
         #[arg(long)]
         json: bool,
     },
@@ -60,6 +83,9 @@ enum Command {
         /// The profile's name (default: linux-<release>-<cpu>).
         #[arg(long)]
         name: Option<String>,
+        /// The output is always JSON; with --json an error is also a JSON document.
+        #[arg(long)]
+        json: bool,
     },
     /// Create a VM on the model of a host, run it, and write its firmware state file.
     Save(migrate::SaveArgs),
@@ -149,10 +175,15 @@ fn main() -> ExitCode {
                     .unwrap_or_else(|| "bad arguments".into()),
             };
             let first = first.strip_prefix("error: ").unwrap_or(first);
-            output::warn(&format!("{first} (see 'armfw --help')"));
+            let message = format!("{first} (see 'armfw --help')");
+            output::warn(&message);
+            if std::env::args_os().any(|a| a == "--json") {
+                errors::Report::usage(message, 2).print();
+            }
             return ExitCode::from(2);
         }
     };
+    let json = cli.json();
     match run(cli).and_then(|code| output::flush().map(|()| code)) {
         Ok(code) => code,
         Err(e) => {
@@ -162,7 +193,11 @@ fn main() -> ExitCode {
             {
                 return ExitCode::from(output::EXIT_BROKEN_PIPE);
             }
-            output::warn(&one_line(&format!("{e:#}")));
+            let message = one_line(&format!("{e:#}"));
+            output::warn(&message);
+            if json {
+                errors::Report::of(&e, message, 2).print();
+            }
             ExitCode::from(2)
         }
     }
@@ -173,22 +208,24 @@ fn one_line(s: &str) -> String {
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
+    let json = cli.json();
     match cli.command {
         Command::Sim {
             profile,
             backend,
             scenarios,
+            ..
         } => sim::run(profile.as_deref(), backend, &scenarios),
-        Command::Regs { profile, json } => {
+        Command::Regs { profile, .. } => {
             let p = load_profile(profile.as_deref())?;
             tables::regs(&p, json)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Profiles { json } => {
+        Command::Profiles { .. } => {
             tables::profiles(json)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Probe { cpu, name } => probe(cpu, name),
+        Command::Probe { cpu, name, .. } => probe(cpu, name),
         Command::Save(args) => migrate::save(args),
         Command::Check(args) => migrate::check(args),
         Command::Baseline(args) => migrate::baseline(args),
@@ -211,9 +248,9 @@ fn load_profile(arg: Option<&str>) -> Result<Profile> {
         return armfw::profile::default_profile().context("no built-in profiles");
     };
     let path = Path::new(arg);
-    if path.exists() || arg.ends_with(".json") || arg.contains('/') {
-        let text = std::fs::read_to_string(path).with_context(|| format!("{arg}: cannot read"))?;
-        return Profile::from_json(&text).with_context(|| arg.to_string());
+    if path.exists() || arg.ends_with(".json") || arg.contains('/') || input::is_stdin(path) {
+        let text = input::read_text(path)?;
+        return Profile::from_json(&text).with_context(|| errors::InFile::new(path));
     }
     Ok(armfw::profile::builtin_named(arg)?)
 }

@@ -50,6 +50,10 @@ pub struct SaveArgs {
     /// Print the binary form even when standard output is a terminal.
     #[arg(long, requires = "binary")]
     force: bool,
+    /// With --json, an error is also a JSON document on standard output (the state file
+    /// itself is JSON unless --binary).
+    #[arg(long)]
+    pub json: bool,
     /// Write to this file instead of standard output (atomically: a temporary file in the
     /// same folder, fsynced and renamed over it; on failure the old file stays as it was).
     #[arg(long, short)]
@@ -79,9 +83,9 @@ pub struct CheckArgs {
     /// The destination host (built-in profile name or profile file).
     #[arg(long, value_name = "PROFILE")]
     to: String,
-    /// Print the report as JSON.
+    /// Print the report as JSON (format armfw-check/1).
     #[arg(long)]
-    json: bool,
+    pub json: bool,
 }
 
 /// Arguments of `armfw baseline`.
@@ -99,9 +103,9 @@ pub struct BaselineArgs {
     /// The hosts of the pool (built-in profile names or profile files).
     #[arg(required = true, value_name = "PROFILE")]
     profiles: Vec<String>,
-    /// Print JSON.
+    /// Print JSON (format armfw-baseline/1), also when the pool has no baseline.
     #[arg(long)]
-    json: bool,
+    pub json: bool,
 }
 
 /// `armfw save`.
@@ -163,6 +167,7 @@ pub fn save(a: SaveArgs) -> Result<ExitCode> {
 
 /// `armfw check`.
 pub fn check(a: CheckArgs) -> Result<ExitCode> {
+    let json = a.json;
     let dest = load_profile(Some(&a.to))?;
     let snapshot = match (&a.state, &a.from) {
         (Some(path), _) => load_state(path)?,
@@ -173,7 +178,7 @@ pub fn check(a: CheckArgs) -> Result<ExitCode> {
         (None, None) => bail!("give --state FILE or --from PROFILE"),
     };
     let report = compat::check(&snapshot, &dest);
-    if a.json {
+    if json {
         outln!(
             "{}",
             serde_json::to_string_pretty(&report.to_json(&snapshot, &dest))?
@@ -190,6 +195,7 @@ pub fn check(a: CheckArgs) -> Result<ExitCode> {
 
 /// `armfw baseline`.
 pub fn baseline(a: BaselineArgs) -> Result<ExitCode> {
+    let json = a.json;
     let pool = load_pool(&a.profiles)?;
     let b = match compat::baseline(&pool) {
         Ok(b) => b,
@@ -205,10 +211,14 @@ pub fn baseline(a: BaselineArgs) -> Result<ExitCode> {
                 other => other.to_string(),
             };
             crate::output::warn(&format!("no baseline: {msg}"));
+            if json {
+                let doc = compat::BaselineJson::none(&pool, &msg);
+                outln!("{}", serde_json::to_string_pretty(&doc)?)?;
+            }
             return Ok(ExitCode::from(EXIT_INCOMPATIBLE));
         }
     };
-    if a.json {
+    if json {
         outln!("{}", serde_json::to_string_pretty(&b.to_json(&pool))?)?;
     } else {
         outln!("baseline of {} hosts", b.hosts)?;
@@ -289,8 +299,8 @@ fn load_pool(names: &[String]) -> Result<Vec<Profile>> {
 }
 
 fn load_state(path: &Path) -> Result<Snapshot> {
-    let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
-    Snapshot::load(&bytes).with_context(|| path.display().to_string())
+    let bytes = crate::input::read(path)?;
+    Snapshot::load(&bytes).with_context(|| crate::errors::InFile::new(path))
 }
 
 fn parse_number(s: &str) -> Option<u64> {
@@ -381,10 +391,11 @@ fn print_report(r: &Report, s: &Snapshot, dest: &Profile) -> Result<()> {
             outln!("  {}. {a}", i + 1)?;
         }
     }
-    outln!(
-        "strict restore (every saved register written back): {}",
-        r.strict
-    )?;
+    let strict = match r.strict_result() {
+        compat::StrictResult::Refused => format!("KVM refuses it: {}", r.strict),
+        other => other.text().to_string(),
+    };
+    outln!("strict restore (every saved register written back, as today's VMMs do): {strict}")?;
     Ok(())
 }
 

@@ -49,10 +49,12 @@ pub fn load(files: &[PathBuf]) -> Result<Vec<Scenario>> {
 }
 
 fn load_one(path: &Path) -> Result<Scenario> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("{}: cannot read", path.display()))?;
-    let stem = path.file_stem().and_then(|s| s.to_str());
-    scenario::parse(&text, stem).with_context(|| path.display().to_string())
+    let text = crate::input::read_text(path)?;
+    // A scenario from standard input has no file name to match its own.
+    let stem = (!crate::input::is_stdin(path))
+        .then(|| path.file_stem().and_then(|s| s.to_str()))
+        .flatten();
+    scenario::parse(&text, stem).with_context(|| crate::errors::InFile::new(path))
 }
 
 pub fn run(profile: Option<&str>, backend: BackendArg, args: &[PathBuf]) -> Result<ExitCode> {

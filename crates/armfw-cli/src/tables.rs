@@ -6,10 +6,16 @@ use armfw::abi::FwReg;
 use armfw::{Profile, catalog, hex};
 use serde_json::{Value, json};
 
+/// The format name and version of `armfw regs --json`.
+pub const REGS_FORMAT: &str = "armfw-regs/1";
+/// The format name and version of `armfw profiles --json`.
+pub const PROFILES_FORMAT: &str = "armfw-profiles/1";
+
 pub fn regs(p: &Profile, as_json: bool) -> Result<()> {
     let infos = catalog::registers(p);
     if as_json {
         let v = json!({
+            "format": REGS_FORMAT,
             "profile": p.name,
             "kernel": p.kernel,
             "cpu": p.cpu,
@@ -38,7 +44,11 @@ pub fn regs(p: &Profile, as_json: bool) -> Result<()> {
 pub fn profiles(as_json: bool) -> Result<()> {
     let all = armfw::profile::builtin();
     if as_json {
-        let v: Vec<Value> = all.iter().map(Profile::to_json).collect();
+        let v = json!({
+            "format": PROFILES_FORMAT,
+            "default": armfw::profile::default_profile().map(|p| p.name),
+            "profiles": all.iter().map(Profile::to_json).collect::<Vec<Value>>(),
+        });
         outln!("{}", serde_json::to_string_pretty(&v)?)?;
         return Ok(());
     }
