@@ -51,6 +51,27 @@ impl fmt::Display for InFile {
 
 impl std::error::Error for InFile {}
 
+/// A profile error with a hint after it (`did you mean …?`).
+#[derive(Debug)]
+pub struct Hinted {
+    /// The error.
+    pub error: ProfileError,
+    /// The hint; empty for none.
+    pub hint: String,
+}
+
+impl fmt::Display for Hinted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.hint.is_empty() {
+            write!(f, "{}", self.error)
+        } else {
+            write!(f, "{}; {}", self.error, self.hint)
+        }
+    }
+}
+
+impl std::error::Error for Hinted {}
+
 /// What kind of error: the `kind` key of an error document.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -106,10 +127,12 @@ impl Report {
         let kind = if e.downcast_ref::<StdoutError>().is_some() || message.contains("cannot write")
         {
             Kind::Write
-        } else if matches!(
-            e.downcast_ref::<ProfileError>(),
-            Some(ProfileError::UnknownBuiltin(_))
-        ) {
+        } else if e.downcast_ref::<Hinted>().is_some()
+            || matches!(
+                e.downcast_ref::<ProfileError>(),
+                Some(ProfileError::UnknownBuiltin(_))
+            )
+        {
             Kind::UnknownProfile
         } else if e.downcast_ref::<std::io::Error>().is_some()
             || e.downcast_ref::<crate::input::TooBig>().is_some()

@@ -2,6 +2,7 @@
 
 mod conformance;
 mod errors;
+mod extras;
 mod input;
 mod migrate;
 mod output;
@@ -20,6 +21,13 @@ use clap::{Parser, Subcommand, ValueEnum};
 /// release and host.
 #[derive(Debug, Parser)]
 #[command(name = "armfw", version, about, long_about = None)]
+#[command(after_help = "\
+Exit codes (every command): 0 success; 1 a negative answer (check: incompatible; baseline: \
+some moves refused; sim: a scenario ended with an error); 2 bad input or a failed write (one \
+line on stderr; with --json also an armfw-error/1 document on stdout); 3 check: compatible \
+only with armfw's plan; 141 standard output closed early (nothing on stderr).
+
+Reads are limited to 1 MiB per file; - reads standard input. See docs/cli.md.")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -45,6 +53,10 @@ impl Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run scenario files and print one result document per scenario (JSON Lines).
+    #[command(after_help = "\
+Exit codes: 0 every scenario ran without an error result; 1 a scenario ended with an error \
+(named on stderr); 2 bad input (a missing, unreadable, too big or invalid scenario or \
+profile; nothing runs); 141 standard output closed early.")]
     Sim {
         /// A built-in profile name or a profile file (default: the newest built-in kernel).
         #[arg(long)]
@@ -61,6 +73,9 @@ enum Command {
         json: bool,
     },
     /// The firmware registers of a host: id, name, default, accepted values, meaning.
+    #[command(after_help = "\
+Exit codes: 0 printed; 2 bad input (an unknown profile, an unreadable or invalid profile \
+file); 141 standard output closed early.")]
     Regs {
         /// A built-in profile name or a profile file (default: the newest built-in kernel).
         #[arg(long)]
@@ -70,12 +85,17 @@ enum Command {
         json: bool,
     },
     /// The built-in host profiles.
+    #[command(after_help = "\
+Exit codes: 0 printed; 2 standard output cannot be written; 141 standard output closed early.")]
     Profiles {
         /// Print JSON (format armfw-profiles/1): the profiles themselves and the default.
         #[arg(long)]
         json: bool,
     },
     /// Write this host's profile (JSON) from the running kernel (Linux on arm64 with /dev/kvm).
+    #[command(after_help = "\
+Exit codes: 0 probed; 2 this host cannot be probed (no /dev/kvm, another target) or standard \
+output cannot be written; 141 standard output closed early.")]
     Probe {
         /// The CPU model to record (emulated hosts cannot tell it from inside).
         #[arg(long)]
@@ -89,6 +109,16 @@ enum Command {
     },
     /// Create a VM on the model of a host, run it, and write its firmware state file.
     Save(migrate::SaveArgs),
+    /// Print a shell completion script (e.g. `armfw completions bash > /etc/bash_completion.d/armfw`).
+    #[command(after_help = "Exit codes: 0 printed; 2 standard output cannot be written; 141 standard output closed early.")]
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print armfw's man pages (roff; e.g. `armfw man | man -l -`).
+    #[command(after_help = "Exit codes: 0 printed; 2 standard output cannot be written; 141 standard output closed early.")]
+    Man,
     /// Can a VM's firmware state move to a host? Verdict, per-register findings, plan.
     Check(migrate::CheckArgs),
     /// The firmware configuration every host of a pool accepts.
@@ -175,7 +205,13 @@ fn main() -> ExitCode {
                     .unwrap_or_else(|| "bad arguments".into()),
             };
             let first = first.strip_prefix("error: ").unwrap_or(first);
-            let message = format!("{first} (see 'armfw --help')");
+            // clap's "did you mean" (a similar command or option), kept on the same line.
+            let tip = text
+                .lines()
+                .find_map(|l| l.trim().strip_prefix("tip: "))
+                .map(|t| format!("; {t}"))
+                .unwrap_or_default();
+            let message = format!("{first}{tip} (see 'armfw --help')");
             output::warn(&message);
             if std::env::args_os().any(|a| a == "--json") {
                 errors::Report::usage(message, 2).print();
@@ -227,6 +263,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Probe { cpu, name, .. } => probe(cpu, name),
         Command::Save(args) => migrate::save(args),
+        Command::Completions { shell } => {
+            extras::completions(shell)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man => {
+            extras::man()?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Check(args) => migrate::check(args),
         Command::Baseline(args) => migrate::baseline(args),
         Command::ConformanceGuest { root, swap } => conformance_guest(&root, swap),
@@ -242,17 +286,29 @@ fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-/// A profile by built-in name or file path; the default is the newest built-in kernel.
+/// A profile by built-in name or file path. A file path is told apart by its form: it
+/// contains a `/`, ends in `.json`, or is `-` (standard input); anything else is a built-in
+/// name, even where a file of that name exists (give `./NAME` for the file). The default is
+/// the built-in profile of the newest kernel, ties broken by name (`armfw profiles` marks it).
 fn load_profile(arg: Option<&str>) -> Result<Profile> {
     let Some(arg) = arg else {
         return armfw::profile::default_profile().context("no built-in profiles");
     };
     let path = Path::new(arg);
-    if path.exists() || arg.ends_with(".json") || arg.contains('/') || input::is_stdin(path) {
+    if arg.ends_with(".json") || arg.contains('/') || input::is_stdin(path) {
         let text = input::read_text(path)?;
         return Profile::from_json(&text).with_context(|| errors::InFile::new(path));
     }
-    Ok(armfw::profile::builtin_named(arg)?)
+    armfw::profile::builtin_named(arg).map_err(|e| {
+        let builtin = armfw::profile::builtin();
+        let names = builtin.iter().map(|p| p.name.as_str());
+        let hint = match extras::closest(arg, names) {
+            Some(n) => format!("did you mean {n:?}?"),
+            None if path.exists() => format!("to read the file {arg}, give ./{arg}"),
+            None => String::new(),
+        };
+        anyhow::Error::new(errors::Hinted { error: e, hint })
+    })
 }
 
 #[cfg(all(target_os = "linux", target_arch = "aarch64"))]

@@ -26,8 +26,11 @@ The VM is created on the model of the host, set up as asked (baseline first, the
 --psci-version, then each --set, all before the first KVM_RUN), run, and saved. The state \
 file is JSON (format armfw-snapshot/1.0) unless --binary is given.
 
-Exit codes: 0 saved; 2 bad input (unknown profile, a value KVM refuses, a file that cannot \
-be written).")]
+A file given with -o is replaced atomically (on failure the old file stays as it was). The \
+binary form is not printed to a terminal without --force.
+
+Exit codes: 0 saved; 2 bad input (unknown profile, a value KVM refuses, a file or standard \
+output that cannot be written); 141 standard output closed early.")]
 pub struct SaveArgs {
     /// A built-in profile name or a profile file (default: the newest built-in kernel).
     #[arg(long)]
@@ -69,10 +72,15 @@ decides, the outcome (restore, keep, pin, skip, refuse) and, for a refusal, the 
 armfw's restore plan and the predicted outcome of a strict restore (every saved register \
 written back in order, as today's VMMs do).
 
+The strict prediction is one of: succeeds (KVM accepts every write and the guest's firmware \
+stays the same); KVM accepts every write, but the guest's firmware changes; KVM refuses it \
+(the step and errno). The plan is printed only for a verdict that has one (not incompatible).
+
 Exit codes: 0 compatible (the strict restore succeeds and the guest's firmware does not \
-change); 3 compatible only with armfw's plan; 1 incompatible; 2 bad input (missing or \
-unreadable file, not a snapshot, a field that fails validation, a bad checksum, a truncated \
-file, an unknown profile).")]
+change); 3 compatible only with armfw's plan (the strict restore fails, or succeeds but \
+changes the guest's firmware; the plan keeps it); 1 incompatible; 2 bad input (missing, \
+unreadable or too big file, not a snapshot, a field that fails validation, a duplicate key, \
+a bad checksum, a truncated file, an unknown profile); 141 standard output closed early.")]
 pub struct CheckArgs {
     /// A state file (`armfw save` output, JSON or binary).
     #[arg(long)]
@@ -93,12 +101,15 @@ pub struct CheckArgs {
 #[command(after_help = "\
 The baseline is what `armfw save --baseline` applies at VM creation: PSCI_VERSION pinned to \
 the newest version every host offers, each service bitmap at the bits every host enables by \
-default. The WORKAROUND levels belong to the hosts, not the VM: where they differ, a VM saved \
-on a host at a higher level cannot move to a host at a lower one, and those pairs are listed.
+default. The WORKAROUND levels belong to the hosts, not the VM: where they differ, `armfw \
+check` refuses a move in both directions between hosts at different levels — higher to lower \
+because KVM refuses it (workaround_above_host), lower to higher because KVM accepts it but the \
+guest's ARCH_FEATURES answer changes (workaround_below_host) — and such pairs are listed.
 
 Exit codes: 0 a VM created with the baseline can move between any two hosts; 1 some moves \
-are refused (differing WORKAROUND levels) or the pool has no common configuration; 2 bad \
-input (an unknown profile or unreadable file).")]
+are refused (differing WORKAROUND levels) or the pool has no common configuration (with \
+--json, a document with no_baseline saying why); 2 bad input (an unknown profile or \
+unreadable file); 141 standard output closed early.")]
 pub struct BaselineArgs {
     /// The hosts of the pool (built-in profile names or profile files).
     #[arg(required = true, value_name = "PROFILE")]
@@ -250,7 +261,7 @@ pub fn baseline(a: BaselineArgs) -> Result<ExitCode> {
                 outln!("{}: level {} on every host", s.reg, s.lowest)?;
             } else {
                 outln!(
-                    "{}: levels {}..{} — a VM saved on a host at level {} (e.g. {}) cannot move to a host at level {} (e.g. {})",
+                    "{}: levels {}..{} — a VM cannot move between hosts at different levels, either way: from level {} (e.g. {}) to level {} (e.g. {}) KVM refuses it; the other way KVM accepts it but the guest's ARCH_FEATURES answer changes",
                     s.reg,
                     s.lowest,
                     s.highest,
