@@ -151,7 +151,9 @@ impl Report {
             format: ERROR_FORMAT,
             kind,
             file,
-            field: field_error.map(|f| f.path.clone()).filter(|p| !p.is_empty()),
+            field: field_error
+                .map(|f| f.path.clone())
+                .filter(|p| !p.is_empty()),
             message,
             exit,
         }

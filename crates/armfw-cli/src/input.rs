@@ -52,9 +52,10 @@ pub fn read(path: &Path) -> Result<Vec<u8>> {
         } else {
             "not a regular file (a FIFO or a device; give - to read standard input)"
         };
-        return Err(anyhow::anyhow!(
-            io::Error::new(io::ErrorKind::InvalidInput, what)
-        ))
+        return Err(anyhow::anyhow!(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            what
+        )))
         .with_context(|| InFile::with(path, "cannot read"));
     }
     if meta.len() > MAX_INPUT {

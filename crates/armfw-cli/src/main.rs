@@ -5,8 +5,8 @@ mod errors;
 mod extras;
 mod input;
 mod migrate;
-mod output;
 mod migrations;
+mod output;
 mod sim;
 mod tables;
 
@@ -110,14 +110,18 @@ output cannot be written; 141 standard output closed early.")]
     /// Create a VM on the model of a host, run it, and write its firmware state file.
     Save(migrate::SaveArgs),
     /// Print a shell completion script (e.g. `armfw completions bash > /etc/bash_completion.d/armfw`).
-    #[command(after_help = "Exit codes: 0 printed; 2 standard output cannot be written; 141 standard output closed early.")]
+    #[command(
+        after_help = "Exit codes: 0 printed; 2 standard output cannot be written; 141 standard output closed early."
+    )]
     Completions {
         /// The shell.
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
     /// Print armfw's man pages (roff; e.g. `armfw man | man -l -`).
-    #[command(after_help = "Exit codes: 0 printed; 2 standard output cannot be written; 141 standard output closed early.")]
+    #[command(
+        after_help = "Exit codes: 0 printed; 2 standard output cannot be written; 141 standard output closed early."
+    )]
     Man,
     /// Can a VM's firmware state move to a host? Verdict, per-register findings, plan.
     Check(migrate::CheckArgs),
@@ -223,8 +227,7 @@ fn main() -> ExitCode {
     match run(cli).and_then(|code| output::flush().map(|()| code)) {
         Ok(code) => code,
         Err(e) => {
-            if e
-                .downcast_ref::<output::StdoutError>()
+            if e.downcast_ref::<output::StdoutError>()
                 .is_some_and(output::StdoutError::is_broken_pipe)
             {
                 return ExitCode::from(output::EXIT_BROKEN_PIPE);

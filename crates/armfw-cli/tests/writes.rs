@@ -180,7 +180,11 @@ fn save_onto_a_full_file_system_leaves_the_old_file_intact() {
         .args(["-c", "head -c 4000 /dev/zero | tr '\\0' x | md5sum"])
         .output()
         .unwrap();
-    assert_eq!(lines[5], String::from_utf8(expect.stdout).unwrap().trim_end(), "{e}");
+    assert_eq!(
+        lines[5],
+        String::from_utf8(expect.stdout).unwrap().trim_end(),
+        "{e}"
+    );
 }
 
 /// Binary output to a terminal is refused unless --force (a terminal from `script`; skipped

@@ -50,13 +50,13 @@ pub use baseline::{
     WorkaroundJson, WorkaroundSpread, baseline,
 };
 pub use check::{MAX_FINDINGS, Report, check};
-pub use report::{
-    CHECK_FORMAT, CheckJson, DestinationJson, FindingJson, HostJson, PlanJson, Saved, StrictJson,
-    StrictResult,
-};
 pub use finding::{
     Accepts, Finding, Need, Outcome, PlanAction, Remedy, StrictOutcome, Subject, Verdict,
     VersionSet,
+};
+pub use report::{
+    CHECK_FORMAT, CheckJson, DestinationJson, FindingJson, HostJson, PlanJson, Saved, StrictJson,
+    StrictResult,
 };
 pub use rule::Rule;
 
