@@ -239,7 +239,9 @@ fn errors_with_json_are_one_document_and_match_the_schema() {
     let bad = bad.to_str().unwrap();
     let missing = d.join("missing.json");
     let missing = missing.to_str().unwrap();
-    let cases: Vec<(Vec<&str>, &str, Option<&str>, Option<&str>)> = vec![
+    // Arguments, kind, file, field.
+    type Case<'a> = (Vec<&'a str>, &'a str, Option<&'a str>, Option<&'a str>);
+    let cases: Vec<Case> = vec![
         (
             vec!["check", "--from", "nope", "--to", "linux-6.12.117-max"],
             "unknown_profile",
