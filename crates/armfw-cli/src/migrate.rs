@@ -1,7 +1,7 @@
 //! `armfw save`, `armfw check` and `armfw baseline`: firmware state files, migration checks
 //! and pool baselines.
 
-use crate::output::outln;
+use crate::output::{outln, shown};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -301,8 +301,8 @@ pub fn baseline(a: BaselineArgs) -> Result<ExitCode> {
     })
 }
 
-fn name(pool: &[Profile], i: usize) -> &str {
-    pool.get(i).map_or("?", |p| p.name.as_str())
+fn name(pool: &[Profile], i: usize) -> std::borrow::Cow<'_, str> {
+    pool.get(i).map_or("?".into(), |p| shown(&p.name))
 }
 
 fn load_pool(names: &[String]) -> Result<Vec<Profile>> {
@@ -349,10 +349,10 @@ fn parse_set(s: &str) -> Result<(FwReg, u64)> {
 fn print_report(r: &Report, s: &Snapshot, dest: &Profile) -> Result<()> {
     outln!(
         "{} (kernel {}) -> {} (kernel {}): {}",
-        s.source.profile,
-        s.source.kernel,
-        dest.name,
-        dest.kernel,
+        shown(&s.source.profile),
+        shown(&s.source.kernel),
+        shown(&dest.name),
+        shown(&dest.kernel),
         match r.verdict {
             Verdict::Compatible => "compatible",
             Verdict::CompatibleWithPlan => "compatible with armfw's plan",

@@ -57,10 +57,28 @@ pub fn flush() -> Result<()> {
     Ok(())
 }
 
+/// `text` for a terminal: control characters (escape sequences, carriage returns, newlines,
+/// DEL, C1 controls) written as Rust escapes (`\u{1b}`), so a file's texts cannot drive the
+/// terminal or forge lines.
+pub fn shown(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return text.into();
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out.into()
+}
+
 /// A line on standard error; a failure to write it is ignored (there is nowhere left to say
 /// so).
 pub fn warn(text: &str) {
-    let _ = writeln!(io::stderr().lock(), "armfw: {text}");
+    let _ = writeln!(io::stderr().lock(), "armfw: {}", shown(text));
 }
 
 /// `println!` with the write checked: `outln!("{x}")?`.

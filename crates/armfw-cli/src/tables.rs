@@ -1,6 +1,6 @@
 //! `armfw regs` and `armfw profiles`.
 
-use crate::output::outln;
+use crate::output::{outln, shown};
 use anyhow::Result;
 use armfw::abi::FwReg;
 use armfw::{Profile, catalog, hex};
@@ -24,7 +24,12 @@ pub fn regs(p: &Profile, as_json: bool) -> Result<()> {
         outln!("{}", serde_json::to_string_pretty(&v)?)?;
         return Ok(());
     }
-    outln!("{} (kernel {}, cpu {})", p.name, p.kernel, p.cpu)?;
+    outln!(
+        "{} (kernel {}, cpu {})",
+        shown(&p.name),
+        shown(&p.kernel),
+        shown(&p.cpu)
+    )?;
     let rows: Vec<[String; 5]> = infos
         .iter()
         .map(|i| {
