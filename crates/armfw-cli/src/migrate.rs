@@ -45,8 +45,13 @@ pub struct SaveArgs {
     #[arg(long, value_name = "VERSION")]
     psci_version: Option<String>,
     /// Write a firmware register before the VM runs, e.g. VENDOR_HYP_BMAP_2=0x3 (repeatable).
+    /// A value KVM accepts without storing it is reported on stderr.
     #[arg(long = "set", value_name = "REG=VALUE")]
     sets: Vec<String>,
+    /// Save a --psci-version or --set value that not every host of the --baseline pool
+    /// offers (refused without it: the VM could not move to each host).
+    #[arg(long, requires = "pool")]
+    outside_baseline: bool,
     /// Write the compact binary form instead of JSON.
     #[arg(long)]
     binary: bool,
@@ -139,14 +144,39 @@ pub fn save(a: SaveArgs) -> Result<ExitCode> {
         fw.init_vcpu(i, features)
             .map_err(|e| anyhow!("initialising vCPU {i}: {e}"))?;
     }
+    let mut baseline = None;
     if !a.pool.is_empty() {
         let pool = load_pool(&a.pool)?;
         let b = compat::baseline(&pool)?;
         b.apply(&mut fw)
             .with_context(|| format!("applying the baseline to {}", profile.name))?;
+        baseline = Some(b);
     }
+    // A value outside the --baseline pool's common configuration: refused, unless insisted.
+    let outside = |what: String| -> Result<()> {
+        if a.outside_baseline {
+            crate::output::warn(&format!("{what} (saved as asked: --outside-baseline)"));
+            Ok(())
+        } else {
+            bail!("{what}; give --outside-baseline to save it anyway")
+        }
+    };
     if let Some(v) = &a.psci_version {
         let value = parse_psci_version(v)?;
+        if let Some(b) = &baseline {
+            let offered = u32::try_from(value)
+                .is_ok_and(|p| b.psci_versions.iter().any(|o| o == PsciVersion(p)));
+            if !offered {
+                outside(format!(
+                    "--psci-version {v}: not offered by every host of the --baseline pool (they all offer {}), so the VM could not move to each of them",
+                    b.psci_versions
+                        .iter()
+                        .map(|v| v.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))?;
+            }
+        }
         fw.set_one_reg(0, FwReg::PsciVersion.id(), value)
             .map_err(|e| {
                 anyhow!(
@@ -157,8 +187,27 @@ pub fn save(a: SaveArgs) -> Result<ExitCode> {
     }
     for s in &a.sets {
         let (reg, value) = parse_set(s)?;
+        if let Some(common) = baseline.as_ref().and_then(|b| b.bitmap(reg)) {
+            if value & !common != 0 {
+                outside(format!(
+                    "--set {s}: bits {} are not enabled on every host of the --baseline pool ({reg} = {} there), so the VM could not move to each of them",
+                    hex(value & !common),
+                    hex(common)
+                ))?;
+            }
+        }
         fw.set_one_reg(0, reg.id(), value)
             .map_err(|e| anyhow!("--set {s}: {e}"))?;
+        // KVM accepts some values without storing them (a WORKAROUND level at or below the
+        // host's): say so, since the state file will hold what KVM reports.
+        match fw.get_one_reg(0, reg.id()) {
+            Ok(stored) if stored != value => crate::output::warn(&format!(
+                "--set {s}: {} accepts it but stores nothing; {reg} reads {} (the host's value), and the state file holds that",
+                profile.name,
+                hex(stored)
+            )),
+            _ => {}
+        }
     }
     fw.vcpu_run(0).map_err(|e| anyhow!("running vCPU 0: {e}"))?;
     let snapshot = fw.save()?;
