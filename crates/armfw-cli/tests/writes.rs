@@ -215,3 +215,45 @@ fn binary_output_to_a_terminal_needs_force() {
     let o = run("--force").unwrap();
     assert_eq!(o.status.code(), Some(0), "{o:?}");
 }
+
+/// A real SIGKILL at any moment of `save -o`: the file is always either the old one or a
+/// whole new state, never truncated (a kill can leave the temporary file behind).
+#[test]
+fn a_kill_during_save_never_leaves_a_truncated_file() {
+    use std::os::unix::process::ExitStatusExt;
+    let d = scratch();
+    let out = d.join("state.json");
+    std::fs::write(&out, "old").unwrap();
+    let mut killed = 0;
+    for i in 0..40u64 {
+        let mut child = Command::new(BIN)
+            .args([
+                "save",
+                "--profile",
+                HOST,
+                "--vcpus",
+                "512",
+                "-o",
+                out.to_str().unwrap(),
+            ])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_micros(200 * (i % 20)));
+        let _ = child.kill();
+        let status = child.wait().unwrap();
+        if status.signal() == Some(9) {
+            killed += 1;
+        }
+        let text = std::fs::read_to_string(&out).unwrap();
+        if text != "old" {
+            assert!(
+                text.ends_with("}\n"),
+                "truncated after kill {i}: {} bytes",
+                text.len()
+            );
+            serde_json::from_str::<serde_json::Value>(&text).unwrap();
+        }
+    }
+    assert!(killed > 0, "no save was killed");
+}
