@@ -121,7 +121,13 @@ impl Profile {
         json::from_value(v)
     }
 
-    /// Check the profile's internal consistency.
+    /// Check the profile's internal consistency, and that it is what a real host reports and
+    /// what a state file saved from it can hold: the name's characters; the name and kernel at
+    /// most [`crate::snapshot::MAX_TEXT`] bytes; the release; `psci_0_2` (every kernel with
+    /// firmware registers has it); system suspend only from 5.19 and the SMCCC filter only
+    /// from 6.4; each register once, in KVM's register-list order (ascending ids), with
+    /// `writable` for bitmaps only and host-reportable defaults; `PSCI_VERSION` present and its
+    /// default among the ascending `psci_versions` (0.2 and later).
     pub fn validate(&self) -> Result<(), FieldError> {
         if self.name.is_empty()
             || !self
