@@ -41,7 +41,9 @@ impl Cli {
             Command::Sim { json, .. }
             | Command::Regs { json, .. }
             | Command::Profiles { json }
-            | Command::Probe { json, .. } => *json,
+            | Command::Probe { json, .. }
+            | Command::Completions { json, .. }
+            | Command::Man { json } => *json,
             Command::Save(a) => a.json,
             Command::Check(a) => a.json,
             Command::Baseline(a) => a.json,
@@ -117,12 +119,19 @@ output cannot be written; 141 standard output closed early.")]
         /// The shell.
         #[arg(value_enum)]
         shell: clap_complete::Shell,
+        /// With --json, an error is also a JSON document.
+        #[arg(long)]
+        json: bool,
     },
     /// Print armfw's man pages (roff; e.g. `armfw man | man -l -`).
     #[command(
         after_help = "Exit codes: 0 printed; 2 standard output cannot be written; 141 standard output closed early."
     )]
-    Man,
+    Man {
+        /// With --json, an error is also a JSON document.
+        #[arg(long)]
+        json: bool,
+    },
     /// Can a VM's firmware state move to a host? Verdict, per-register findings, plan.
     Check(migrate::CheckArgs),
     /// The firmware configuration every host of a pool accepts.
@@ -266,11 +275,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Probe { cpu, name, .. } => probe(cpu, name),
         Command::Save(args) => migrate::save(args),
-        Command::Completions { shell } => {
+        Command::Completions { shell, .. } => {
             extras::completions(shell)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Man => {
+        Command::Man { .. } => {
             extras::man()?;
             Ok(ExitCode::SUCCESS)
         }
