@@ -1,6 +1,7 @@
 //! `armfw save`, `armfw check` and `armfw baseline`: firmware state files, migration checks
 //! and pool baselines.
 
+use crate::output::{outln, shown};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -25,8 +26,11 @@ The VM is created on the model of the host, set up as asked (baseline first, the
 --psci-version, then each --set, all before the first KVM_RUN), run, and saved. The state \
 file is JSON (format armfw-snapshot/1.0) unless --binary is given.
 
-Exit codes: 0 saved; 2 bad input (unknown profile, a value KVM refuses, a file that cannot \
-be written).")]
+A file given with -o is replaced atomically (on failure the old file stays as it was). The \
+binary form is not printed to a terminal without --force.
+
+Exit codes: 0 saved; 2 bad input (unknown profile, a value KVM refuses, a file or standard \
+output that cannot be written); 141 standard output closed early.")]
 pub struct SaveArgs {
     /// A built-in profile name or a profile file (default: the newest built-in kernel).
     #[arg(long)]
@@ -41,12 +45,25 @@ pub struct SaveArgs {
     #[arg(long, value_name = "VERSION")]
     psci_version: Option<String>,
     /// Write a firmware register before the VM runs, e.g. VENDOR_HYP_BMAP_2=0x3 (repeatable).
+    /// A value KVM accepts without storing it is reported on stderr.
     #[arg(long = "set", value_name = "REG=VALUE")]
     sets: Vec<String>,
+    /// Save a --psci-version or --set value that not every host of the --baseline pool
+    /// offers (refused without it: the VM could not move to each host).
+    #[arg(long, requires = "pool")]
+    outside_baseline: bool,
     /// Write the compact binary form instead of JSON.
     #[arg(long)]
     binary: bool,
-    /// Write to this file instead of standard output.
+    /// Print the binary form even when standard output is a terminal.
+    #[arg(long, requires = "binary")]
+    force: bool,
+    /// With --json, an error is also a JSON document on standard output (the state file
+    /// itself is JSON unless --binary).
+    #[arg(long)]
+    pub json: bool,
+    /// Write to this file instead of standard output (atomically: a temporary file in the
+    /// same folder, fsynced and renamed over it; on failure the old file stays as it was).
     #[arg(long, short)]
     output: Option<PathBuf>,
 }
@@ -60,10 +77,15 @@ decides, the outcome (restore, keep, pin, skip, refuse) and, for a refusal, the 
 armfw's restore plan and the predicted outcome of a strict restore (every saved register \
 written back in order, as today's VMMs do).
 
+The strict prediction is one of: succeeds (KVM accepts every write and the guest's firmware \
+stays the same); KVM accepts every write, but the guest's firmware changes; KVM refuses it \
+(the step and errno). The plan is printed only for a verdict that has one (not incompatible).
+
 Exit codes: 0 compatible (the strict restore succeeds and the guest's firmware does not \
-change); 3 compatible only with armfw's plan; 1 incompatible; 2 bad input (missing or \
-unreadable file, not a snapshot, a field that fails validation, a bad checksum, a truncated \
-file, an unknown profile).")]
+change); 3 compatible only with armfw's plan (the strict restore fails, or succeeds but \
+changes the guest's firmware; the plan keeps it); 1 incompatible; 2 bad input (missing, \
+unreadable or too big file, not a snapshot, a field that fails validation, a duplicate key, \
+a bad checksum, a truncated file, an unknown profile); 141 standard output closed early.")]
 pub struct CheckArgs {
     /// A state file (`armfw save` output, JSON or binary).
     #[arg(long)]
@@ -74,9 +96,9 @@ pub struct CheckArgs {
     /// The destination host (built-in profile name or profile file).
     #[arg(long, value_name = "PROFILE")]
     to: String,
-    /// Print the report as JSON.
+    /// Print the report as JSON (format armfw-check/1).
     #[arg(long)]
-    json: bool,
+    pub json: bool,
 }
 
 /// Arguments of `armfw baseline`.
@@ -84,24 +106,30 @@ pub struct CheckArgs {
 #[command(after_help = "\
 The baseline is what `armfw save --baseline` applies at VM creation: PSCI_VERSION pinned to \
 the newest version every host offers, each service bitmap at the bits every host enables by \
-default. The WORKAROUND levels belong to the hosts, not the VM: where they differ, a VM saved \
-on a host at a higher level cannot move to a host at a lower one, and those pairs are listed.
+default. The WORKAROUND levels belong to the hosts, not the VM: where they differ, `armfw \
+check` refuses a move in both directions between hosts at different levels — higher to lower \
+because KVM refuses it (workaround_above_host), lower to higher because KVM accepts it but the \
+guest's ARCH_FEATURES answer changes (workaround_below_host) — and such pairs are listed.
 
 Exit codes: 0 a VM created with the baseline can move between any two hosts; 1 some moves \
-are refused (differing WORKAROUND levels) or the pool has no common configuration; 2 bad \
-input (an unknown profile or unreadable file).")]
+are refused (differing WORKAROUND levels) or the pool has no common configuration (with \
+--json, a document with no_baseline saying why); 2 bad input (an unknown profile or \
+unreadable file); 141 standard output closed early.")]
 pub struct BaselineArgs {
     /// The hosts of the pool (built-in profile names or profile files).
     #[arg(required = true, value_name = "PROFILE")]
     profiles: Vec<String>,
-    /// Print JSON.
+    /// Print JSON (format armfw-baseline/1), also when the pool has no baseline.
     #[arg(long)]
-    json: bool,
+    pub json: bool,
 }
 
 /// `armfw save`.
 pub fn save(a: SaveArgs) -> Result<ExitCode> {
     let profile = load_profile(a.profile.as_deref())?;
+    if a.binary && a.output.is_none() {
+        crate::output::refuse_binary_to_terminal(a.force)?;
+    }
     if a.vcpus == 0 || a.vcpus > armfw::firmware::KVM_MAX_VCPUS {
         bail!("--vcpus must be 1 to {}", armfw::firmware::KVM_MAX_VCPUS);
     }
@@ -116,14 +144,39 @@ pub fn save(a: SaveArgs) -> Result<ExitCode> {
         fw.init_vcpu(i, features)
             .map_err(|e| anyhow!("initialising vCPU {i}: {e}"))?;
     }
+    let mut baseline = None;
     if !a.pool.is_empty() {
         let pool = load_pool(&a.pool)?;
         let b = compat::baseline(&pool)?;
         b.apply(&mut fw)
             .with_context(|| format!("applying the baseline to {}", profile.name))?;
+        baseline = Some(b);
     }
+    // A value outside the --baseline pool's common configuration: refused, unless insisted.
+    let outside = |what: String| -> Result<()> {
+        if a.outside_baseline {
+            crate::output::warn(&format!("{what} (saved as asked: --outside-baseline)"));
+            Ok(())
+        } else {
+            bail!("{what}; give --outside-baseline to save it anyway")
+        }
+    };
     if let Some(v) = &a.psci_version {
         let value = parse_psci_version(v)?;
+        if let Some(b) = &baseline {
+            let offered = u32::try_from(value)
+                .is_ok_and(|p| b.psci_versions.iter().any(|o| o == PsciVersion(p)));
+            if !offered {
+                outside(format!(
+                    "--psci-version {v}: not offered by every host of the --baseline pool (they all offer {}), so the VM could not move to each of them",
+                    b.psci_versions
+                        .iter()
+                        .map(|v| v.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))?;
+            }
+        }
         fw.set_one_reg(0, FwReg::PsciVersion.id(), value)
             .map_err(|e| {
                 anyhow!(
@@ -134,8 +187,27 @@ pub fn save(a: SaveArgs) -> Result<ExitCode> {
     }
     for s in &a.sets {
         let (reg, value) = parse_set(s)?;
+        if let Some(common) = baseline.as_ref().and_then(|b| b.bitmap(reg)) {
+            if value & !common != 0 {
+                outside(format!(
+                    "--set {s}: bits {} are not enabled on every host of the --baseline pool ({reg} = {} there), so the VM could not move to each of them",
+                    hex(value & !common),
+                    hex(common)
+                ))?;
+            }
+        }
         fw.set_one_reg(0, reg.id(), value)
             .map_err(|e| anyhow!("--set {s}: {e}"))?;
+        // KVM accepts some values without storing them (a WORKAROUND level at or below the
+        // host's): say so, since the state file will hold what KVM reports.
+        match fw.get_one_reg(0, reg.id()) {
+            Ok(stored) if stored != value => crate::output::warn(&format!(
+                "--set {s}: {} accepts it but stores nothing; {reg} reads {} (the host's value), and the state file holds that",
+                profile.name,
+                hex(stored)
+            )),
+            _ => {}
+        }
     }
     fw.vcpu_run(0).map_err(|e| anyhow!("running vCPU 0: {e}"))?;
     let snapshot = fw.save()?;
@@ -147,18 +219,15 @@ pub fn save(a: SaveArgs) -> Result<ExitCode> {
         text.into_bytes()
     };
     match &a.output {
-        Some(path) => std::fs::write(path, bytes)
-            .with_context(|| format!("{}: cannot write", path.display()))?,
-        None => {
-            use std::io::Write;
-            std::io::stdout().write_all(&bytes)?;
-        }
+        Some(path) => crate::output::write_atomic(path, &bytes)?,
+        None => crate::output::write_bytes(&bytes)?,
     }
     Ok(ExitCode::SUCCESS)
 }
 
 /// `armfw check`.
 pub fn check(a: CheckArgs) -> Result<ExitCode> {
+    let json = a.json;
     let dest = load_profile(Some(&a.to))?;
     let snapshot = match (&a.state, &a.from) {
         (Some(path), _) => load_state(path)?,
@@ -169,13 +238,13 @@ pub fn check(a: CheckArgs) -> Result<ExitCode> {
         (None, None) => bail!("give --state FILE or --from PROFILE"),
     };
     let report = compat::check(&snapshot, &dest);
-    if a.json {
-        println!(
+    if json {
+        outln!(
             "{}",
             serde_json::to_string_pretty(&report.to_json(&snapshot, &dest))?
-        );
+        )?;
     } else {
-        print_report(&report, &snapshot, &dest);
+        print_report(&report, &snapshot, &dest)?;
     }
     Ok(ExitCode::from(match report.verdict {
         Verdict::Compatible => 0,
@@ -186,6 +255,7 @@ pub fn check(a: CheckArgs) -> Result<ExitCode> {
 
 /// `armfw baseline`.
 pub fn baseline(a: BaselineArgs) -> Result<ExitCode> {
+    let json = a.json;
     let pool = load_pool(&a.profiles)?;
     let b = match compat::baseline(&pool) {
         Ok(b) => b,
@@ -200,14 +270,18 @@ pub fn baseline(a: BaselineArgs) -> Result<ExitCode> {
                 ),
                 other => other.to_string(),
             };
-            eprintln!("armfw: no baseline: {msg}");
+            crate::output::warn(&format!("no baseline: {msg}"));
+            if json {
+                let doc = compat::BaselineJson::none(&pool, &msg);
+                outln!("{}", serde_json::to_string_pretty(&doc)?)?;
+            }
             return Ok(ExitCode::from(EXIT_INCOMPATIBLE));
         }
     };
-    if a.json {
-        println!("{}", serde_json::to_string_pretty(&b.to_json(&pool))?);
+    if json {
+        outln!("{}", serde_json::to_string_pretty(&b.to_json(&pool))?)?;
     } else {
-        println!("baseline of {} hosts", b.hosts);
+        outln!("baseline of {} hosts", b.hosts)?;
         let mut rows = vec![[
             "REGISTER".to_string(),
             "VALUE".to_string(),
@@ -229,14 +303,14 @@ pub fn baseline(a: BaselineArgs) -> Result<ExitCode> {
             };
             rows.push([reg.name().to_string(), hex(value), meaning]);
         }
-        print_rows(&rows);
-        println!();
+        print_rows(&rows)?;
+        outln!()?;
         for s in &b.workarounds {
             if s.is_uniform() {
-                println!("{}: level {} on every host", s.reg, s.lowest);
+                outln!("{}: level {} on every host", s.reg, s.lowest)?;
             } else {
-                println!(
-                    "{}: levels {}..{} — a VM saved on a host at level {} (e.g. {}) cannot move to a host at level {} (e.g. {})",
+                outln!(
+                    "{}: levels {}..{} — a VM cannot move between hosts at different levels, either way: from level {} (e.g. {}) to level {} (e.g. {}) KVM refuses it; the other way KVM accepts it but the guest's ARCH_FEATURES answer changes",
                     s.reg,
                     s.lowest,
                     s.highest,
@@ -244,10 +318,10 @@ pub fn baseline(a: BaselineArgs) -> Result<ExitCode> {
                     name(&pool, s.highest_host),
                     s.lowest,
                     name(&pool, s.lowest_host)
-                );
+                )?;
             }
         }
-        println!(
+        outln!(
             "system suspend: {}; SMCCC filter: {}",
             if b.system_suspend {
                 "every host"
@@ -259,15 +333,15 @@ pub fn baseline(a: BaselineArgs) -> Result<ExitCode> {
             } else {
                 "not every host (install no ranges)"
             }
-        );
-        println!(
+        )?;
+        outln!(
             "{}",
             if b.any_to_any() {
                 "a VM created with this baseline can move between any two hosts of the pool"
             } else {
                 "some moves are refused: see the WORKAROUND lines"
             }
-        );
+        )?;
     }
     Ok(if b.any_to_any() {
         ExitCode::SUCCESS
@@ -276,8 +350,8 @@ pub fn baseline(a: BaselineArgs) -> Result<ExitCode> {
     })
 }
 
-fn name(pool: &[Profile], i: usize) -> &str {
-    pool.get(i).map_or("?", |p| p.name.as_str())
+fn name(pool: &[Profile], i: usize) -> std::borrow::Cow<'_, str> {
+    pool.get(i).map_or("?".into(), |p| shown(&p.name))
 }
 
 fn load_pool(names: &[String]) -> Result<Vec<Profile>> {
@@ -285,8 +359,8 @@ fn load_pool(names: &[String]) -> Result<Vec<Profile>> {
 }
 
 fn load_state(path: &Path) -> Result<Snapshot> {
-    let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
-    Snapshot::load(&bytes).with_context(|| path.display().to_string())
+    let bytes = crate::input::read(path)?;
+    Snapshot::load(&bytes).with_context(|| crate::errors::InFile::new(path))
 }
 
 fn parse_number(s: &str) -> Option<u64> {
@@ -321,20 +395,20 @@ fn parse_set(s: &str) -> Result<(FwReg, u64)> {
     Ok((reg, value))
 }
 
-fn print_report(r: &Report, s: &Snapshot, dest: &Profile) {
-    println!(
+fn print_report(r: &Report, s: &Snapshot, dest: &Profile) -> Result<()> {
+    outln!(
         "{} (kernel {}) -> {} (kernel {}): {}",
-        s.source.profile,
-        s.source.kernel,
-        dest.name,
-        dest.kernel,
+        shown(&s.source.profile),
+        shown(&s.source.kernel),
+        shown(&dest.name),
+        shown(&dest.kernel),
         match r.verdict {
             Verdict::Compatible => "compatible",
             Verdict::CompatibleWithPlan => "compatible with armfw's plan",
             Verdict::Incompatible => "incompatible",
         }
-    );
-    println!();
+    )?;
+    outln!()?;
     let mut rows = vec![[
         "SUBJECT".to_string(),
         "SAVED".to_string(),
@@ -354,36 +428,38 @@ fn print_report(r: &Report, s: &Snapshot, dest: &Profile) {
             f.rule.name().to_string(),
         ]);
     }
-    print_rows(&rows);
+    print_rows(&rows)?;
     let notable: Vec<&Finding> = r
         .findings()
         .filter(|f| !matches!(f.outcome, Outcome::Restore | Outcome::Keep))
         .collect();
     if !notable.is_empty() {
-        println!();
+        outln!()?;
         for f in notable {
-            println!("{}: {}", f.subject, f.rule.text());
+            outln!("{}: {}", f.subject, f.rule.text())?;
             if let Some(remedy) = f.remedy {
-                println!("  remedy: {remedy}");
+                outln!("  remedy: {remedy}")?;
             }
         }
     }
-    println!();
+    outln!()?;
     if r.verdict == Verdict::Incompatible {
-        println!("armfw plan: none (incompatible)");
+        outln!("armfw plan: none (incompatible)")?;
     } else {
-        println!("armfw plan:");
+        outln!("armfw plan:")?;
         for (i, a) in r.plan().enumerate() {
-            println!("  {}. {a}", i + 1);
+            outln!("  {}. {a}", i + 1)?;
         }
     }
-    println!(
-        "strict restore (every saved register written back): {}",
-        r.strict
-    );
+    let strict = match r.strict_result() {
+        compat::StrictResult::Refused => format!("KVM refuses it: {}", r.strict),
+        other => other.text().to_string(),
+    };
+    outln!("strict restore (every saved register written back, as today's VMMs do): {strict}")?;
+    Ok(())
 }
 
-fn print_rows<const N: usize>(rows: &[[String; N]]) {
+fn print_rows<const N: usize>(rows: &[[String; N]]) -> Result<()> {
     let mut widths = [0usize; N];
     for r in rows {
         for (w, c) in widths.iter_mut().zip(r) {
@@ -399,6 +475,7 @@ fn print_rows<const N: usize>(rows: &[[String; N]]) {
                 line.push_str(&format!("{c:<w$}  "));
             }
         }
-        println!("{}", line.trim_end());
+        outln!("{}", line.trim_end())?;
     }
+    Ok(())
 }

@@ -1,5 +1,6 @@
 //! `armfw sim`.
 
+use crate::output::outln;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -48,10 +49,12 @@ pub fn load(files: &[PathBuf]) -> Result<Vec<Scenario>> {
 }
 
 fn load_one(path: &Path) -> Result<Scenario> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("{}: cannot read", path.display()))?;
-    let stem = path.file_stem().and_then(|s| s.to_str());
-    scenario::parse(&text, stem).with_context(|| path.display().to_string())
+    let text = crate::input::read_text(path)?;
+    // A scenario from standard input has no file name to match its own.
+    let stem = (!crate::input::is_stdin(path))
+        .then(|| path.file_stem().and_then(|s| s.to_str()))
+        .flatten();
+    scenario::parse(&text, stem).with_context(|| crate::errors::InFile::new(path))
 }
 
 pub fn run(profile: Option<&str>, backend: BackendArg, args: &[PathBuf]) -> Result<ExitCode> {
@@ -64,13 +67,13 @@ pub fn run(profile: Option<&str>, backend: BackendArg, args: &[PathBuf]) -> Resu
     let mut code = ExitCode::SUCCESS;
     for (file, s) in files.iter().zip(&scenarios) {
         let doc = scenario::run(s, backend.as_mut());
-        println!("{}", serde_json::to_string(&doc)?);
+        outln!("{}", serde_json::to_string(&doc)?)?;
         if let Some(StepResult::Error(e)) = doc
             .results
             .iter()
             .find(|r| matches!(r, StepResult::Error(_)))
         {
-            eprintln!("armfw: {}: {}", file.display(), crate::one_line(e));
+            crate::output::warn(&format!("{}: {}", file.display(), crate::one_line(e)));
             code = ExitCode::from(1);
         }
     }

@@ -1,23 +1,35 @@
 //! `armfw regs` and `armfw profiles`.
 
+use crate::output::{outln, shown};
 use anyhow::Result;
 use armfw::abi::FwReg;
 use armfw::{Profile, catalog, hex};
 use serde_json::{Value, json};
 
+/// The format name and version of `armfw regs --json`.
+pub const REGS_FORMAT: &str = "armfw-regs/1";
+/// The format name and version of `armfw profiles --json`.
+pub const PROFILES_FORMAT: &str = "armfw-profiles/1";
+
 pub fn regs(p: &Profile, as_json: bool) -> Result<()> {
     let infos = catalog::registers(p);
     if as_json {
         let v = json!({
+            "format": REGS_FORMAT,
             "profile": p.name,
             "kernel": p.kernel,
             "cpu": p.cpu,
             "registers": infos.iter().map(catalog::RegisterInfo::to_json).collect::<Vec<_>>(),
         });
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        outln!("{}", serde_json::to_string_pretty(&v)?)?;
         return Ok(());
     }
-    println!("{} (kernel {}, cpu {})", p.name, p.kernel, p.cpu);
+    outln!(
+        "{} (kernel {}, cpu {})",
+        shown(&p.name),
+        shown(&p.kernel),
+        shown(&p.cpu)
+    )?;
     let rows: Vec<[String; 5]> = infos
         .iter()
         .map(|i| {
@@ -30,15 +42,19 @@ pub fn regs(p: &Profile, as_json: bool) -> Result<()> {
             ]
         })
         .collect();
-    print_table(&["ID", "NAME", "DEFAULT", "ACCEPTS", "MEANING"], &rows);
+    print_table(&["ID", "NAME", "DEFAULT", "ACCEPTS", "MEANING"], &rows)?;
     Ok(())
 }
 
 pub fn profiles(as_json: bool) -> Result<()> {
     let all = armfw::profile::builtin();
     if as_json {
-        let v: Vec<Value> = all.iter().map(Profile::to_json).collect();
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        let v = json!({
+            "format": PROFILES_FORMAT,
+            "default": armfw::profile::default_profile().map(|p| p.name),
+            "profiles": all.iter().map(Profile::to_json).collect::<Vec<Value>>(),
+        });
+        outln!("{}", serde_json::to_string_pretty(&v)?)?;
         return Ok(());
     }
     let default = armfw::profile::default_profile().map(|p| p.name);
@@ -85,11 +101,11 @@ pub fn profiles(as_json: bool) -> Result<()> {
             "SMCCC FILTER",
         ],
         &rows,
-    );
+    )?;
     Ok(())
 }
 
-fn print_table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) {
+fn print_table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) -> Result<()> {
     let mut widths = header.map(str::len);
     for r in rows {
         for (w, c) in widths.iter_mut().zip(r) {
@@ -105,10 +121,11 @@ fn print_table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) {
                 s.push_str(&format!("{c:<w$}  ", w = widths[i]));
             }
         }
-        println!("{}", s.trim_end());
+        outln!("{}", s.trim_end())
     };
-    line(header.to_vec());
+    line(header.to_vec())?;
     for r in rows {
-        line(r.iter().map(String::as_str).collect());
+        line(r.iter().map(String::as_str).collect())?;
     }
+    Ok(())
 }

@@ -79,6 +79,72 @@ fn every_bad_input_is_one_line_exit_2_and_changes_nothing() {
     flipped[mid] ^= 0x40;
     let flipped = write(&d, "flipped.bin", &flipped);
     let out_file = write(&d, "keep.json", b"precious");
+    // Hostile files (issue 11): too big, deeply nested, duplicate keys, profiles no real host
+    // reports, profiles whose state files `check` would refuse.
+    let huge = d.join("huge.json");
+    std::fs::File::create(&huge)
+        .unwrap()
+        .set_len((2 << 20) + 1)
+        .unwrap();
+    let huge = huge.to_str().unwrap().to_string();
+    let deep = write(
+        &d,
+        "deep.json",
+        ("[".repeat(50_000) + &"]".repeat(50_000)).as_bytes(),
+    );
+    let dup_state = write(
+        &d,
+        "dup_state.json",
+        text.replacen("\"vm\": {", "\"vm\": {\n    \"psci_0_2\": false,", 1)
+            .as_bytes(),
+    );
+    let profile_text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../profiles/linux-6.1.192-max.json"
+    ))
+    .unwrap();
+    let edit = |f: &dyn Fn(&mut serde_json::Value)| {
+        let mut v: serde_json::Value = serde_json::from_str(&profile_text).unwrap();
+        f(&mut v);
+        v.to_string()
+    };
+    let dup_profile = write(
+        &d,
+        "dup_profile.json",
+        profile_text
+            .replacen(
+                "\"cpu\": \"max\",",
+                "\"cpu\": \"max\", \"cpu\": \"other\",",
+                1,
+            )
+            .as_bytes(),
+    );
+    let dup_scenario = write(
+        &d,
+        "dup.json",
+        br#"{"name": "dup", "steps": [], "steps": []}"#,
+    );
+    let no_psci_0_2 = write(
+        &d,
+        "no_psci_0_2.json",
+        edit(&|v| v["capabilities"]["psci_0_2"] = false.into()).as_bytes(),
+    );
+    let old_filter = write(
+        &d,
+        "old_filter.json",
+        edit(&|v| v["capabilities"]["smccc_filter"] = true.into()).as_bytes(),
+    );
+    let long_name = write(
+        &d,
+        "long_name.json",
+        edit(&|v| v["name"] = "x".repeat(300).into()).as_bytes(),
+    );
+    let out_of_order = write(
+        &d,
+        "out_of_order.json",
+        edit(&|v| v["registers"].as_array_mut().unwrap().swap(0, 1)).as_bytes(),
+    );
+    let no_folder = d.join("no/such/state.json").to_str().unwrap().to_string();
 
     let cases: Vec<(Vec<&str>, &str)> = vec![
         // sim
@@ -220,6 +286,90 @@ fn every_bad_input_is_one_line_exit_2_and_changes_nothing() {
             vec!["save", "--profile", "linux-0.0-none", "-o", &out_file],
             "linux-0.0-none",
         ),
+        // hostile files: size, nesting, duplicate keys (with their path)
+        (vec!["check", "--state", &huge, "--to", HOST], "too big"),
+        (vec!["sim", &huge], "too big"),
+        (vec!["regs", "--profile", &huge], "too big"),
+        (
+            vec!["check", "--state", "/dev/zero", "--to", HOST],
+            "not a regular file",
+        ),
+        (vec!["regs", "--profile", "/dev/zero"], "not a regular file"),
+        (vec!["sim", "/dev/zero"], "not a regular file"),
+        (
+            vec!["check", "--state", &deep, "--to", HOST],
+            "recursion limit",
+        ),
+        (vec!["regs", "--profile", &deep], "recursion limit"),
+        (vec!["sim", &deep], "recursion limit"),
+        (
+            vec!["check", "--state", &dup_state, "--to", HOST],
+            "vm.psci_0_2: duplicate key",
+        ),
+        (
+            vec!["regs", "--profile", &dup_profile],
+            "cpu: duplicate key",
+        ),
+        (vec!["sim", &dup_scenario], "steps: duplicate key"),
+        // profiles no real host reports, and profiles whose state `check` would refuse
+        (
+            vec!["regs", "--profile", &no_psci_0_2],
+            "capabilities.psci_0_2",
+        ),
+        (
+            vec!["save", "--profile", &old_filter, "-o", &out_file],
+            "the SMCCC filter is new in 6.4",
+        ),
+        (
+            vec!["save", "--profile", &long_name, "-o", &out_file],
+            "name: longer than 256 bytes",
+        ),
+        (
+            vec!["save", "--profile", &out_of_order, "-o", &out_file],
+            "registers[1]",
+        ),
+        // save: a value the --baseline pool does not share; a folder that does not exist
+        (
+            vec![
+                "save",
+                "--profile",
+                "linux-7.2.13-max",
+                "--baseline",
+                HOST,
+                "--baseline",
+                "linux-7.2.13-max",
+                "--psci-version",
+                "1.3",
+                "-o",
+                &out_file,
+            ],
+            "--outside-baseline",
+        ),
+        (
+            vec![
+                "save",
+                "--profile",
+                HOST,
+                "--outside-baseline",
+                "-o",
+                &out_file,
+            ],
+            "--baseline",
+        ),
+        (
+            vec!["save", "--profile", HOST, "-o", &no_folder],
+            "cannot write",
+        ),
+        (
+            vec!["save", "--profile", HOST, "-o", "/dev/full"],
+            "No space left",
+        ),
+        // a mistyped profile name gets the closest built-in one
+        (
+            vec!["regs", "--profile", "linux-6.12.117-mx"],
+            "did you mean \"linux-6.12.117-max\"?",
+        ),
+        (vec!["simm"], "a similar subcommand exists: 'sim'"),
         // baseline
         (vec!["baseline", "linux-0.0-none"], "linux-0.0-none"),
         (vec!["baseline", &not_json], "not JSON"),

@@ -384,7 +384,9 @@ fn bundled_scenarios_all_run_on_every_builtin_profile() {
     // only the two scenarios about malformed steps end with an error.
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scenarios");
     let out = armfw(&["profiles", "--json"]);
-    let profiles: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["format"], "armfw-profiles/1");
+    let profiles = doc["profiles"].as_array().unwrap().clone();
     assert!(profiles.len() >= 5);
     for p in profiles {
         let name = p["name"].as_str().unwrap();

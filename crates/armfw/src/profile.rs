@@ -121,7 +121,13 @@ impl Profile {
         json::from_value(v)
     }
 
-    /// Check the profile's internal consistency.
+    /// Check the profile's internal consistency, and that it is what a real host reports and
+    /// what a state file saved from it can hold: the name's characters; the name and kernel at
+    /// most [`crate::snapshot::MAX_TEXT`] bytes; the release; `psci_0_2` (every kernel with
+    /// firmware registers has it); system suspend only from 5.19 and the SMCCC filter only
+    /// from 6.4; each register once, in KVM's register-list order (ascending ids), with
+    /// `writable` for bitmaps only and host-reportable defaults; `PSCI_VERSION` present and its
+    /// default among the ascending `psci_versions` (0.2 and later).
     pub fn validate(&self) -> Result<(), FieldError> {
         if self.name.is_empty()
             || !self
@@ -134,16 +140,59 @@ impl Profile {
                 "must be non-empty and use only letters, digits and - _ . +",
             );
         }
-        if Release::parse(&self.kernel).is_none() {
+        // What `armfw save` writes from a profile, `armfw check` must read: a snapshot's
+        // texts are at most MAX_TEXT bytes.
+        for (path, text) in [("name", &self.name), ("kernel", &self.kernel)] {
+            if text.len() > crate::snapshot::MAX_TEXT {
+                return err(
+                    path,
+                    format!(
+                        "longer than {} bytes (a state file could not name it)",
+                        crate::snapshot::MAX_TEXT
+                    ),
+                );
+            }
+        }
+        let Some(release) = Release::parse(&self.kernel) else {
             return err(
                 "kernel",
                 format!("{:?} does not start with major.minor", self.kernel),
+            );
+        };
+        // No real host reports these (each capability's first release, Linux's
+        // Documentation/virt/kvm/api.rst).
+        if !self.capabilities.psci_0_2 {
+            return err(
+                "capabilities.psci_0_2",
+                "false, but every kernel with firmware registers (4.17 and later) has KVM_CAP_ARM_PSCI_0_2 (3.16), and psci_versions lists versions only PSCI_0_2 vCPUs can have",
+            );
+        }
+        if self.capabilities.system_suspend && !release.at_least(5, 19) {
+            return err(
+                "capabilities.system_suspend",
+                format!("KVM_CAP_ARM_SYSTEM_SUSPEND is new in 5.19; {release} cannot have it"),
+            );
+        }
+        if self.capabilities.smccc_filter && !release.at_least(6, 4) {
+            return err(
+                "capabilities.smccc_filter",
+                format!("the SMCCC filter is new in 6.4; {release} cannot have it"),
             );
         }
         for (i, r) in self.registers.iter().enumerate() {
             let path = format!("registers[{i}]");
             if self.registers[..i].iter().any(|o| o.reg == r.reg) {
                 return err(&path, format!("{} is listed twice", r.reg));
+            }
+            if i > 0 && self.registers[i - 1].reg.id() > r.reg.id() {
+                return err(
+                    &path,
+                    format!(
+                        "{} comes after {}: registers are listed in KVM's register-list order (ascending ids), as a state file holds them",
+                        r.reg,
+                        self.registers[i - 1].reg
+                    ),
+                );
             }
             let rule = register::firmware(r.reg).rule;
             if matches!(rule, SetRule::FeatureBitmap) != r.writable.is_some() {

@@ -1,7 +1,8 @@
 //! Pool baselines: the firmware configuration every host of a pool accepts (see
 //! [`baseline()`]).
 
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use super::VersionSet;
 use crate::abi::{Errno, FwReg, PsciVersion};
@@ -256,27 +257,127 @@ impl Baseline {
         self.workarounds.iter().all(WorkaroundSpread::is_uniform)
     }
 
-    /// The JSON form; `pool` names the hosts (the profiles the baseline was made of).
+    /// The JSON form ([`BaselineJson`]); `pool` names the hosts (the profiles the baseline
+    /// was made of).
     pub fn to_json(&self, pool: &[Profile]) -> Value {
-        let name = |i: usize| pool.get(i).map_or(Value::Null, |p| json!(p.name));
-        json!({
-            "hosts": self.hosts,
-            "psci_version": hex(self.psci_version.0.into()),
-            "psci_versions": self.psci_versions.iter().map(|v| hex(v.0.into())).collect::<Vec<_>>(),
-            "registers": self.registers().map(|(r, v)| json!({
-                "name": r.name(), "id": hex(r.id()), "value": hex(v),
-            })).collect::<Vec<_>>(),
-            "workarounds": self.workarounds.iter().map(|s| json!({
-                "name": s.reg.name(),
-                "lowest": hex(s.lowest),
-                "lowest_host": name(s.lowest_host),
-                "highest": hex(s.highest),
-                "highest_host": name(s.highest_host),
-                "uniform": s.is_uniform(),
-            })).collect::<Vec<_>>(),
-            "system_suspend": self.system_suspend,
-            "smccc_filter": self.smccc_filter,
-            "any_to_any": self.any_to_any(),
-        })
+        serde_json::to_value(self.document(pool)).unwrap_or(Value::Null)
     }
+
+    /// The `armfw baseline --json` document.
+    pub fn document(&self, pool: &[Profile]) -> BaselineJson {
+        let name = |i: usize| pool.get(i).map(|p| p.name.clone());
+        BaselineJson {
+            format: BASELINE_FORMAT.to_string(),
+            pool: pool.iter().map(|p| p.name.clone()).collect(),
+            hosts: self.hosts,
+            no_baseline: None,
+            psci_version: Some(hex(self.psci_version.0.into())),
+            psci_versions: self.psci_versions.iter().map(|v| hex(v.0.into())).collect(),
+            registers: self
+                .registers()
+                .map(|(r, v)| BaselineRegisterJson {
+                    name: r.name().to_string(),
+                    id: hex(r.id()),
+                    value: hex(v),
+                })
+                .collect(),
+            workarounds: self
+                .workarounds
+                .iter()
+                .map(|s| WorkaroundJson {
+                    name: s.reg.name().to_string(),
+                    lowest: hex(s.lowest),
+                    lowest_host: name(s.lowest_host),
+                    highest: hex(s.highest),
+                    highest_host: name(s.highest_host),
+                    uniform: s.is_uniform(),
+                })
+                .collect(),
+            system_suspend: Some(self.system_suspend),
+            smccc_filter: Some(self.smccc_filter),
+            any_to_any: self.any_to_any(),
+        }
+    }
+}
+
+/// The format name and version of `armfw baseline --json` ([`BaselineJson`]).
+pub const BASELINE_FORMAT: &str = "armfw-baseline/1";
+
+/// `armfw baseline --json`: one document (docs/schemas/armfw-baseline-1.schema.json), also
+/// when the pool has no baseline (`no_baseline` says why; the baseline's keys are then empty
+/// or `null`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BaselineJson {
+    /// Always [`BASELINE_FORMAT`].
+    pub format: String,
+    /// The hosts' profile names, in the order given.
+    pub pool: Vec<String>,
+    /// How many hosts.
+    pub hosts: usize,
+    /// Why the pool has no baseline; `null` when it has one.
+    pub no_baseline: Option<String>,
+    /// The PSCI version the baseline pins.
+    pub psci_version: Option<String>,
+    /// The PSCI versions every host offers.
+    pub psci_versions: Vec<String>,
+    /// The registers the baseline writes, in register order.
+    pub registers: Vec<BaselineRegisterJson>,
+    /// The spread of each WORKAROUND level over the pool.
+    pub workarounds: Vec<WorkaroundJson>,
+    /// Whether every host has KVM_CAP_ARM_SYSTEM_SUSPEND.
+    pub system_suspend: Option<bool>,
+    /// Whether every host has the SMCCC filter.
+    pub smccc_filter: Option<bool>,
+    /// Whether a VM created with the baseline can move between any two hosts.
+    pub any_to_any: bool,
+}
+
+impl BaselineJson {
+    /// The document for a pool without a baseline.
+    pub fn none(pool: &[Profile], why: &str) -> BaselineJson {
+        BaselineJson {
+            format: BASELINE_FORMAT.to_string(),
+            pool: pool.iter().map(|p| p.name.clone()).collect(),
+            hosts: pool.len(),
+            no_baseline: Some(why.to_string()),
+            psci_version: None,
+            psci_versions: Vec::new(),
+            registers: Vec::new(),
+            workarounds: Vec::new(),
+            system_suspend: None,
+            smccc_filter: None,
+            any_to_any: false,
+        }
+    }
+}
+
+/// A register the baseline writes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BaselineRegisterJson {
+    /// Its name.
+    pub name: String,
+    /// Its ONE_REG id.
+    pub id: String,
+    /// The value.
+    pub value: String,
+}
+
+/// One WORKAROUND register's spread of host levels.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkaroundJson {
+    /// The register's name.
+    pub name: String,
+    /// The lowest host level.
+    pub lowest: String,
+    /// A host at the lowest level.
+    pub lowest_host: Option<String>,
+    /// The highest host level.
+    pub highest: String,
+    /// A host at the highest level.
+    pub highest_host: Option<String>,
+    /// Whether every host is at the same level.
+    pub uniform: bool,
 }

@@ -46,11 +46,18 @@ mod report;
 mod rule;
 mod strict;
 
-pub use baseline::{ApplyError, Baseline, BaselineError, WorkaroundSpread, baseline};
+pub use baseline::{
+    ApplyError, BASELINE_FORMAT, Baseline, BaselineError, BaselineJson, BaselineRegisterJson,
+    WorkaroundJson, WorkaroundSpread, baseline,
+};
 pub use check::{MAX_FINDINGS, Report, check};
 pub use finding::{
     Accepts, Finding, Need, Outcome, PlanAction, Remedy, StrictOutcome, Subject, Verdict,
     VersionSet,
+};
+pub use report::{
+    CHECK_FORMAT, CheckJson, DestinationJson, FindingJson, HostJson, PlanJson, Saved, StrictJson,
+    StrictResult,
 };
 pub use rule::Rule;
 

@@ -2,9 +2,10 @@
 
 use std::fmt;
 
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
-use super::{Accepts, Finding, Outcome, PlanAction, Report, StrictOutcome, Subject};
+use super::{Accepts, Finding, Outcome, PlanAction, Report, StrictOutcome, Subject, Verdict};
 use crate::abi::{FwReg, PsciVersion};
 use crate::json::hex;
 use crate::profile::Profile;
@@ -47,22 +48,55 @@ impl fmt::Display for Accepts {
 }
 
 impl Accepts {
-    /// The JSON form.
+    /// The JSON form: one shape for every register and capability ([`DestinationJson`]).
     pub fn to_json(&self) -> Value {
+        serde_json::to_value(self.document()).unwrap_or(Value::Null)
+    }
+
+    /// The serialisable form.
+    pub fn document(&self) -> DestinationJson {
+        let none = DestinationJson {
+            present: true,
+            values: None,
+            host_level: None,
+            mask: None,
+            default: None,
+        };
         match *self {
-            Accepts::Missing => json!({"present": false}),
-            Accepts::PsciVersions(set) => json!({
-                "present": true,
-                "values": set.iter().map(|v| hex(v.0.into())).collect::<Vec<_>>(),
-            }),
-            Accepts::Psci01 => {
-                json!({"present": true, "values": [hex(PsciVersion::V0_1.0.into())]})
+            Accepts::Missing => DestinationJson {
+                present: false,
+                ..none
+            },
+            Accepts::PsciVersions(set) => DestinationJson {
+                values: Some(set.iter().map(|v| hex(v.0.into())).collect()),
+                ..none
+            },
+            Accepts::Psci01 => DestinationJson {
+                values: Some(vec![hex(PsciVersion::V0_1.0.into())]),
+                ..none
+            },
+            Accepts::Level { kind, host } => {
+                let host_level = kind.host_value(host);
+                let values = kind
+                    .values()
+                    .iter()
+                    .filter(|&&v| {
+                        host_level.is_some_and(|h| kind.decode(v).is_some_and(|l| l <= h))
+                    })
+                    .map(|&v| hex(v))
+                    .collect();
+                DestinationJson {
+                    values: Some(values),
+                    host_level: Some(hex(host)),
+                    ..none
+                }
             }
-            Accepts::Level { host, .. } => json!({"present": true, "host_level": hex(host)}),
-            Accepts::Bits { writable, default } => {
-                json!({"present": true, "mask": hex(writable), "default": hex(default)})
-            }
-            Accepts::Present => json!({"present": true}),
+            Accepts::Bits { writable, default } => DestinationJson {
+                mask: Some(hex(writable)),
+                default: Some(hex(default)),
+                ..none
+            },
+            Accepts::Present => none,
         }
     }
 }
@@ -84,26 +118,35 @@ impl Finding {
         }
     }
 
-    /// The JSON form.
+    /// The JSON form ([`FindingJson`]).
     pub fn to_json(&self) -> Value {
-        let mut v = json!({"subject": self.subject.to_string()});
-        if let Subject::Register(id) = self.subject {
-            v["id"] = json!(hex(id));
-        }
-        v["saved"] = match (self.subject, self.saved) {
-            (_, None) => Value::Null,
-            (Subject::Register(_), Some(s)) => json!(hex(s)),
-            (_, Some(_)) => json!(true),
+        serde_json::to_value(self.document()).unwrap_or(Value::Null)
+    }
+
+    /// The serialisable form.
+    pub fn document(&self) -> FindingJson {
+        let id = match self.subject {
+            Subject::Register(id) => Some(hex(id)),
+            _ => None,
         };
-        v["destination"] = self.accepts.to_json();
-        v["rule"] = json!(self.rule.name());
-        v["why"] = json!(self.rule.text());
-        v["outcome"] = json!(self.outcome.name());
-        if let Outcome::Pin(value) = self.outcome {
-            v["value"] = json!(hex(value));
+        FindingJson {
+            subject: self.subject.to_string(),
+            id,
+            saved: match (self.subject, self.saved) {
+                (_, None) => None,
+                (Subject::Register(_), Some(s)) => Some(Saved::Value(hex(s))),
+                (_, Some(_)) => Some(Saved::InUse(true)),
+            },
+            destination: self.accepts.document(),
+            rule: self.rule.name().to_string(),
+            why: self.rule.text().to_string(),
+            outcome: self.outcome.name().to_string(),
+            value: match self.outcome {
+                Outcome::Pin(v) => Some(hex(v)),
+                _ => None,
+            },
+            remedy: self.remedy.map(|r| r.to_string()),
         }
-        v["remedy"] = self.remedy.map_or(Value::Null, |r| json!(r.to_string()));
-        v
     }
 }
 
@@ -132,25 +175,26 @@ impl fmt::Display for PlanAction {
 }
 
 impl PlanAction {
-    /// The JSON form.
+    /// The JSON form ([`PlanJson`]).
     pub fn to_json(&self) -> Value {
+        serde_json::to_value(self.document()).unwrap_or(Value::Null)
+    }
+
+    /// The serialisable form.
+    pub fn document(&self) -> PlanJson {
         match *self {
-            PlanAction::EnableSystemSuspend => json!({"action": "enable_system_suspend"}),
-            PlanAction::InstallSmcccFilter { ranges } => {
-                json!({"action": "install_smccc_filter", "ranges": ranges})
-            }
-            PlanAction::Write { id, value } => json!({
-                "action": "write",
-                "register": Subject::Register(id).to_string(),
-                "id": hex(id),
-                "value": hex(value),
-            }),
-            PlanAction::Skip { id, rule } => json!({
-                "action": "skip",
-                "register": Subject::Register(id).to_string(),
-                "id": hex(id),
-                "rule": rule.name(),
-            }),
+            PlanAction::EnableSystemSuspend => PlanJson::EnableSystemSuspend,
+            PlanAction::InstallSmcccFilter { ranges } => PlanJson::InstallSmcccFilter { ranges },
+            PlanAction::Write { id, value } => PlanJson::Write {
+                register: Subject::Register(id).to_string(),
+                id: hex(id),
+                value: hex(value),
+            },
+            PlanAction::Skip { id, rule } => PlanJson::Skip {
+                register: Subject::Register(id).to_string(),
+                id: hex(id),
+                rule: rule.name().to_string(),
+            },
         }
     }
 }
@@ -165,41 +209,249 @@ impl fmt::Display for StrictOutcome {
 }
 
 impl StrictOutcome {
-    /// The JSON form: `{"ok": true}` or the failing step and errno.
-    pub fn to_json(&self) -> Value {
-        match *self {
-            StrictOutcome::Ok => json!({"ok": true}),
-            StrictOutcome::Fails { step, errno } => {
-                let mut v = json!({"ok": false});
-                match step {
-                    Step::SetSmcccFilter { range } => v["range"] = json!(range),
-                    Step::SetOneReg { id, .. } => {
-                        v["register"] = json!(Subject::Register(id).to_string());
-                        v["id"] = json!(hex(id));
-                    }
-                    _ => {}
+    /// The JSON form ([`StrictJson`]); `changes_guest` says whether a restore KVM accepts
+    /// still changes the guest's firmware (see [`Report::strict_result`]).
+    pub fn to_json(&self, changes_guest: bool) -> Value {
+        serde_json::to_value(self.document(changes_guest)).unwrap_or(Value::Null)
+    }
+
+    /// The serialisable form.
+    pub fn document(&self, changes_guest: bool) -> StrictJson {
+        let mut v = StrictJson {
+            ok: true,
+            result: if changes_guest {
+                StrictResult::GuestChanges
+            } else {
+                StrictResult::Unchanged
+            },
+            step: None,
+            vcpu: None,
+            register: None,
+            id: None,
+            range: None,
+            errno: None,
+        };
+        if let StrictOutcome::Fails { step, errno } = *self {
+            v.ok = false;
+            v.result = StrictResult::Refused;
+            match step {
+                Step::SetSmcccFilter { range } => v.range = Some(range),
+                Step::SetOneReg { id, .. } => {
+                    v.register = Some(Subject::Register(id).to_string());
+                    v.id = Some(hex(id));
                 }
-                v["step"] = json!(step.name());
-                if let Some(vcpu) = step.vcpu() {
-                    v["vcpu"] = json!(vcpu);
-                }
-                v["errno"] = json!(errno.name());
-                v
+                _ => {}
             }
+            v.step = Some(step.name().to_string());
+            v.vcpu = step.vcpu();
+            v.errno = Some(errno.name().to_string());
+        }
+        v
+    }
+}
+
+/// The format name and version of `armfw check --json` ([`CheckJson`]).
+pub const CHECK_FORMAT: &str = "armfw-check/1";
+
+/// The strict restore's predicted result, in three words.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StrictResult {
+    /// KVM accepts every write and the guest's firmware stays what it was.
+    Unchanged,
+    /// KVM accepts every write, but the guest's firmware changes (a refused or pinned
+    /// finding: the destination's value stands where the saved one meant something else).
+    GuestChanges,
+    /// KVM refuses a step (`step`, `errno`): the restore fails.
+    Refused,
+}
+
+impl StrictResult {
+    /// The text form.
+    pub const fn text(self) -> &'static str {
+        match self {
+            StrictResult::Unchanged => {
+                "succeeds: KVM accepts every write and the guest's firmware stays the same"
+            }
+            StrictResult::GuestChanges => {
+                "KVM accepts every write, but the guest's firmware changes (see the findings above)"
+            }
+            StrictResult::Refused => "KVM refuses it",
         }
     }
 }
 
+/// `armfw check --json`: one document (docs/schemas/armfw-check-1.schema.json).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckJson {
+    /// Always [`CHECK_FORMAT`].
+    pub format: String,
+    /// Where the snapshot was saved.
+    pub source: HostJson,
+    /// The destination host.
+    pub destination: HostJson,
+    /// `compatible`, `compatible_with_plan` or `incompatible`.
+    pub verdict: String,
+    /// One per firmware register and per capability the VM uses.
+    pub findings: Vec<FindingJson>,
+    /// armfw's restore plan, in order; `null` for an incompatible verdict (there is none).
+    pub plan: Option<Vec<PlanJson>>,
+    /// The strict restore's predicted outcome.
+    pub strict: StrictJson,
+}
+
+/// A host: profile name and kernel release.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostJson {
+    /// The profile's name.
+    pub profile: String,
+    /// The kernel release.
+    pub kernel: String,
+}
+
+/// A saved value: a register's value (hex), or `true` for a capability in use.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Saved {
+    /// A register's saved value, `0x…`.
+    Value(String),
+    /// A capability the VM uses (always `true`).
+    InUse(bool),
+}
+
+/// One finding.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FindingJson {
+    /// The register's name, or the capability.
+    pub subject: String,
+    /// The register's ONE_REG id; `null` for a capability.
+    pub id: Option<String>,
+    /// The saved value; `null` when the source did not save the register.
+    pub saved: Option<Saved>,
+    /// What the destination accepts.
+    pub destination: DestinationJson,
+    /// The rule that decides.
+    pub rule: String,
+    /// Why the rule is safe.
+    pub why: String,
+    /// `restore`, `keep`, `pin`, `skip` or `refuse`.
+    pub outcome: String,
+    /// The value a `pin` writes; `null` otherwise.
+    pub value: Option<String>,
+    /// For a refusal, what would make the move possible; `null` otherwise.
+    pub remedy: Option<String>,
+}
+
+/// What the destination accepts: the same keys for every subject, `null` where a key does not
+/// apply.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DestinationJson {
+    /// Whether the destination has the register (or capability).
+    pub present: bool,
+    /// The values its SET accepts, where they are a list (PSCI versions, WORKAROUND levels).
+    pub values: Option<Vec<String>>,
+    /// For a WORKAROUND register: the destination host's level.
+    pub host_level: Option<String>,
+    /// For a bitmap: the writable bits.
+    pub mask: Option<String>,
+    /// For a bitmap: the default bits.
+    pub default: Option<String>,
+}
+
+/// One action of armfw's plan.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
+pub enum PlanJson {
+    /// Enable KVM_CAP_ARM_SYSTEM_SUSPEND before creating the vCPUs.
+    EnableSystemSuspend,
+    /// Install the filter ranges before the first KVM_RUN.
+    InstallSmcccFilter {
+        /// How many ranges.
+        ranges: usize,
+    },
+    /// Write a register on every vCPU before the first KVM_RUN.
+    Write {
+        /// Its name.
+        register: String,
+        /// Its ONE_REG id.
+        id: String,
+        /// The value.
+        value: String,
+    },
+    /// Leave a saved register out.
+    Skip {
+        /// Its name.
+        register: String,
+        /// Its ONE_REG id.
+        id: String,
+        /// The rule that allows it.
+        rule: String,
+    },
+}
+
+/// The strict restore's prediction: the same keys for every outcome, `null` where a key does
+/// not apply.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StrictJson {
+    /// Whether KVM accepts every step.
+    pub ok: bool,
+    /// `unchanged`, `guest_changes` or `refused`.
+    pub result: StrictResult,
+    /// The step KVM refuses.
+    pub step: Option<String>,
+    /// Its vCPU, where it has one.
+    pub vcpu: Option<usize>,
+    /// The refused register's name (a SET_ONE_REG step).
+    pub register: Option<String>,
+    /// The refused register's id.
+    pub id: Option<String>,
+    /// The refused filter range.
+    pub range: Option<usize>,
+    /// The errno KVM answers.
+    pub errno: Option<String>,
+}
+
 impl Report {
-    /// The JSON form, with where the snapshot came from and where it goes.
+    /// The strict restore's predicted result: refused, or accepted with or without a change
+    /// to the guest's firmware (accepted under any verdict but compatible means a finding's
+    /// saved meaning does not reach the destination).
+    pub fn strict_result(&self) -> StrictResult {
+        match self.strict {
+            StrictOutcome::Fails { .. } => StrictResult::Refused,
+            StrictOutcome::Ok if self.verdict == Verdict::Compatible => StrictResult::Unchanged,
+            StrictOutcome::Ok => StrictResult::GuestChanges,
+        }
+    }
+
+    /// The `armfw check --json` document, with where the snapshot came from and where it goes.
+    pub fn document(&self, snapshot: &Snapshot, dest: &Profile) -> CheckJson {
+        CheckJson {
+            format: CHECK_FORMAT.to_string(),
+            source: HostJson {
+                profile: snapshot.source.profile.clone(),
+                kernel: snapshot.source.kernel.clone(),
+            },
+            destination: HostJson {
+                profile: dest.name.clone(),
+                kernel: dest.kernel.clone(),
+            },
+            verdict: self.verdict.name().to_string(),
+            findings: self.findings().map(Finding::document).collect(),
+            plan: (self.verdict != Verdict::Incompatible)
+                .then(|| self.plan().map(PlanAction::document).collect()),
+            strict: self
+                .strict
+                .document(self.strict_result() == StrictResult::GuestChanges),
+        }
+    }
+
+    /// The JSON form of [`Report::document`].
     pub fn to_json(&self, snapshot: &Snapshot, dest: &Profile) -> Value {
-        json!({
-            "source": {"profile": snapshot.source.profile, "kernel": snapshot.source.kernel},
-            "destination": {"profile": dest.name, "kernel": dest.kernel},
-            "verdict": self.verdict.name(),
-            "findings": self.findings().map(Finding::to_json).collect::<Vec<_>>(),
-            "plan": self.plan().map(PlanAction::to_json).collect::<Vec<_>>(),
-            "strict": self.strict.to_json(),
-        })
+        serde_json::to_value(self.document(snapshot, dest)).unwrap_or(Value::Null)
     }
 }

@@ -298,6 +298,7 @@ fn pre_5_2_destination_answers_einval_and_no_workaround_register_is_dropped_only
         v["registers"] = json!([{"name": "PSCI_VERSION", "default": "0x10000"}]);
         v["psci_versions"] = json!(["0x2", "0x10000"]);
         v["capabilities"]["smccc_filter"] = json!(false);
+        v["capabilities"]["system_suspend"] = json!(false);
     });
     let s = state(A72, &[(FwReg::PsciVersion, 0x1_0000)]);
     let r = check(&s, &old);

@@ -1,0 +1,91 @@
+//! Everything armfw reads: bounded. A file bigger than [`MAX_INPUT`] is refused before it is
+//! read (and a file that grows while being read is cut off at the bound and refused), so no
+//! input makes armfw use more than a small multiple of the cap; a path that is not a regular
+//! file (a FIFO, a device, a folder) is refused without opening it; `-` reads standard input,
+//! with the same bound.
+
+use std::fmt;
+use std::fs;
+use std::io::{self, Read};
+use std::path::Path;
+
+use anyhow::{Context, Result};
+
+use crate::errors::InFile;
+
+/// The largest input armfw reads: 1 MiB (a state file of 512 vCPUs, the most KVM allows, is
+/// about 22 KB; profiles and scenarios are a few KB).
+pub const MAX_INPUT: u64 = 1 << 20;
+
+/// An input over [`MAX_INPUT`].
+#[derive(Debug)]
+pub struct TooBig {
+    /// Its size, where known before reading.
+    pub size: Option<u64>,
+}
+
+impl fmt::Display for TooBig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.size {
+            Some(n) => write!(f, "too big: {n} bytes, the limit is {MAX_INPUT}"),
+            None => write!(f, "too big: more than {MAX_INPUT} bytes, the limit"),
+        }
+    }
+}
+
+impl std::error::Error for TooBig {}
+
+/// Whether `path` names standard input.
+pub fn is_stdin(path: &Path) -> bool {
+    path.as_os_str() == "-"
+}
+
+/// The bytes of `path` (or of standard input for `-`), at most [`MAX_INPUT`].
+pub fn read(path: &Path) -> Result<Vec<u8>> {
+    if is_stdin(path) {
+        return bounded(io::stdin().lock(), None).context(InFile::with("-", "cannot read"));
+    }
+    let meta = fs::metadata(path).with_context(|| InFile::with(path, "cannot read"))?;
+    if !meta.is_file() {
+        let what = if meta.is_dir() {
+            "a folder"
+        } else {
+            "not a regular file (a FIFO or a device; give - to read standard input)"
+        };
+        return Err(anyhow::anyhow!(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            what
+        )))
+        .with_context(|| InFile::with(path, "cannot read"));
+    }
+    if meta.len() > MAX_INPUT {
+        return Err(anyhow::Error::new(TooBig {
+            size: Some(meta.len()),
+        }))
+        .with_context(|| InFile::new(path));
+    }
+    let f = fs::File::open(path).with_context(|| InFile::with(path, "cannot read"))?;
+    bounded(f, Some(meta.len())).with_context(|| InFile::new(path))
+}
+
+/// The text of `path` (UTF-8), at most [`MAX_INPUT`] bytes.
+pub fn read_text(path: &Path) -> Result<String> {
+    let bytes = read(path)?;
+    String::from_utf8(bytes)
+        .map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                "stream did not contain valid UTF-8",
+            )
+        })
+        .with_context(|| InFile::with(path, "cannot read"))
+}
+
+fn bounded(r: impl Read, hint: Option<u64>) -> Result<Vec<u8>> {
+    let mut bytes = Vec::with_capacity(hint.unwrap_or(0).min(MAX_INPUT) as usize);
+    r.take(MAX_INPUT + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_INPUT {
+        return Err(TooBig { size: None }.into());
+    }
+    Ok(bytes)
+}
