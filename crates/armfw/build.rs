@@ -21,7 +21,7 @@ fn main() {
         let path = entry
             .unwrap_or_else(|e| panic!("armfw: cannot list {}: {e}", dir.display()))
             .path();
-        if !path.extension().is_some_and(|x| x == "json") {
+        if path.extension().is_none_or(|x| x != "json") {
             continue;
         }
         let name = path
