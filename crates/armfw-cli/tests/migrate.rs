@@ -1,5 +1,5 @@
 //! `armfw save`, `armfw check` and `armfw baseline` end to end. Expected values come from the
-//! measured host profiles (`profiles/`: default PSCI 1.1 and 7 firmware registers on 6.12, 1.3
+//! measured host profiles (`crates/armfw/profiles/`: default PSCI 1.1 and 7 firmware registers on 6.12, 1.3
 //! and 8 on 7.2; the WORKAROUND levels per CPU model) and the kernel's SET rules, never from
 //! armfw's own output.
 

@@ -457,7 +457,7 @@ pub fn report(
     )
 }
 
-/// Writes `profiles/HOST.json` and `scenarios/expected/HOST/*.json` (the project set's real
+/// Writes `crates/armfw/profiles/HOST.json` and `scenarios/expected/HOST/*.json` (the project set's real
 /// documents) under `root`, replacing what was recorded for HOST before. A host with a
 /// failure or an incomplete project set is not recorded.
 fn record_host(root: &Path, h: &Host, profile: &Value) -> Result<()> {
@@ -471,7 +471,9 @@ fn record_host(root: &Path, h: &Host, profile: &Value) -> Result<()> {
         .filter_map(|((_, file), r)| r.kvm.as_ref().map(|d| (file, d)))
         .collect();
     write(
-        &root.join("profiles").join(format!("{}.json", h.name)),
+        &root
+            .join("crates/armfw/profiles")
+            .join(format!("{}.json", h.name)),
         &pretty(profile)?,
     )?;
     let dir = root.join("scenarios").join("expected").join(&h.name);

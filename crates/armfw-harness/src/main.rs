@@ -77,8 +77,8 @@ enum Command {
         /// Write each host's profile and real documents under DIR/HOST/.
         #[arg(long)]
         out: Option<PathBuf>,
-        /// Record the real results in the repository at ROOT: profiles/HOST.json and
-        /// scenarios/expected/HOST/ (the `project` set).
+        /// Record the real results in the repository at ROOT:
+        /// crates/armfw/profiles/HOST.json and scenarios/expected/HOST/ (the `project` set).
         #[arg(long)]
         record: Option<PathBuf>,
         /// Each host's records (HOST.jsonl), or HOST.failed holding why it gave none.

@@ -50,7 +50,7 @@ fn set_of(names: &[&str]) -> PathBuf {
 /// Records of `host`, where scenario `name`'s model document is `host`'s real one, or the
 /// real one of `model_from` for those listed.
 fn records(host: &str, names: &[&str], model_from: &[(&str, &str)]) -> String {
-    let mut lines = vec![json!({"kind": "profile", "profile": read_json(&repo().join(format!("profiles/{host}.json")))}).to_string()];
+    let mut lines = vec![json!({"kind": "profile", "profile": read_json(&repo().join(format!("crates/armfw/profiles/{host}.json")))}).to_string()];
     for n in names {
         let real = read_json(&repo().join(format!("scenarios/expected/{host}/{n}.json")));
         let other = model_from
@@ -210,8 +210,8 @@ fn record_writes_the_profile_and_the_real_documents() {
     assert_eq!(code, Some(0), "{out}");
     assert!(!stale.exists());
     assert_eq!(
-        read_json(&root.join("profiles/linux-6.1.192-cortex-a72.json")),
-        read_json(&repo().join("profiles/linux-6.1.192-cortex-a72.json"))
+        read_json(&root.join("crates/armfw/profiles/linux-6.1.192-cortex-a72.json")),
+        read_json(&repo().join("crates/armfw/profiles/linux-6.1.192-cortex-a72.json"))
     );
     for n in names {
         assert_eq!(

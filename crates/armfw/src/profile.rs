@@ -446,8 +446,8 @@ mod builtin {
     include!(concat!(env!("OUT_DIR"), "/builtin_profiles.rs"));
 }
 
-/// The built-in profiles: the hosts whose profiles are committed under `profiles/`, in name
-/// order.
+/// The built-in profiles: the hosts whose profiles are committed under `crates/armfw/profiles/`
+/// (embedded at build time), in name order.
 pub fn builtin() -> Vec<Profile> {
     builtin::PROFILES
         .iter()

@@ -1,6 +1,6 @@
 //! The model against real kernels, without booting them: for every host recorded by the
 //! conformance harness (`conformance/run --record`), every project scenario run on the model
-//! with that host's probed profile (profiles/HOST.json) must give the document the real
+//! with that host's probed profile (crates/armfw/profiles/HOST.json) must give the document the real
 //! kernel gave (scenarios/expected/HOST/NAME.json).
 
 use std::collections::BTreeSet;
@@ -11,6 +11,13 @@ use armfw::scenario::{self, ModelBackend, ResultDocument};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The built-in profiles, which ship in this crate.
+fn profile_path(host: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("profiles")
+        .join(format!("{host}.json"))
 }
 
 fn json_stems(dir: &Path) -> BTreeSet<String> {
@@ -39,10 +46,13 @@ fn recorded_hosts_cover_three_kernels_and_three_cpu_models() {
     let mut kernels = BTreeSet::new();
     let mut cpus = BTreeSet::new();
     for host in recorded_hosts() {
-        let text = std::fs::read_to_string(repo().join(format!("profiles/{host}.json")))
-            .unwrap_or_else(|e| panic!("profiles/{host}.json: {e}"));
+        let text = std::fs::read_to_string(profile_path(&host))
+            .unwrap_or_else(|e| panic!("crates/armfw/profiles/{host}.json: {e}"));
         let p = Profile::from_json(&text).unwrap_or_else(|e| panic!("{host}: {e}"));
-        assert_eq!(p.name, host, "profiles/{host}.json names another host");
+        assert_eq!(
+            p.name, host,
+            "crates/armfw/profiles/{host}.json names another host"
+        );
         assert!(
             p.source.starts_with("probed"),
             "{host}: a recorded host's profile must be probed"
@@ -73,8 +83,7 @@ fn the_model_gives_each_recorded_hosts_real_documents() {
     let mut failures = Vec::new();
     let mut compared = 0;
     for host in recorded_hosts() {
-        let text =
-            std::fs::read_to_string(repo().join(format!("profiles/{host}.json"))).expect("profile");
+        let text = std::fs::read_to_string(profile_path(&host)).expect("profile");
         let profile = Profile::from_json(&text).expect("profile");
         let mut model = ModelBackend::new(&profile);
         let dir = repo().join(format!("scenarios/expected/{host}"));

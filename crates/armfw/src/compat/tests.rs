@@ -1,6 +1,6 @@
 //! Compatibility tests. Expectations come from the kernel's rules (Linux
 //! `arch/arm64/kvm/hypercalls.c`, `Documentation/virt/kvm/arm/fw-pseudo-registers.rst`) and the
-//! measured host profiles (`profiles/`), never from this code's output.
+//! measured host profiles (`crates/armfw/profiles/`), never from this code's output.
 
 use serde_json::json;
 

@@ -1,5 +1,5 @@
 //! Snapshot tests. Expected register values are the measured defaults of the built-in hosts
-//! (`profiles/`, `docs/kernel-differences.md`) and the kernel's rules, not this code's output.
+//! (`crates/armfw/profiles/`, `docs/kernel-differences.md`) and the kernel's rules, not this code's output.
 
 use serde_json::{Value, json};
 
