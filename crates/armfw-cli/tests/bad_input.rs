@@ -100,7 +100,7 @@ fn every_bad_input_is_one_line_exit_2_and_changes_nothing() {
     );
     let profile_text = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../profiles/linux-6.1.192-max.json"
+        "/../armfw/profiles/linux-6.1.192-max.json"
     ))
     .unwrap();
     let edit = |f: &dyn Fn(&mut serde_json::Value)| {

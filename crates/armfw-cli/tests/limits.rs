@@ -149,7 +149,7 @@ fn standard_input_is_read_with_the_same_bound() {
     assert_eq!(o.status.code(), Some(0), "{o:?}");
     let profile = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../profiles/linux-6.12.117-max.json"
+        "/../armfw/profiles/linux-6.12.117-max.json"
     );
     let o = run(
         &["regs", "--profile", "-"],
@@ -224,7 +224,7 @@ fn deep_nesting_and_duplicate_keys_are_refused_with_their_path() {
     .unwrap();
     let profile = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../profiles/linux-6.12.117-max.json"
+        "/../armfw/profiles/linux-6.12.117-max.json"
     ))
     .unwrap();
     let dup_profile = d.join("dup_profile.json");

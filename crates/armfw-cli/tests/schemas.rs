@@ -184,7 +184,8 @@ fn baseline_documents_match_the_schema_with_and_without_a_baseline() {
     // still one document.
     let d = scratch();
     let mut old: Value = serde_json::from_str(
-        &std::fs::read_to_string(root().join("profiles/linux-6.12.117-max.json")).unwrap(),
+        &std::fs::read_to_string(root().join("crates/armfw/profiles/linux-6.12.117-max.json"))
+            .unwrap(),
     )
     .unwrap();
     old["name"] = "linux-5.15.0-max".into();
@@ -224,7 +225,7 @@ fn regs_profiles_and_profile_files_match_their_schemas() {
     assert_valid(&validator("armfw-profiles-1"), &doc, "profiles");
     assert_eq!(doc["default"], "linux-7.2.13-cortex-a53");
     let profile = validator("armfw-profile-1");
-    for e in std::fs::read_dir(root().join("profiles")).unwrap() {
+    for e in std::fs::read_dir(root().join("crates/armfw/profiles")).unwrap() {
         let p = e.unwrap().path();
         if p.extension().is_some_and(|x| x == "json") {
             let doc: Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
