@@ -9,7 +9,8 @@ use anyhow::{Context, Result, anyhow, bail};
 use armfw::abi::{FwReg, PsciVersion};
 use armfw::compat::{self, Finding, Outcome, Report, Verdict};
 use armfw::firmware::{Firmware, VcpuFeatures};
-use armfw::{Profile, Snapshot, hex};
+use armfw::json::hex;
+use armfw::{Profile, Snapshot};
 use clap::{ArgGroup, Args};
 
 use crate::load_profile;
@@ -364,7 +365,7 @@ fn load_state(path: &Path) -> Result<Snapshot> {
 }
 
 fn parse_number(s: &str) -> Option<u64> {
-    armfw::parse_hex(s).or_else(|| {
+    armfw::json::parse_hex(s).or_else(|| {
         (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
             .then(|| s.parse().ok())
             .flatten()
@@ -372,7 +373,7 @@ fn parse_number(s: &str) -> Option<u64> {
 }
 
 fn parse_psci_version(s: &str) -> Result<u64> {
-    if let Some(v) = armfw::parse_hex(s) {
+    if let Some(v) = armfw::json::parse_hex(s) {
         return Ok(v);
     }
     let parsed = s

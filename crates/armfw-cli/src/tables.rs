@@ -3,7 +3,8 @@
 use crate::output::{outln, shown};
 use anyhow::Result;
 use armfw::abi::FwReg;
-use armfw::{Profile, catalog, hex};
+use armfw::json::hex;
+use armfw::{Profile, catalog};
 use serde_json::{Value, json};
 
 /// The format name and version of `armfw regs --json`.
