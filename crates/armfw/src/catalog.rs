@@ -84,7 +84,10 @@ impl RegisterInfo {
                 let v: Vec<String> = self
                     .accepts
                     .iter()
-                    .map(|&a| PsciVersion(a as u32).to_string())
+                    .map(|&a| match u32::try_from(a) {
+                        Ok(v) => PsciVersion(v).to_string(),
+                        Err(_) => hex(a),
+                    })
                     .collect();
                 format!("{} (0.1 without PSCI_0_2)", v.join(", "))
             }

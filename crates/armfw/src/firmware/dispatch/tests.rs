@@ -266,7 +266,7 @@ fn cpu_on_races_give_one_success() {
         .collect();
     assert_eq!(
         answers,
-        [0, PSCI_RET_ALREADY_ON as u64, PSCI_RET_ALREADY_ON as u64]
+        [0, ret(PSCI_RET_ALREADY_ON), ret(PSCI_RET_ALREADY_ON)]
     );
 }
 
