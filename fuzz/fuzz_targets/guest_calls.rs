@@ -197,6 +197,7 @@ fuzz_target!(|data: &[u8]| {
                             Action::Resume
                             | Action::WaitForInterrupt
                             | Action::InitStolenTime { .. } => {}
+                            other => panic!("an action the fuzzer does not know: {other:?}"),
                         }
                     }
                 }

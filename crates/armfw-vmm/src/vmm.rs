@@ -586,6 +586,7 @@ fn hypercall(
             }));
         }
         Action::Forward(_) => set_reg(fd, regs::x(0), NOT_SUPPORTED)?,
+        other => return Err(VmmError(format!("armfw-vmm does not carry out {other:?}"))),
     }
     Ok(None)
 }

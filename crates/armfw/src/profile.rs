@@ -94,6 +94,7 @@ pub struct Profile {
 
 /// Why a profile was refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ProfileError {
     /// The text is not JSON.
     #[error("not JSON: {0}")]

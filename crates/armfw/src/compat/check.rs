@@ -46,6 +46,7 @@ impl<T: Copy, const N: usize> List<T, N> {
 
 /// The answer of [`check`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct Report {
     /// The verdict.
     pub verdict: Verdict,

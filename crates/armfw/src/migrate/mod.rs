@@ -30,6 +30,7 @@ pub enum RestorePolicy {
 
 /// What a successful restore leaves for the VMM to do.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Restored {
     /// CPU_ON starts that were pending at save time: reset each vCPU to its entry point with
     /// the context id in x0 before it runs.
