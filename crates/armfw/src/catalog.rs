@@ -33,14 +33,14 @@ pub struct RegisterInfo {
 /// Every register of `profile`, described, in KVM's order.
 pub fn registers(profile: &Profile) -> Vec<RegisterInfo> {
     profile
-        .registers
+        .registers()
         .iter()
         .map(|r| {
             let desc = register::firmware(r.reg);
             let (accepts, mask) = match desc.rule {
                 SetRule::PsciVersion => (
                     profile
-                        .psci_versions
+                        .psci_versions()
                         .iter()
                         .map(|v| u64::from(v.0))
                         .collect(),
@@ -163,7 +163,7 @@ mod tests {
                         ok,
                         info.accepts.contains(&v),
                         "{} {} {:#x}",
-                        p.name,
+                        p.name(),
                         info.reg,
                         v
                     );

@@ -90,7 +90,7 @@ fn host() -> impl Strategy<Value = Profile> {
 }
 
 fn edited(base: &Profile, e: &HostEdit) -> Profile {
-    let mut p = base.clone();
+    let mut p = base.clone().into_parts();
     p.name = format!("{}-variant", p.name);
     if let Some(k) = e.kernel {
         p.kernel = k.to_string();
@@ -137,11 +137,7 @@ fn edited(base: &Profile, e: &HostEdit) -> Profile {
         p.capabilities.system_suspend = system_suspend;
         p.capabilities.smccc_filter = smccc_filter;
     }
-    if p.validate().is_ok() {
-        p
-    } else {
-        base.clone()
-    }
+    Profile::new(p).unwrap_or_else(|_| base.clone())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -247,7 +243,7 @@ fn run(s: &Script) -> (Firmware, Vec<VcpuStart>) {
     if s.system_suspend {
         let _ = fw.enable_system_suspend();
     }
-    let psci_0_2 = s.psci_0_2 && s.host.capabilities.psci_0_2;
+    let psci_0_2 = s.psci_0_2 && s.host.capabilities().psci_0_2;
     for (i, &power_off) in s.power_off.iter().enumerate() {
         fw.add_vcpu().unwrap();
         fw.init_vcpu(

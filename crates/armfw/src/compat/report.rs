@@ -438,8 +438,8 @@ impl Report {
                 kernel: snapshot.source.kernel.clone(),
             },
             destination: HostJson {
-                profile: dest.name.clone(),
-                kernel: dest.kernel.clone(),
+                profile: dest.name().to_string(),
+                kernel: dest.kernel().to_string(),
             },
             verdict: self.verdict.name().to_string(),
             findings: self.findings().map(Finding::document).collect(),
