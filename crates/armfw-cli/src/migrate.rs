@@ -399,8 +399,8 @@ fn parse_set(s: &str) -> Result<(FwReg, u64)> {
 fn print_report(r: &Report, s: &Snapshot, dest: &Profile) -> Result<()> {
     outln!(
         "{} (kernel {}) -> {} (kernel {}): {}",
-        shown(&s.source.profile),
-        shown(&s.source.kernel),
+        shown(&s.source().profile),
+        shown(&s.source().kernel),
         shown(dest.name()),
         shown(dest.kernel()),
         match r.verdict {

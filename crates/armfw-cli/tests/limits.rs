@@ -282,8 +282,11 @@ fn deep_nesting_and_duplicate_keys_are_refused_with_their_path() {
 fn escape_sequences_in_a_state_are_shown_escaped() {
     let d = scratch();
     let state = saved(&d);
-    let mut snapshot = armfw::Snapshot::load(&std::fs::read(&state).unwrap()).unwrap();
-    snapshot.source.kernel = "6.12\u{1b}[2J\u{1b}[31m\r\nforged line\u{7}".to_string();
+    let (mut source, vm, vcpus) = armfw::Snapshot::load(&std::fs::read(&state).unwrap())
+        .unwrap()
+        .into_parts();
+    source.kernel = "6.12\u{1b}[2J\u{1b}[31m\r\nforged line\u{7}".to_string();
+    let snapshot = armfw::Snapshot::new(source, vm, vcpus).unwrap();
     let evil = d.join("evil.json");
     let text = serde_json::to_string_pretty(&snapshot.to_json()).unwrap();
     let loaded = armfw::Snapshot::load(text.as_bytes());
@@ -308,7 +311,7 @@ fn escape_sequences_in_a_state_are_shown_escaped() {
         Stdio::null(),
     );
     let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(doc["source"]["kernel"], snapshot.source.kernel.as_str());
+    assert_eq!(doc["source"]["kernel"], snapshot.source().kernel.as_str());
     // An error message never carries a raw escape either.
     let o = run(
         &["check", "--state", s(&evil), "--to", "nope\u{1b}[31m"],
