@@ -249,7 +249,7 @@ fn load_profile(arg: Option<&str>) -> Result<Profile> {
     }
     armfw::profile::builtin_named(arg).map_err(|e| {
         let builtin = armfw::profile::builtin();
-        let names = builtin.iter().map(|p| p.name.as_str());
+        let names = builtin.iter().map(|p| p.name());
         let hint = match extras::closest(arg, names) {
             Some(n) => format!("did you mean {n:?}?"),
             None if path.exists() => format!("to read the file {arg}, give ./{arg}"),

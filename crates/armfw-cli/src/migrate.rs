@@ -9,7 +9,8 @@ use anyhow::{Context, Result, anyhow, bail};
 use armfw::abi::{FwReg, PsciVersion};
 use armfw::compat::{self, Finding, Outcome, Report, Verdict};
 use armfw::firmware::{Firmware, VcpuFeatures};
-use armfw::{Profile, Snapshot, hex};
+use armfw::json::hex;
+use armfw::{Profile, Snapshot};
 use clap::{ArgGroup, Args};
 
 use crate::load_profile;
@@ -138,7 +139,7 @@ pub fn save(a: SaveArgs) -> Result<ExitCode> {
         fw.add_vcpu()
             .map_err(|e| anyhow!("creating vCPU {i}: {e}"))?;
         let features = VcpuFeatures {
-            psci_0_2: profile.capabilities.psci_0_2,
+            psci_0_2: profile.capabilities().psci_0_2,
             power_off: i > 0,
         };
         fw.init_vcpu(i, features)
@@ -149,7 +150,7 @@ pub fn save(a: SaveArgs) -> Result<ExitCode> {
         let pool = load_pool(&a.pool)?;
         let b = compat::baseline(&pool)?;
         b.apply(&mut fw)
-            .with_context(|| format!("applying the baseline to {}", profile.name))?;
+            .with_context(|| format!("applying the baseline to {}", profile.name()))?;
         baseline = Some(b);
     }
     // A value outside the --baseline pool's common configuration: refused, unless insisted.
@@ -181,7 +182,7 @@ pub fn save(a: SaveArgs) -> Result<ExitCode> {
             .map_err(|e| {
                 anyhow!(
                     "--psci-version {v}: {profile} refuses it ({e})",
-                    profile = profile.name
+                    profile = profile.name()
                 )
             })?;
     }
@@ -203,7 +204,7 @@ pub fn save(a: SaveArgs) -> Result<ExitCode> {
         match fw.get_one_reg(0, reg.id()) {
             Ok(stored) if stored != value => crate::output::warn(&format!(
                 "--set {s}: {} accepts it but stores nothing; {reg} reads {} (the host's value), and the state file holds that",
-                profile.name,
+                profile.name(),
                 hex(stored)
             )),
             _ => {}
@@ -233,7 +234,7 @@ pub fn check(a: CheckArgs) -> Result<ExitCode> {
         (Some(path), _) => load_state(path)?,
         (None, Some(from)) => {
             let p = load_profile(Some(from))?;
-            Snapshot::created_on(&p, 1).with_context(|| format!("a default VM on {}", p.name))?
+            Snapshot::created_on(&p, 1).with_context(|| format!("a default VM on {}", p.name()))?
         }
         (None, None) => bail!("give --state FILE or --from PROFILE"),
     };
@@ -351,7 +352,7 @@ pub fn baseline(a: BaselineArgs) -> Result<ExitCode> {
 }
 
 fn name(pool: &[Profile], i: usize) -> std::borrow::Cow<'_, str> {
-    pool.get(i).map_or("?".into(), |p| shown(&p.name))
+    pool.get(i).map_or("?".into(), |p| shown(p.name()))
 }
 
 fn load_pool(names: &[String]) -> Result<Vec<Profile>> {
@@ -364,7 +365,7 @@ fn load_state(path: &Path) -> Result<Snapshot> {
 }
 
 fn parse_number(s: &str) -> Option<u64> {
-    armfw::parse_hex(s).or_else(|| {
+    armfw::json::parse_hex(s).or_else(|| {
         (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
             .then(|| s.parse().ok())
             .flatten()
@@ -372,7 +373,7 @@ fn parse_number(s: &str) -> Option<u64> {
 }
 
 fn parse_psci_version(s: &str) -> Result<u64> {
-    if let Some(v) = armfw::parse_hex(s) {
+    if let Some(v) = armfw::json::parse_hex(s) {
         return Ok(v);
     }
     let parsed = s
@@ -398,10 +399,10 @@ fn parse_set(s: &str) -> Result<(FwReg, u64)> {
 fn print_report(r: &Report, s: &Snapshot, dest: &Profile) -> Result<()> {
     outln!(
         "{} (kernel {}) -> {} (kernel {}): {}",
-        shown(&s.source.profile),
-        shown(&s.source.kernel),
-        shown(&dest.name),
-        shown(&dest.kernel),
+        shown(&s.source().profile),
+        shown(&s.source().kernel),
+        shown(dest.name()),
+        shown(dest.kernel()),
         match r.verdict {
             Verdict::Compatible => "compatible",
             Verdict::CompatibleWithPlan => "compatible with armfw's plan",

@@ -3,7 +3,8 @@
 use crate::output::{outln, shown};
 use anyhow::Result;
 use armfw::abi::FwReg;
-use armfw::{Profile, catalog, hex};
+use armfw::json::hex;
+use armfw::{Profile, catalog};
 use serde_json::{Value, json};
 
 /// The format name and version of `armfw regs --json`.
@@ -16,9 +17,9 @@ pub fn regs(p: &Profile, as_json: bool) -> Result<()> {
     if as_json {
         let v = json!({
             "format": REGS_FORMAT,
-            "profile": p.name,
-            "kernel": p.kernel,
-            "cpu": p.cpu,
+            "profile": p.name(),
+            "kernel": p.kernel(),
+            "cpu": p.cpu(),
             "registers": infos.iter().map(catalog::RegisterInfo::to_json).collect::<Vec<_>>(),
         });
         outln!("{}", serde_json::to_string_pretty(&v)?)?;
@@ -26,9 +27,9 @@ pub fn regs(p: &Profile, as_json: bool) -> Result<()> {
     }
     outln!(
         "{} (kernel {}, cpu {})",
-        shown(&p.name),
-        shown(&p.kernel),
-        shown(&p.cpu)
+        shown(p.name()),
+        shown(p.kernel()),
+        shown(p.cpu())
     )?;
     let rows: Vec<[String; 5]> = infos
         .iter()
@@ -51,13 +52,13 @@ pub fn profiles(as_json: bool) -> Result<()> {
     if as_json {
         let v = json!({
             "format": PROFILES_FORMAT,
-            "default": armfw::profile::default_profile().map(|p| p.name),
+            "default": armfw::profile::default_profile().map(|p| p.name().to_string()),
             "profiles": all.iter().map(Profile::to_json).collect::<Vec<Value>>(),
         });
         outln!("{}", serde_json::to_string_pretty(&v)?)?;
         return Ok(());
     }
-    let default = armfw::profile::default_profile().map(|p| p.name);
+    let default = armfw::profile::default_profile().map(|p| p.name().to_string());
     let level = |p: &Profile, r: FwReg| {
         p.register(r)
             .map_or("-".to_string(), |x| x.default.to_string())
@@ -65,15 +66,15 @@ pub fn profiles(as_json: bool) -> Result<()> {
     let rows: Vec<[String; 7]> = all
         .iter()
         .map(|p| {
-            let mark = if default.as_deref() == Some(p.name.as_str()) {
+            let mark = if default.as_deref() == Some(p.name()) {
                 " (default)"
             } else {
                 ""
             };
             [
-                format!("{}{mark}", p.name),
-                p.kernel.clone(),
-                p.cpu.clone(),
+                format!("{}{mark}", p.name()),
+                p.kernel().to_string(),
+                p.cpu().to_string(),
                 p.psci_default().to_string(),
                 format!(
                     "{}/{}/{}",
@@ -81,8 +82,8 @@ pub fn profiles(as_json: bool) -> Result<()> {
                     level(p, FwReg::SmcccArchWorkaround2),
                     level(p, FwReg::SmcccArchWorkaround3)
                 ),
-                p.registers.len().to_string(),
-                if p.capabilities.smccc_filter {
+                p.registers().len().to_string(),
+                if p.capabilities().smccc_filter {
                     "yes".into()
                 } else {
                     "no".into()

@@ -12,6 +12,8 @@ const HOST: &str = "linux-6.12.117-max";
 const BIN: &str = env!("CARGO_BIN_EXE_armfw");
 /// docs/cli.md: the input cap.
 const CAP: u64 = 1 << 20;
+/// [`CAP`] as a length.
+const CAP_LEN: usize = 1 << 20;
 
 fn scratch() -> PathBuf {
     static N: AtomicUsize = AtomicUsize::new(0);
@@ -76,7 +78,7 @@ fn files_over_the_cap_are_refused_before_reading() {
         .set_len(100 << 20)
         .unwrap();
     let over = d.join("over.json");
-    std::fs::write(&over, vec![b' '; CAP as usize + 1]).unwrap();
+    std::fs::write(&over, vec![b' '; CAP_LEN + 1]).unwrap();
     let before = contents(&d);
     for (args, name) in [
         (
@@ -183,7 +185,7 @@ fn memory_stays_within_a_small_multiple_of_the_cap() {
     let state = saved(&d);
     let mut doc: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
-    doc["source"]["profile"] = "x".repeat(CAP as usize - 4096).into();
+    doc["source"]["profile"] = "x".repeat(CAP_LEN - 4096).into();
     let big = d.join("big.json");
     std::fs::write(&big, doc.to_string()).unwrap();
     assert!(std::fs::metadata(&big).unwrap().len() <= CAP);
@@ -280,8 +282,11 @@ fn deep_nesting_and_duplicate_keys_are_refused_with_their_path() {
 fn escape_sequences_in_a_state_are_shown_escaped() {
     let d = scratch();
     let state = saved(&d);
-    let mut snapshot = armfw::Snapshot::load(&std::fs::read(&state).unwrap()).unwrap();
-    snapshot.source.kernel = "6.12\u{1b}[2J\u{1b}[31m\r\nforged line\u{7}".to_string();
+    let (mut source, vm, vcpus) = armfw::Snapshot::load(&std::fs::read(&state).unwrap())
+        .unwrap()
+        .into_parts();
+    source.kernel = "6.12\u{1b}[2J\u{1b}[31m\r\nforged line\u{7}".to_string();
+    let snapshot = armfw::Snapshot::new(source, vm, vcpus).unwrap();
     let evil = d.join("evil.json");
     let text = serde_json::to_string_pretty(&snapshot.to_json()).unwrap();
     let loaded = armfw::Snapshot::load(text.as_bytes());
@@ -306,7 +311,7 @@ fn escape_sequences_in_a_state_are_shown_escaped() {
         Stdio::null(),
     );
     let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(doc["source"]["kernel"], snapshot.source.kernel.as_str());
+    assert_eq!(doc["source"]["kernel"], snapshot.source().kernel.as_str());
     // An error message never carries a raw escape either.
     let o = run(
         &["check", "--state", s(&evil), "--to", "nope\u{1b}[31m"],

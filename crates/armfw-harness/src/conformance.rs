@@ -252,9 +252,9 @@ fn read_host(path: &Path) -> Result<Host> {
             ConformanceRecord::Profile { profile } => {
                 let p = Profile::from_value(&profile)
                     .with_context(|| format!("{}: line {}: profile", path.display(), i + 1))?;
-                host.name = p.name.clone();
-                host.kernel = p.kernel.clone();
-                host.cpu = p.cpu.clone();
+                host.name = p.name().to_string();
+                host.kernel = p.kernel().to_string();
+                host.cpu = p.cpu().to_string();
                 host.profile = Some(profile);
             }
             ConformanceRecord::Scenario(s) => {

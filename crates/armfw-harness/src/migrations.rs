@@ -233,13 +233,13 @@ mod guest {
             vm.set_pv_time_ipa(0, ram.end - 64)?;
             let view = migrate::guest_view(&mut vm)?;
             let source = Source {
-                profile: profile.name.clone(),
-                kernel: profile.kernel.clone(),
+                profile: profile.name().to_string(),
+                kernel: profile.kernel().to_string(),
             };
             let snap = migrate::save(&vm, &spec, source, true, Vec::new())?;
             vm.leak();
             rec.emit(&MigrationRecord::State(StateRecord {
-                host: profile.name.clone(),
+                host: profile.name().to_string(),
                 config: config.to_string(),
                 snapshot: snap.to_json(),
                 view: view_strings(&view),
@@ -310,7 +310,7 @@ mod guest {
                 };
                 rec.emit(&MigrationRecord::Row(Row {
                     from: s.host.clone(),
-                    to: profile.name.clone(),
+                    to: profile.name().to_string(),
                     config: s.config.clone(),
                     policy: policy.to_string(),
                     predicted: predicted.to_string(),

@@ -93,8 +93,8 @@ pub fn restore(snapshot: &Snapshot, plan: Option<&Report>) -> Result<TestVm, Res
     }
     let mut target = NewVm {
         spec: VmSpec {
-            vcpus: snapshot.vcpus.len(),
-            psci_0_2: snapshot.vm.psci_0_2,
+            vcpus: snapshot.vcpus().len(),
+            psci_0_2: snapshot.vm().psci_0_2,
             power_off: Vec::new(),
             system_suspend: false,
         },

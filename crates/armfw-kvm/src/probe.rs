@@ -1,7 +1,7 @@
 //! `armfw probe`: this host's profile, read from the running kernel with scratch VMs.
 
 use armfw::abi::{FwReg, OneRegId, PsciVersion};
-use armfw::profile::{Capabilities, Profile, ProfileReg};
+use armfw::profile::{Capabilities, Profile, ProfileParts, ProfileReg};
 use armfw::release::Release;
 
 use crate::error::sys;
@@ -99,7 +99,7 @@ pub fn probe(cpu: Option<&str>, name: Option<&str>) -> Result<Profile, Error> {
     };
     vm.leak();
     let short = short_version(&release, version.as_deref());
-    let profile = Profile {
+    let parts = ProfileParts {
         name: name.map_or_else(|| format!("linux-{short}-{cpu}"), str::to_string),
         kernel: release,
         kernel_version: version,
@@ -109,6 +109,6 @@ pub fn probe(cpu: Option<&str>, name: Option<&str>) -> Result<Profile, Error> {
         psci_versions,
         capabilities,
     };
-    profile.validate().map_err(Error::InconsistentProfile)?;
+    let profile = Profile::new(parts).map_err(Error::InconsistentProfile)?;
     Ok(profile)
 }

@@ -176,6 +176,7 @@ impl KvmBackend {
             | Action::StartVcpu(_)
             | Action::InitStolenTime { .. }
             | Action::CpuOff => vm.run_on(vcpu),
+            other => return Err(format!("the kvm backend does not carry out {other:?}")),
         };
         Ok(exit.map_err(|e| text(&e))?.into())
     }

@@ -148,7 +148,12 @@ impl Plan {
             plan.actions = list("armfw.guest-actions", &v)?;
         }
         if let Some(v) = value("armfw.guest-vcpus") {
-            plan.vcpus = number("armfw.guest-vcpus", &v, 1, MAX_VCPUS as u64)? as usize;
+            #[expect(
+                clippy::cast_possible_truncation,
+                reason = "number() bounds it by MAX_VCPUS, itself a usize"
+            )]
+            let n = number("armfw.guest-vcpus", &v, 1, MAX_VCPUS as u64)? as usize;
+            plan.vcpus = n;
         }
         if let Some(v) = value("armfw.guest-memory") {
             plan.memory_mib = number("armfw.guest-memory", &v, 64, 4096)?;

@@ -554,7 +554,7 @@ fn hypercall(
         .map_err(ctx("armfw firmware"))?;
     // KVM's nr is w0 (the function id), zero-extended.
     if let Some(calls) = shared.calls.get(i) {
-        *lock(calls).entry(FunctionId(nr as u32)).or_insert(0) += 1;
+        *lock(calls).entry(FunctionId::from_x0(nr)).or_insert(0) += 1;
     }
     match out.action {
         Action::Resume => {}
@@ -586,6 +586,7 @@ fn hypercall(
             }));
         }
         Action::Forward(_) => set_reg(fd, regs::x(0), NOT_SUPPORTED)?,
+        other => return Err(VmmError(format!("armfw-vmm does not carry out {other:?}"))),
     }
     Ok(None)
 }

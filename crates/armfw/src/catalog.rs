@@ -33,14 +33,14 @@ pub struct RegisterInfo {
 /// Every register of `profile`, described, in KVM's order.
 pub fn registers(profile: &Profile) -> Vec<RegisterInfo> {
     profile
-        .registers
+        .registers()
         .iter()
         .map(|r| {
             let desc = register::firmware(r.reg);
             let (accepts, mask) = match desc.rule {
                 SetRule::PsciVersion => (
                     profile
-                        .psci_versions
+                        .psci_versions()
                         .iter()
                         .map(|v| u64::from(v.0))
                         .collect(),
@@ -84,7 +84,10 @@ impl RegisterInfo {
                 let v: Vec<String> = self
                     .accepts
                     .iter()
-                    .map(|&a| PsciVersion(a as u32).to_string())
+                    .map(|&a| match u32::try_from(a) {
+                        Ok(v) => PsciVersion(v).to_string(),
+                        Err(_) => hex(a),
+                    })
                     .collect();
                 format!("{} (0.1 without PSCI_0_2)", v.join(", "))
             }
@@ -160,7 +163,7 @@ mod tests {
                         ok,
                         info.accepts.contains(&v),
                         "{} {} {:#x}",
-                        p.name,
+                        p.name(),
                         info.reg,
                         v
                     );

@@ -65,6 +65,6 @@ pub mod snapshot;
 mod test_support;
 
 pub use firmware::Firmware;
-pub use json::{FieldError, hex, hex_le_bytes, parse_hex};
+pub use json::FieldError;
 pub use profile::Profile;
 pub use snapshot::Snapshot;

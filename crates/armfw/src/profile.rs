@@ -69,11 +69,10 @@ pub struct Capabilities {
     pub smccc_filter: bool,
 }
 
-/// A host profile. Build one with [`Profile::from_json`]; every profile that exists has
-/// passed [`Profile::validate`].
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(try_from = "ProfileFile", into = "ProfileFile")]
-pub struct Profile {
+/// The parts of a [`Profile`], unchecked: what [`Profile::new`] validates and
+/// [`Profile::into_parts`] gives back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProfileParts {
     /// A short unique name, e.g. `linux-6.12.117-cortex-a72`.
     pub name: String,
     /// The kernel release (`uname -r`).
@@ -92,8 +91,18 @@ pub struct Profile {
     pub capabilities: Capabilities,
 }
 
+/// A host profile. Build one with [`Profile::from_json`], [`Profile::from_value`] or
+/// [`Profile::new`]; every profile that exists has passed [`Profile::validate`], and its
+/// fields are read through the accessors.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(try_from = "ProfileFile", into = "ProfileFile")]
+pub struct Profile {
+    parts: ProfileParts,
+}
+
 /// Why a profile was refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ProfileError {
     /// The text is not JSON.
     #[error("not JSON: {0}")]
@@ -121,6 +130,64 @@ impl Profile {
         json::from_value(v)
     }
 
+    /// A profile from its parts, if they pass [`Profile::validate`].
+    pub fn new(parts: ProfileParts) -> Result<Profile, FieldError> {
+        parts.validate()?;
+        Ok(Profile { parts })
+    }
+
+    /// The parts, to edit and build again with [`Profile::new`].
+    pub fn into_parts(self) -> ProfileParts {
+        self.parts
+    }
+
+    /// The parts, to edit in place without validation: for the crate's tests that need an
+    /// invalid or edited profile.
+    #[cfg(test)]
+    pub(crate) fn parts_mut(&mut self) -> &mut ProfileParts {
+        &mut self.parts
+    }
+
+    /// A short unique name, e.g. `linux-6.12.117-cortex-a72`.
+    pub fn name(&self) -> &str {
+        &self.parts.name
+    }
+
+    /// The kernel release (`uname -r`).
+    pub fn kernel(&self) -> &str {
+        &self.parts.kernel
+    }
+
+    /// The kernel version string (`uname -v`), if known.
+    pub fn kernel_version(&self) -> Option<&str> {
+        self.parts.kernel_version.as_deref()
+    }
+
+    /// The CPU model of the host (for emulated hosts, QEMU's `-cpu`).
+    pub fn cpu(&self) -> &str {
+        &self.parts.cpu
+    }
+
+    /// Where the profile came from.
+    pub fn source(&self) -> &str {
+        &self.parts.source
+    }
+
+    /// The firmware registers in KVM's list order.
+    pub fn registers(&self) -> &[ProfileReg] {
+        &self.parts.registers
+    }
+
+    /// The PSCI versions SET accepts with PSCI_0_2, ascending.
+    pub fn psci_versions(&self) -> &[PsciVersion] {
+        &self.parts.psci_versions
+    }
+
+    /// Capabilities.
+    pub fn capabilities(&self) -> &Capabilities {
+        &self.parts.capabilities
+    }
+
     /// Check the profile's internal consistency, and that it is what a real host reports and
     /// what a state file saved from it can hold: the name's characters; the name and kernel at
     /// most [`crate::snapshot::MAX_TEXT`] bytes; the release; `psci_0_2` (every kernel with
@@ -129,129 +196,18 @@ impl Profile {
     /// `writable` for bitmaps only and host-reportable defaults; `PSCI_VERSION` present and its
     /// default among the ascending `psci_versions` (0.2 and later).
     pub fn validate(&self) -> Result<(), FieldError> {
-        if self.name.is_empty()
-            || !self
-                .name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.+".contains(&b))
-        {
-            return err(
-                "name",
-                "must be non-empty and use only letters, digits and - _ . +",
-            );
-        }
-        // What `armfw save` writes from a profile, `armfw check` must read: a snapshot's
-        // texts are at most MAX_TEXT bytes.
-        for (path, text) in [("name", &self.name), ("kernel", &self.kernel)] {
-            if text.len() > crate::snapshot::MAX_TEXT {
-                return err(
-                    path,
-                    format!(
-                        "longer than {} bytes (a state file could not name it)",
-                        crate::snapshot::MAX_TEXT
-                    ),
-                );
-            }
-        }
-        let Some(release) = Release::parse(&self.kernel) else {
-            return err(
-                "kernel",
-                format!("{:?} does not start with major.minor", self.kernel),
-            );
-        };
-        // No real host reports these (each capability's first release, Linux's
-        // Documentation/virt/kvm/api.rst).
-        if !self.capabilities.psci_0_2 {
-            return err(
-                "capabilities.psci_0_2",
-                "false, but every kernel with firmware registers (4.17 and later) has KVM_CAP_ARM_PSCI_0_2 (3.16), and psci_versions lists versions only PSCI_0_2 vCPUs can have",
-            );
-        }
-        if self.capabilities.system_suspend && !release.at_least(5, 19) {
-            return err(
-                "capabilities.system_suspend",
-                format!("KVM_CAP_ARM_SYSTEM_SUSPEND is new in 5.19; {release} cannot have it"),
-            );
-        }
-        if self.capabilities.smccc_filter && !release.at_least(6, 4) {
-            return err(
-                "capabilities.smccc_filter",
-                format!("the SMCCC filter is new in 6.4; {release} cannot have it"),
-            );
-        }
-        for (i, r) in self.registers.iter().enumerate() {
-            let path = format!("registers[{i}]");
-            if self.registers[..i].iter().any(|o| o.reg == r.reg) {
-                return err(&path, format!("{} is listed twice", r.reg));
-            }
-            if i > 0 && self.registers[i - 1].reg.id() > r.reg.id() {
-                return err(
-                    &path,
-                    format!(
-                        "{} comes after {}: registers are listed in KVM's register-list order (ascending ids), as a state file holds them",
-                        r.reg,
-                        self.registers[i - 1].reg
-                    ),
-                );
-            }
-            let rule = register::firmware(r.reg).rule;
-            if matches!(rule, SetRule::FeatureBitmap) != r.writable.is_some() {
-                return err(
-                    &format!("{path}.writable"),
-                    "required for bitmap registers and only there",
-                );
-            }
-            if let Some(w) = r.writable {
-                if r.default & !w != 0 {
-                    return err(&format!("{path}.default"), "has bits outside writable");
-                }
-            }
-            if !rule.is_host_value(r.default) {
-                return err(
-                    &format!("{path}.default"),
-                    format!(
-                        "{} is not a level KVM reports for {}",
-                        hex(r.default),
-                        r.reg
-                    ),
-                );
-            }
-        }
-        let Some(psci) = self.register(FwReg::PsciVersion) else {
-            return err(
-                "registers",
-                "PSCI_VERSION is missing (every kernel with firmware registers has it)",
-            );
-        };
-        if self.psci_versions.is_empty() || self.psci_versions.contains(&PsciVersion::V0_1) {
-            return err(
-                "psci_versions",
-                "must list the versions accepted with PSCI_0_2 (0.2 and later)",
-            );
-        }
-        if !self.psci_versions.windows(2).all(|w| w[0] < w[1]) {
-            return err("psci_versions", "must be ascending without repeats");
-        }
-        let accepted =
-            u32::try_from(psci.default).is_ok_and(|d| self.psci_versions.contains(&PsciVersion(d)));
-        if !accepted {
-            return err(
-                "registers",
-                "the PSCI_VERSION default is not among psci_versions",
-            );
-        }
-        Ok(())
+        self.parts.validate()
     }
 
     /// The profile's entry for `reg`, if the host has it.
     pub fn register(&self, reg: FwReg) -> Option<&ProfileReg> {
-        self.registers.iter().find(|r| r.reg == reg)
+        self.registers().iter().find(|r| r.reg == reg)
     }
 
     /// The kernel release.
     pub fn release(&self) -> Release {
         // validate() guarantees the release parses; a profile cannot exist otherwise.
-        Release::parse(&self.kernel).unwrap_or(Release::new(0, 0, 0))
+        Release::parse(self.kernel()).unwrap_or(Release::new(0, 0, 0))
     }
 
     /// The release's behaviour rules.
@@ -407,11 +363,129 @@ impl From<ProfileReg> for RegFile {
     }
 }
 
+impl ProfileParts {
+    /// The checks of [`Profile::validate`].
+    pub fn validate(&self) -> Result<(), FieldError> {
+        if self.name.is_empty()
+            || !self
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.+".contains(&b))
+        {
+            return err(
+                "name",
+                "must be non-empty and use only letters, digits and - _ . +",
+            );
+        }
+        // What `armfw save` writes from a profile, `armfw check` must read: a snapshot's
+        // texts are at most MAX_TEXT bytes.
+        for (path, text) in [("name", &self.name), ("kernel", &self.kernel)] {
+            if text.len() > crate::snapshot::MAX_TEXT {
+                return err(
+                    path,
+                    format!(
+                        "longer than {} bytes (a state file could not name it)",
+                        crate::snapshot::MAX_TEXT
+                    ),
+                );
+            }
+        }
+        let Some(release) = Release::parse(&self.kernel) else {
+            return err(
+                "kernel",
+                format!("{:?} does not start with major.minor", self.kernel),
+            );
+        };
+        // No real host reports these (each capability's first release, Linux's
+        // Documentation/virt/kvm/api.rst).
+        if !self.capabilities.psci_0_2 {
+            return err(
+                "capabilities.psci_0_2",
+                "false, but every kernel with firmware registers (4.17 and later) has KVM_CAP_ARM_PSCI_0_2 (3.16), and psci_versions lists versions only PSCI_0_2 vCPUs can have",
+            );
+        }
+        if self.capabilities.system_suspend && !release.at_least(5, 19) {
+            return err(
+                "capabilities.system_suspend",
+                format!("KVM_CAP_ARM_SYSTEM_SUSPEND is new in 5.19; {release} cannot have it"),
+            );
+        }
+        if self.capabilities.smccc_filter && !release.at_least(6, 4) {
+            return err(
+                "capabilities.smccc_filter",
+                format!("the SMCCC filter is new in 6.4; {release} cannot have it"),
+            );
+        }
+        for (i, r) in self.registers.iter().enumerate() {
+            let path = format!("registers[{i}]");
+            if self.registers[..i].iter().any(|o| o.reg == r.reg) {
+                return err(&path, format!("{} is listed twice", r.reg));
+            }
+            if i > 0 && self.registers[i - 1].reg.id() > r.reg.id() {
+                return err(
+                    &path,
+                    format!(
+                        "{} comes after {}: registers are listed in KVM's register-list order (ascending ids), as a state file holds them",
+                        r.reg,
+                        self.registers[i - 1].reg
+                    ),
+                );
+            }
+            let rule = register::firmware(r.reg).rule;
+            if matches!(rule, SetRule::FeatureBitmap) != r.writable.is_some() {
+                return err(
+                    &format!("{path}.writable"),
+                    "required for bitmap registers and only there",
+                );
+            }
+            if let Some(w) = r.writable {
+                if r.default & !w != 0 {
+                    return err(&format!("{path}.default"), "has bits outside writable");
+                }
+            }
+            if !rule.is_host_value(r.default) {
+                return err(
+                    &format!("{path}.default"),
+                    format!(
+                        "{} is not a level KVM reports for {}",
+                        hex(r.default),
+                        r.reg
+                    ),
+                );
+            }
+        }
+        let Some(psci) = self.registers.iter().find(|r| r.reg == FwReg::PsciVersion) else {
+            return err(
+                "registers",
+                "PSCI_VERSION is missing (every kernel with firmware registers has it)",
+            );
+        };
+        if self.psci_versions.is_empty() || self.psci_versions.contains(&PsciVersion::V0_1) {
+            return err(
+                "psci_versions",
+                "must list the versions accepted with PSCI_0_2 (0.2 and later)",
+            );
+        }
+        if !self.psci_versions.windows(2).all(|w| w[0] < w[1]) {
+            return err("psci_versions", "must be ascending without repeats");
+        }
+        let accepted =
+            u32::try_from(psci.default).is_ok_and(|d| self.psci_versions.contains(&PsciVersion(d)));
+        if !accepted {
+            return err(
+                "registers",
+                "the PSCI_VERSION default is not among psci_versions",
+            );
+        }
+        Ok(())
+    }
+}
+
 impl TryFrom<ProfileFile> for Profile {
     type Error = Invalid;
 
     fn try_from(f: ProfileFile) -> Result<Profile, Invalid> {
-        let p = Profile {
+        let p = ProfileParts {
             name: f.name,
             kernel: f.kernel,
             kernel_version: f.kernel_version,
@@ -421,13 +495,13 @@ impl TryFrom<ProfileFile> for Profile {
             psci_versions: f.psci_versions.into_iter().map(|v| v.0).collect(),
             capabilities: f.capabilities,
         };
-        p.validate()?;
-        Ok(p)
+        Ok(Profile::new(p)?)
     }
 }
 
 impl From<Profile> for ProfileFile {
     fn from(p: Profile) -> ProfileFile {
+        let p = p.parts;
         ProfileFile {
             format: FormatTag,
             name: p.name,
@@ -469,7 +543,7 @@ pub fn builtin_named(name: &str) -> Result<Profile, ProfileError> {
 pub fn default_profile() -> Option<Profile> {
     builtin()
         .into_iter()
-        .max_by(|a, b| a.release().cmp(&b.release()).then(b.name.cmp(&a.name)))
+        .max_by(|a, b| a.release().cmp(&b.release()).then(b.name().cmp(a.name())))
 }
 
 #[cfg(test)]
@@ -579,7 +653,7 @@ mod tests {
         assert!(!builtin::PROFILES.is_empty());
         for (file, text) in builtin::PROFILES {
             let p = Profile::from_json(text).unwrap_or_else(|e| panic!("{file}: {e}"));
-            assert_eq!(&p.name, file);
+            assert_eq!(&p.name(), file);
         }
     }
 }

@@ -16,11 +16,17 @@ use armfw::abi::psci::{
     PSCI_0_2_FN_AFFINITY_INFO, PSCI_0_2_FN_CPU_OFF, PSCI_0_2_FN_PSCI_VERSION, PSCI_0_2_FN64_CPU_ON,
     PSCI_RET_ALREADY_ON, PSCI_RET_INVALID_PARAMS, PSCI_RET_SUCCESS,
 };
+use armfw::abi::smccc::ret;
 use armfw::abi::{FwReg, Mpidr};
 use armfw::firmware::shared::{SharedFirmware, VcpuHandle};
 use armfw::firmware::{Action, Call, Conduit, Firmware, MpState, VcpuFeatures, VcpuStart};
 use armfw::profile::builtin_named;
 use armfw::scenario::ModelServices;
+
+/// A return register read back as the signed code the guest sees (the inverse of [`ret`]).
+fn code(x0: u64) -> i64 {
+    i64::from_ne_bytes(x0.to_ne_bytes())
+}
 
 /// The threads, one per racing vCPU.
 const THREADS: usize = 64;
@@ -162,7 +168,7 @@ fn cpu_on_races_give_one_success_and_already_on_for_the_rest() {
                                     other - 1
                                 ));
                             }
-                        } else if out.x == [PSCI_RET_ALREADY_ON as u64, 0, 0, 0]
+                        } else if out.x == [ret(PSCI_RET_ALREADY_ON), 0, 0, 0]
                             && out.action == Action::Resume
                         {
                             lost += 1;
@@ -248,7 +254,7 @@ fn every_thread_racing_for_one_target_gives_one_success() {
                     barrier.wait();
                     let out =
                         racer.handle_call(&cpu_on(THREADS, entry_of(j), round), &mut services);
-                    match out.map(|o| (o.x[0] as i64, o.action)) {
+                    match out.map(|o| (code(o.x[0]), o.action)) {
                         Ok((PSCI_RET_SUCCESS, Action::StartVcpu(s)))
                             if s.vcpu == THREADS
                                 && s.entry == entry_of(j)
@@ -322,7 +328,7 @@ fn psci_0_1_races_give_one_success_and_invalid_params_for_the_rest() {
                 let on = Call::new(Conduit::Hvc, [kvm_cpu_on, RACERS as u64, 0x8000, 0]);
                 for round in 0..ROUNDS {
                     barrier.wait();
-                    match racer.handle_call(&on, &mut s).map(|o| o.x[0] as i64) {
+                    match racer.handle_call(&on, &mut s).map(|o| code(o.x[0])) {
                         Ok(PSCI_RET_SUCCESS) => {
                             wins.fetch_add(1, Ordering::AcqRel);
                         }

@@ -20,7 +20,8 @@ use armfw::migrate::{RestoreError, RestorePolicy};
 use armfw::profile::{Profile, builtin};
 use armfw::scenario::ModelServices;
 use armfw::snapshot::{
-    FORMAT_VERSION, FilterRange, MAGIC, PendingStart, SavedReg, Snapshot, crc32,
+    FORMAT_VERSION, FilterRange, MAGIC, PendingStart, SavedReg, Snapshot, Source, VcpuState,
+    VmState, crc32,
 };
 use proptest::prelude::*;
 
@@ -90,7 +91,7 @@ fn host() -> impl Strategy<Value = Profile> {
 }
 
 fn edited(base: &Profile, e: &HostEdit) -> Profile {
-    let mut p = base.clone();
+    let mut p = base.clone().into_parts();
     p.name = format!("{}-variant", p.name);
     if let Some(k) = e.kernel {
         p.kernel = k.to_string();
@@ -137,11 +138,7 @@ fn edited(base: &Profile, e: &HostEdit) -> Profile {
         p.capabilities.system_suspend = system_suspend;
         p.capabilities.smccc_filter = smccc_filter;
     }
-    if p.validate().is_ok() {
-        p
-    } else {
-        base.clone()
-    }
+    Profile::new(p).unwrap_or_else(|_| base.clone())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -247,7 +244,7 @@ fn run(s: &Script) -> (Firmware, Vec<VcpuStart>) {
     if s.system_suspend {
         let _ = fw.enable_system_suspend();
     }
-    let psci_0_2 = s.psci_0_2 && s.host.capabilities.psci_0_2;
+    let psci_0_2 = s.psci_0_2 && s.host.capabilities().psci_0_2;
     for (i, &power_off) in s.power_off.iter().enumerate() {
         fw.add_vcpu().unwrap();
         fw.init_vcpu(
@@ -359,7 +356,24 @@ fn mutation() -> impl Strategy<Value = Mutation> {
     ]
 }
 
-fn mutate(s: &mut Snapshot, m: &Mutation) {
+/// A snapshot's parts, to mutate into states that may be invalid.
+struct Parts {
+    source: Source,
+    vm: VmState,
+    vcpus: Vec<VcpuState>,
+}
+
+/// `s` with the mutations applied, unchecked.
+fn mutated(s: Snapshot, ms: &[Mutation]) -> Snapshot {
+    let (source, vm, vcpus) = s.into_parts();
+    let mut p = Parts { source, vm, vcpus };
+    for m in ms {
+        mutate(&mut p, m);
+    }
+    Snapshot::from_parts_unchecked(p.source, p.vm, p.vcpus)
+}
+
+fn mutate(s: &mut Parts, m: &Mutation) {
     let regs = &mut s.vm.registers;
     let n = regs.len();
     match *m {
@@ -405,12 +419,7 @@ fn mutate(s: &mut Snapshot, m: &Mutation) {
 
 /// A snapshot to restore: a saved state, possibly mutated.
 fn snapshot() -> impl Strategy<Value = Snapshot> {
-    (saved(), prop::collection::vec(mutation(), 0..3)).prop_map(|((_, mut s, _), ms)| {
-        for m in &ms {
-            mutate(&mut s, m);
-        }
-        s
-    })
+    (saved(), prop::collection::vec(mutation(), 0..3)).prop_map(|((_, s, _), ms)| mutated(s, &ms))
 }
 
 /// The binary form of `body` with a valid frame and checksum.
@@ -491,7 +500,7 @@ proptest! {
         let mut dest = Firmware::new(&host);
         let restored = dest.restore(&snap, policy).unwrap();
         prop_assert_eq!(&restored.starts, &pending);
-        if snap.vm.has_run {
+        if snap.vm().has_run {
             // A restored VM has not run yet; its vCPUs resume.
             dest.vcpu_run(0).unwrap();
         }
@@ -505,15 +514,13 @@ proptest! {
     /// without the plan) exactly when armfw's restore succeeds.
     #[test]
     fn check_agrees_with_the_restore(
-        (mut snap, dest) in saved().prop_flat_map(|(source, snap, _)| {
+        (snap, dest) in saved().prop_flat_map(|(source, snap, _)| {
             // The source host half the time, any host otherwise.
             (Just(snap), prop_oneof![Just(source), host()])
         }),
         mutations in prop::collection::vec(mutation(), 0..2),
     ) {
-        for m in &mutations {
-            mutate(&mut snap, m);
-        }
+        let snap = mutated(snap, &mutations);
         prop_assume!(snap.validate().is_ok());
         let report = compat::check(&snap, &dest);
         let strict = Firmware::new(&dest).restore(&snap, RestorePolicy::Strict);

@@ -50,16 +50,17 @@ fn recorded_hosts_cover_three_kernels_and_three_cpu_models() {
             .unwrap_or_else(|e| panic!("crates/armfw/profiles/{host}.json: {e}"));
         let p = Profile::from_json(&text).unwrap_or_else(|e| panic!("{host}: {e}"));
         assert_eq!(
-            p.name, host,
+            p.name(),
+            host,
             "crates/armfw/profiles/{host}.json names another host"
         );
         assert!(
-            p.source.starts_with("probed"),
+            p.source().starts_with("probed"),
             "{host}: a recorded host's profile must be probed"
         );
         let r = p.release();
         kernels.insert((r.major, r.minor));
-        cpus.insert(p.cpu.clone());
+        cpus.insert(p.cpu().to_string());
     }
     assert!(kernels.len() >= 3, "recorded kernels: {kernels:?}");
     assert!(cpus.len() >= 3, "recorded CPU models: {cpus:?}");

@@ -22,3 +22,18 @@ pub use function::{Function, Service};
 pub use psci::{Mpidr, PsciVersion};
 pub use reg::{FwReg, OneRegId};
 pub use smccc::FunctionId;
+
+/// The low 32 bits of a guest register, as KVM reads a 32-bit argument.
+///
+/// SMC32 calls and the 32-bit arguments of SMC64 calls (a function id in `x0`, a PSCI
+/// reset type, a TRNG bit count, ...) are read by KVM as `u32` with the upper half ignored
+/// (`smccc_get_arg1(vcpu)` stored into a `u32`, `lower_32_bits(...)`); this is the one place
+/// that narrowing happens.
+pub const fn reg_u32(x: u64) -> u32 {
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "dropping the upper half is the point: KVM reads the argument as u32"
+    )]
+    let low = x as u32;
+    low
+}

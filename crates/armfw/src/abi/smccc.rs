@@ -53,7 +53,7 @@ impl FunctionId {
 
     /// The function id as KVM reads it from a guest's `x0`.
     pub const fn from_x0(x0: u64) -> FunctionId {
-        FunctionId(x0 as u32)
+        FunctionId(super::reg_u32(x0))
     }
 
     /// Whether this is a fast call.
@@ -147,7 +147,12 @@ pub const TRNG_INVALID_PARAMETER: i64 = -2;
 
 /// A signed SMCCC return value as the guest sees it in a 64-bit register.
 pub const fn ret(value: i64) -> u64 {
-    value as u64
+    #[expect(
+        clippy::cast_sign_loss,
+        reason = "two's-complement reinterpretation: KVM stores the signed code in a 64-bit register"
+    )]
+    let bits = value as u64;
+    bits
 }
 
 #[cfg(test)]

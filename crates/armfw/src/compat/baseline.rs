@@ -157,10 +157,10 @@ pub fn baseline<'a>(
     let mut smccc_filter = true;
     for (host, p) in pool.into_iter().enumerate() {
         hosts += 1;
-        if !p.capabilities.psci_0_2 {
+        if !p.capabilities().psci_0_2 {
             return Err(BaselineError::NoPsci02 { host });
         }
-        let offered = VersionSet::from_versions(&p.psci_versions);
+        let offered = VersionSet::from_versions(p.psci_versions());
         versions = if host == 0 {
             offered
         } else {
@@ -198,8 +198,8 @@ pub fn baseline<'a>(
                 s.highest_host = host;
             }
         }
-        system_suspend &= p.capabilities.system_suspend;
-        smccc_filter &= p.capabilities.smccc_filter;
+        system_suspend &= p.capabilities().system_suspend;
+        smccc_filter &= p.capabilities().smccc_filter;
     }
     if hosts == 0 {
         return Err(BaselineError::EmptyPool);
@@ -265,10 +265,10 @@ impl Baseline {
 
     /// The `armfw baseline --json` document.
     pub fn document(&self, pool: &[Profile]) -> BaselineJson {
-        let name = |i: usize| pool.get(i).map(|p| p.name.clone());
+        let name = |i: usize| pool.get(i).map(|p| p.name().to_string());
         BaselineJson {
             format: BASELINE_FORMAT.to_string(),
-            pool: pool.iter().map(|p| p.name.clone()).collect(),
+            pool: pool.iter().map(|p| p.name().to_string()).collect(),
             hosts: self.hosts,
             no_baseline: None,
             psci_version: Some(hex(self.psci_version.0.into())),
@@ -338,7 +338,7 @@ impl BaselineJson {
     pub fn none(pool: &[Profile], why: &str) -> BaselineJson {
         BaselineJson {
             format: BASELINE_FORMAT.to_string(),
-            pool: pool.iter().map(|p| p.name.clone()).collect(),
+            pool: pool.iter().map(|p| p.name().to_string()).collect(),
             hosts: pool.len(),
             no_baseline: Some(why.to_string()),
             psci_version: None,

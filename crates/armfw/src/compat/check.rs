@@ -46,6 +46,7 @@ impl<T: Copy, const N: usize> List<T, N> {
 
 /// The answer of [`check`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct Report {
     /// The verdict.
     pub verdict: Verdict,
@@ -86,7 +87,7 @@ pub fn check(snapshot: &Snapshot, dest: &Profile) -> Report {
         .get(..MAX_REGISTERS)
         .unwrap_or(&snapshot.vm.registers);
     if snapshot.vm.system_suspend {
-        let ok = dest.capabilities.system_suspend;
+        let ok = dest.capabilities().system_suspend;
         findings.push(capability(
             Subject::SystemSuspend,
             ok,
@@ -99,7 +100,7 @@ pub fn check(snapshot: &Snapshot, dest: &Profile) -> Report {
         }
     }
     if !snapshot.vm.smccc_filter.is_empty() {
-        let ok = dest.capabilities.smccc_filter;
+        let ok = dest.capabilities().smccc_filter;
         findings.push(capability(
             Subject::SmcccFilter,
             ok,
@@ -207,7 +208,7 @@ fn assess(reg: FwReg, saved: Option<u64>, psci_0_2: bool, dest: &Profile) -> Opt
     let missing = |rule, remedy| finding(Accepts::Missing, rule, Outcome::Refuse, remedy);
     match reg {
         FwReg::PsciVersion => {
-            let offered = VersionSet::from_versions(&dest.psci_versions);
+            let offered = VersionSet::from_versions(dest.psci_versions());
             if !psci_0_2 {
                 let outcome = if saved == Some(u64::from(PsciVersion::V0_1.0)) {
                     Outcome::Restore
@@ -216,7 +217,7 @@ fn assess(reg: FwReg, saved: Option<u64>, psci_0_2: bool, dest: &Profile) -> Opt
                 };
                 return finding(Accepts::Psci01, Rule::Psci01, outcome, None);
             }
-            if !dest.capabilities.psci_0_2 {
+            if !dest.capabilities().psci_0_2 {
                 return missing(
                     Rule::PsciFeatureMissing,
                     Some(Remedy::HostWith(Need::PsciFeature)),

@@ -144,6 +144,7 @@ pub enum Accepts {
 
 /// What happens to a subject.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Outcome {
     /// Written back as saved (the strict restore does the same and succeeds).
     Restore,
@@ -174,6 +175,7 @@ impl Outcome {
 
 /// Something a destination or the source must have.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Need {
     /// The firmware register.
     Register(FwReg),
@@ -189,6 +191,7 @@ pub enum Need {
 
 /// What would make a refused move work.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Remedy {
     /// Create VMs with PSCI_VERSION pinned to at most this version (what the destination
     /// offers); `armfw baseline` with the destination in the pool does it.
@@ -248,6 +251,7 @@ impl fmt::Display for Remedy {
 
 /// One subject of a [`Report`](super::Report).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct Finding {
     /// What it is about.
     pub subject: Subject,
@@ -286,6 +290,7 @@ impl fmt::Display for Finding {
 
 /// One step of armfw's restore plan, in order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum PlanAction {
     /// Enable KVM_CAP_ARM_SYSTEM_SUSPEND (before the vCPUs exist).
     EnableSystemSuspend,

@@ -256,6 +256,7 @@ pub const CHECK_FORMAT: &str = "armfw-check/1";
 /// The strict restore's predicted result, in three words.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum StrictResult {
     /// KVM accepts every write and the guest's firmware stays what it was.
     Unchanged,
@@ -437,8 +438,8 @@ impl Report {
                 kernel: snapshot.source.kernel.clone(),
             },
             destination: HostJson {
-                profile: dest.name.clone(),
-                kernel: dest.kernel.clone(),
+                profile: dest.name().to_string(),
+                kernel: dest.kernel().to_string(),
             },
             verdict: self.verdict.name().to_string(),
             findings: self.findings().map(Finding::document).collect(),

@@ -34,13 +34,13 @@ pub(super) fn predict_strict(
     dest: &Profile,
 ) -> StrictOutcome {
     let fail = |step, errno| StrictOutcome::Fails { step, errno };
-    if snapshot.vm.system_suspend && !dest.capabilities.system_suspend {
+    if snapshot.vm.system_suspend && !dest.capabilities().system_suspend {
         return fail(Step::EnableSystemSuspend, Errno::EINVAL);
     }
-    if snapshot.vm.psci_0_2 && !dest.capabilities.psci_0_2 {
+    if snapshot.vm.psci_0_2 && !dest.capabilities().psci_0_2 {
         return fail(Step::InitVcpu { vcpu: 0 }, Errno::EINVAL);
     }
-    if !snapshot.vm.smccc_filter.is_empty() && !dest.capabilities.smccc_filter {
+    if !snapshot.vm.smccc_filter.is_empty() && !dest.capabilities().smccc_filter {
         return fail(Step::SetSmcccFilter { range: 0 }, Errno::EINVAL);
     }
     for r in saved {

@@ -364,14 +364,14 @@ fn every_rule_has_a_name_and_a_reason() {
 fn variants() -> Vec<Snapshot> {
     let mut out = Vec::new();
     for p in builtin() {
-        out.push(state(&p.name, &[]));
-        for v in &p.psci_versions {
-            out.push(state(&p.name, &[(FwReg::PsciVersion, v.0.into())]));
+        out.push(state(p.name(), &[]));
+        for v in p.psci_versions() {
+            out.push(state(p.name(), &[(FwReg::PsciVersion, v.0.into())]));
         }
-        for r in &p.registers {
+        for r in p.registers() {
             if r.reg.is_bitmap() {
                 out.push(state(
-                    &p.name,
+                    p.name(),
                     &[
                         (FwReg::PsciVersion, 0x1_0001),
                         (r.reg, r.writable.unwrap() ^ r.default),
@@ -405,7 +405,8 @@ fn predictions_match_the_model_restore_for_every_pair_of_hosts() {
                 }
                 (want, got) => panic!(
                     "{} -> {}: predicted {want:?}, got {got:?}",
-                    s.source.profile, dest.name
+                    s.source.profile,
+                    dest.name()
                 ),
             }
             let mut fw = Firmware::new(dest);
@@ -415,7 +416,7 @@ fn predictions_match_the_model_restore_for_every_pair_of_hosts() {
                 r.verdict != Verdict::Incompatible,
                 "{} -> {}",
                 s.source.profile,
-                dest.name
+                dest.name()
             );
             // Compatible means the strict restore works as well.
             if r.verdict == Verdict::Compatible {
@@ -458,7 +459,7 @@ fn baseline_of_the_built_in_hosts() {
     assert!(!b.any_to_any());
     let wa2 = b.workarounds[1];
     assert_eq!((wa2.lowest, wa2.highest), (0, 3));
-    assert_eq!(pool[wa2.highest_host].cpu, "cortex-a53");
+    assert_eq!(pool[wa2.highest_host].cpu(), "cortex-a53");
     // Every host has system suspend; the 6.1 hosts have no SMCCC filter (measured).
     assert!(b.system_suspend);
     assert!(!b.smccc_filter);
@@ -480,8 +481,8 @@ fn baseline_vms_move_between_every_pair_of_a_uniform_pool() {
                 r.verdict,
                 Verdict::Incompatible,
                 "{} -> {}",
-                src.name,
-                dest.name
+                src.name(),
+                dest.name()
             );
             Firmware::new(dest)
                 .restore(&s, RestorePolicy::Armfw)

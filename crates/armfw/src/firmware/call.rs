@@ -37,6 +37,7 @@ impl Call {
 
 /// A system event KVM reports with `KVM_EXIT_SYSTEM_EVENT`.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SystemEvent {
     /// The event type.
     pub kind: SystemEventType,
@@ -102,6 +103,7 @@ pub const KVM_SYSTEM_EVENT_SHUTDOWN_FLAG_PSCI_OFF2: u64 = 1;
 
 /// A call forwarded to the VMM (`KVM_EXIT_HYPERCALL`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Hypercall {
     /// The function id (w0).
     pub nr: u32,
@@ -125,6 +127,7 @@ pub struct VcpuStart {
 
 /// What the VMM must do after a call.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Action {
     /// Write x0..x3 and resume the caller.
     Resume,
@@ -153,6 +156,7 @@ pub enum Action {
 
 /// The answer to one guest call.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct CallOutcome {
     /// x0..x3 as the guest (or the VMM, at an exit) sees them after the call.
     pub x: [u64; 4],

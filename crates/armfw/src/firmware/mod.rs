@@ -77,7 +77,7 @@ struct Vm {
 impl Vm {
     fn new(profile: &Profile) -> Vm {
         let mut bitmaps = [0u64; 4];
-        for r in &profile.registers {
+        for r in profile.registers() {
             if let Some(i) = r.reg.bitmap_index() {
                 bitmaps[i] = r.default;
             }
@@ -109,7 +109,7 @@ impl Vm {
         action: u8,
         pad: [u8; 15],
     ) -> Result<(), Errno> {
-        if !self.profile.capabilities.smccc_filter {
+        if !self.profile.capabilities().smccc_filter {
             // Before 6.4 the VM ioctl does not know KVM_SET_DEVICE_ATTR.
             return Err(Errno::EINVAL);
         }
@@ -145,7 +145,7 @@ impl Firmware {
 
     /// KVM_ENABLE_CAP(KVM_CAP_ARM_SYSTEM_SUSPEND) on the VM: EINVAL where the host lacks it.
     pub fn enable_system_suspend(&mut self) -> Result<(), Errno> {
-        if !self.vm.profile.capabilities.system_suspend {
+        if !self.vm.profile.capabilities().system_suspend {
             return Err(Errno::EINVAL);
         }
         self.vm.system_suspend = true;
@@ -166,7 +166,7 @@ impl Firmware {
     /// KVM_ARM_VCPU_INIT with `features`: STOPPED with POWER_OFF, else RUNNABLE. EINVAL if the
     /// host lacks PSCI_0_2 and it is asked for.
     pub fn init_vcpu(&mut self, vcpu: usize, features: VcpuFeatures) -> Result<(), Errno> {
-        if features.psci_0_2 && !self.vm.profile.capabilities.psci_0_2 {
+        if features.psci_0_2 && !self.vm.profile.capabilities().psci_0_2 {
             return Err(Errno::EINVAL);
         }
         let v = self.vcpus.get_mut(vcpu).ok_or(Errno::EINVAL)?;

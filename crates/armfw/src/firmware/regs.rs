@@ -54,7 +54,11 @@ impl Firmware {
 /// rules themselves are the register table's ([`crate::register`]).
 impl Vm {
     pub(super) fn reg_list(&self) -> Vec<u64> {
-        self.profile.registers.iter().map(|r| r.reg.id()).collect()
+        self.profile
+            .registers()
+            .iter()
+            .map(|r| r.reg.id())
+            .collect()
     }
 
     pub(super) fn get_one_reg(&self, features: VcpuFeatures, id: u64) -> Result<u64, Errno> {

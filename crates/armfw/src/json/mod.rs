@@ -79,6 +79,7 @@ impl FieldErrorKind {
 
 /// A reading error: the path of the field, what kind of error it is and what is wrong.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct FieldError {
     /// The path of the offending field, e.g. `steps[3].x[1]` (empty for the document).
     pub path: String,

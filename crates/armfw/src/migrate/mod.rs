@@ -30,6 +30,7 @@ pub enum RestorePolicy {
 
 /// What a successful restore leaves for the VMM to do.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Restored {
     /// CPU_ON starts that were pending at save time: reset each vCPU to its entry point with
     /// the context id in x0 before it runs.
@@ -154,8 +155,8 @@ impl Firmware {
         let profile = self.profile();
         let ctx = sequence::SaveContext {
             source: Source {
-                profile: profile.name.clone(),
-                kernel: profile.kernel.clone(),
+                profile: profile.name().to_string(),
+                kernel: profile.kernel().to_string(),
             },
             psci_0_2: first.psci_0_2,
             has_run: self.has_run(),
@@ -186,7 +187,7 @@ impl Snapshot {
             fw.init_vcpu(
                 i,
                 VcpuFeatures {
-                    psci_0_2: profile.capabilities.psci_0_2,
+                    psci_0_2: profile.capabilities().psci_0_2,
                     power_off: i > 0,
                 },
             )

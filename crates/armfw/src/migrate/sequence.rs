@@ -72,6 +72,7 @@ pub struct SaveContext {
 
 /// A failed save: the operation and KVM's answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SaveFailure {
     /// What was being read: `KVM_GET_REG_LIST`, `KVM_GET_ONE_REG`, `KVM_GET_MP_STATE` or
     /// `KVM_ARM_VCPU_PVTIME_IPA`.

@@ -204,7 +204,7 @@ impl SetRule {
                     Ok(PsciVersion::V0_1) if !ctx.psci_0_2 => {
                         Ok(SetEffect::PsciVersion(PsciVersion::V0_1))
                     }
-                    Ok(v) if ctx.psci_0_2 && host.psci_versions.contains(&v) => {
+                    Ok(v) if ctx.psci_0_2 && host.psci_versions().contains(&v) => {
                         Ok(SetEffect::PsciVersion(v))
                     }
                     _ => Err(Errno::EINVAL),

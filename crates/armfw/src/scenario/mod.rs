@@ -26,6 +26,7 @@ pub use parse::{FirmwareMode, ParseError, Scenario, Step, StepKind, VmSpec, pars
 pub use result::{CallResult, Mismatch, ResultDocument, StepResult};
 
 use crate::abi::psci::{KVM_PSCI_FN_CPU_ON, PSCI_0_2_FN_CPU_ON, PSCI_0_2_FN64_CPU_ON};
+use crate::abi::reg_u32;
 use crate::abi::{Errno, Mpidr, OneRegId};
 use crate::firmware::Conduit;
 
@@ -186,7 +187,7 @@ fn cpu_on_target(x: &[u64; 4], r: &CallResult, vcpus: usize) -> Option<usize> {
     if out[0] != 0 {
         return None;
     }
-    let target = match x[0] as u32 {
+    let target = match reg_u32(x[0]) {
         PSCI_0_2_FN_CPU_ON => x[1] & 0xffff_ffff,
         PSCI_0_2_FN64_CPU_ON | KVM_PSCI_FN_CPU_ON => x[1],
         _ => return None,

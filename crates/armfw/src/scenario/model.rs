@@ -78,7 +78,7 @@ const NOT_FIRMWARE: &str = "the model serves only the firmware register classes 
 
 impl Backend for ModelBackend {
     fn target(&self) -> Value {
-        json!({"backend": "model", "profile": self.profile.name, "kernel": self.profile.kernel, "cpu": self.profile.cpu})
+        json!({"backend": "model", "profile": self.profile.name(), "kernel": self.profile.kernel(), "cpu": self.profile.cpu()})
     }
 
     fn create_vm(&mut self, vm: &VmSpec) -> Result<(), String> {

@@ -124,6 +124,7 @@ pub struct Scenario {
 
 /// Why a file is not a scenario at all.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ParseError {
     /// Not JSON.
     #[error("not JSON: {0}")]

@@ -14,6 +14,7 @@ use crate::json::{self, FieldError, Invalid, Number, hex_le_bytes};
 
 /// What a `call` step gave.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum CallResult {
     /// The call returned to the guest.
     Returned {
@@ -48,6 +49,7 @@ pub enum CallResult {
 /// One step's result.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "RawResult")]
+#[non_exhaustive]
 pub enum StepResult {
     /// `{"regs": [...]}`.
     Regs(Vec<u64>),
@@ -381,6 +383,7 @@ impl StepResult {
 /// `results`.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct ResultDocument {
     /// The scenario's name.
     pub scenario: String,
@@ -393,6 +396,7 @@ pub struct ResultDocument {
 
 /// Where two result documents differ.
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct Mismatch {
     /// The index of the first differing result (or the shorter length).
     pub step: usize,

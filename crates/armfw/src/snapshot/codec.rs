@@ -62,7 +62,10 @@ impl Snapshot {
         }
         put_u16(&mut b, self.vcpus.len());
         for v in self.vcpus.iter().take(usize::from(u16::MAX)) {
-            // 0, 5 and 10 fit a byte.
+            #[expect(
+                clippy::cast_possible_truncation,
+                reason = "the arm64 states are 0, 5 and 10: they fit a byte"
+            )]
             b.push(v.mp_state.kvm_value() as u8);
             let mut flags = 0;
             if v.pending_start.is_some() {

@@ -227,14 +227,51 @@ pub struct VcpuState {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Snapshot {
     /// Where it was taken.
-    pub source: Source,
+    pub(crate) source: Source,
     /// VM-wide state.
-    pub vm: VmState,
+    pub(crate) vm: VmState,
     /// Per-vCPU state, by vCPU index.
-    pub vcpus: Vec<VcpuState>,
+    pub(crate) vcpus: Vec<VcpuState>,
 }
 
 impl Snapshot {
+    /// A snapshot from its parts, if they pass [`Snapshot::validate`]. Snapshots are otherwise
+    /// made by [`crate::migrate::sequence::save_from`] or read with [`Snapshot::from_json`],
+    /// [`Snapshot::from_value`] and [`Snapshot::from_bytes`].
+    pub fn new(source: Source, vm: VmState, vcpus: Vec<VcpuState>) -> Result<Snapshot, FieldError> {
+        let s = Snapshot { source, vm, vcpus };
+        s.validate()?;
+        Ok(s)
+    }
+
+    /// A snapshot from its parts without [`Snapshot::validate`]: not part of the API, only for
+    /// tests that need an invalid or edited snapshot (every consumer of a snapshot must still
+    /// refuse an invalid one without panicking).
+    #[doc(hidden)]
+    pub fn from_parts_unchecked(source: Source, vm: VmState, vcpus: Vec<VcpuState>) -> Snapshot {
+        Snapshot { source, vm, vcpus }
+    }
+
+    /// The parts, to edit and build again with [`Snapshot::new`].
+    pub fn into_parts(self) -> (Source, VmState, Vec<VcpuState>) {
+        (self.source, self.vm, self.vcpus)
+    }
+
+    /// Where it was taken.
+    pub fn source(&self) -> &Source {
+        &self.source
+    }
+
+    /// VM-wide state.
+    pub fn vm(&self) -> &VmState {
+        &self.vm
+    }
+
+    /// Per-vCPU state, by vCPU index.
+    pub fn vcpus(&self) -> &[VcpuState] {
+        &self.vcpus
+    }
+
     /// The saved value of `reg`, if the snapshot has it.
     pub fn register(&self, reg: FwReg) -> Option<u64> {
         let id = reg.id();

@@ -6,6 +6,7 @@ use crate::abi::FwReg;
 
 /// One operation of a restore, as the VMM would make it against KVM.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Step {
     /// KVM_ENABLE_CAP(KVM_CAP_ARM_SYSTEM_SUSPEND) on the VM.
     EnableSystemSuspend,

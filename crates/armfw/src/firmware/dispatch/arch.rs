@@ -6,6 +6,7 @@ use crate::abi::reg::{
     KVM_REG_ARM_SMCCC_ARCH_WORKAROUND_1_AVAIL, KVM_REG_ARM_SMCCC_ARCH_WORKAROUND_1_NOT_REQUIRED,
     KVM_REG_ARM_SMCCC_ARCH_WORKAROUND_2_NOT_REQUIRED,
 };
+use crate::abi::reg_u32;
 use crate::abi::smccc::{
     ARM_SMCCC_VERSION_1_1, SMCCC_ARCH_WORKAROUND_RET_UNAFFECTED, SMCCC_RET_NOT_REQUIRED,
     SMCCC_RET_NOT_SUPPORTED, SMCCC_RET_SUCCESS,
@@ -19,7 +20,7 @@ impl Vm {
         match f {
             Function::SmcccVersion => ret1(ARM_SMCCC_VERSION_1_1.into()),
             // KVM reads the queried id as a u32 (`smccc_get_arg1()` truncated).
-            Function::SmcccArchFeatures => ret1(self.arch_features(FunctionId(x[1] as u32))),
+            Function::SmcccArchFeatures => ret1(self.arch_features(FunctionId(reg_u32(x[1])))),
             // The gate lets no other architecture call through.
             _ => ret1(SMCCC_RET_NOT_SUPPORTED),
         }

@@ -20,12 +20,12 @@ use crate::abi::FunctionId;
 use crate::abi::function::{Gate, Service};
 use crate::abi::smccc::{
     ARM_SMCCC_ARCH_WORKAROUND_1, ARM_SMCCC_ARCH_WORKAROUND_2, ARM_SMCCC_ARCH_WORKAROUND_3,
-    SMCCC_RET_NOT_SUPPORTED,
+    SMCCC_RET_NOT_SUPPORTED, ret,
 };
 
 /// x0 = value, x1..x3 = 0: `smccc_set_retval(vcpu, val, 0, 0, 0)`.
 const fn ret1(v: i64) -> [u64; 4] {
-    [v as u64, 0, 0, 0]
+    [ret(v), 0, 0, 0]
 }
 
 /// Write `x` and resume the caller.

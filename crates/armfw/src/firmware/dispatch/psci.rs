@@ -9,6 +9,7 @@ use crate::abi::psci::{
     PSCI_1_1_RESET_TYPE_VENDOR_START, PSCI_1_3_OFF_TYPE_HIBERNATE_OFF, PSCI_RET_ALREADY_ON,
     PSCI_RET_INTERNAL_FAILURE, PSCI_RET_INVALID_PARAMS, PSCI_RET_NOT_SUPPORTED, PSCI_RET_SUCCESS,
 };
+use crate::abi::reg_u32;
 use crate::abi::{Function, FunctionId, Mpidr, PsciVersion};
 use crate::firmware::{
     Action, Call, CallOutcome, Caller, KVM_SYSTEM_EVENT_RESET_FLAG_PSCI_RESET2,
@@ -56,7 +57,7 @@ impl Vm {
             Function::PsciVersion => resume(ret1(version.0.into())),
             // KVM reads the queried id as a u32.
             Function::PsciFeatures => {
-                resume(ret1(self.psci_features(level, FunctionId(x[1] as u32))))
+                resume(ret1(self.psci_features(level, FunctionId(reg_u32(x[1])))))
             }
             Function::CpuSuspend32 | Function::CpuSuspend64 => CallOutcome {
                 x: ret1(PSCI_RET_SUCCESS),
@@ -113,7 +114,7 @@ impl Vm {
     /// SYSTEM_OFF2 (1.3): hibernate-off only (type 0 too where the release says so), no
     /// cookie.
     fn system_off2<P: PowerStates + ?Sized>(&self, x: &[u64; 4], power: &mut P) -> CallOutcome {
-        let off_type = x[1] as u32;
+        let off_type = reg_u32(x[1]);
         let type_ok = off_type == PSCI_1_3_OFF_TYPE_HIBERNATE_OFF
             || (off_type == 0 && self.rules.off2_type_zero_is_hibernate);
         if !type_ok || x[2] != 0 {
@@ -201,14 +202,19 @@ fn affinity_info<P: PowerStates + ?Sized>(target: u64, level: u64, power: &P) ->
 
 /// SYSTEM_RESET2 (1.1): a warm reset or a vendor type stops every vCPU and exits.
 fn system_reset2<P: PowerStates + ?Sized>(x: &[u64; 4], power: &mut P) -> CallOutcome {
-    let reset_type = x[1] as u32;
+    let reset_type = reg_u32(x[1]);
     if reset_type == PSCI_1_1_RESET_TYPE_SYSTEM_WARM_RESET
         || reset_type >= PSCI_1_1_RESET_TYPE_VENDOR_START
     {
         power.stop_all();
         // Only x0 is overwritten; the type and cookie stay for userspace.
         return CallOutcome {
-            x: [PSCI_RET_INTERNAL_FAILURE as u64, x[1], x[2], x[3]],
+            x: [
+                crate::abi::smccc::ret(PSCI_RET_INTERNAL_FAILURE),
+                x[1],
+                x[2],
+                x[3],
+            ],
             action: Action::SystemEvent(SystemEvent {
                 kind: SystemEventType::Reset,
                 data: vec![KVM_SYSTEM_EVENT_RESET_FLAG_PSCI_RESET2],

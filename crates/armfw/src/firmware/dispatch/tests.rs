@@ -163,7 +163,7 @@ fn pv_time_with_an_ipa_answers_features_and_asks_to_init_the_structure() {
 #[test]
 fn smc_before_6_4_returns_minus_one_and_keeps_x1_to_x3() {
     let mut p = host();
-    p.kernel = "6.1.0-37-arm64".into();
+    p.parts_mut().kernel = "6.1.0-37-arm64".into();
     let mut fw = vm(&p, 1);
     let out = call(
         &mut fw,
@@ -193,7 +193,7 @@ fn smc_with_a_non_zero_immediate_is_not_an_smccc_call() {
 #[test]
 fn unknown_firmware_register_before_5_2_is_einval() {
     let mut p = host();
-    p.kernel = "5.1.0".into();
+    p.parts_mut().kernel = "5.1.0".into();
     let fw = vm(&p, 1);
     assert_eq!(
         fw.get_one_reg(0, 0x6030_0000_0014_0004),
@@ -266,7 +266,7 @@ fn cpu_on_races_give_one_success() {
         .collect();
     assert_eq!(
         answers,
-        [0, PSCI_RET_ALREADY_ON as u64, PSCI_RET_ALREADY_ON as u64]
+        [0, ret(PSCI_RET_ALREADY_ON), ret(PSCI_RET_ALREADY_ON)]
     );
 }
 

@@ -2,6 +2,7 @@
 
 use super::ret1;
 use crate::abi::function::Service;
+use crate::abi::reg_u32;
 use crate::abi::smccc::{
     ARM_SMCCC_TRNG_UUID_WORDS, ARM_SMCCC_TRNG_VERSION_1_0, SMCCC_RET_NOT_SUPPORTED,
     TRNG_INVALID_PARAMETER, TRNG_SUCCESS,
@@ -35,15 +36,14 @@ pub(super) fn call(f: Function, x: &[u64; 18], services: &mut dyn Services) -> [
 /// TRNG_RND: up to 96 bits (SMC32) or 192 bits (SMC64), the count read as a u32.
 fn rnd(wide: bool, x: &[u64; 18], services: &mut dyn Services) -> [u64; 4] {
     let max_bits: u32 = if wide { 192 } else { 96 };
-    let bits = x[1] as u32;
+    let bits = reg_u32(x[1]);
     if bits > max_bits {
         return ret1(TRNG_INVALID_PARAMETER);
     }
     // bits[0] holds bits 63:0, bits[1] 127:64, bits[2] 191:128; only as many words as
     // needed are drawn, and the bits above the request are cleared.
     let mut words = [0u64; 3];
-    for (i, w) in words.iter_mut().enumerate() {
-        let low = 64 * i as u32;
+    for (w, low) in words.iter_mut().zip([0u32, 64, 128]) {
         if bits > low {
             let r = services.random_u64();
             let keep = bits - low;

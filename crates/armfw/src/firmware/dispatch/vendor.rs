@@ -2,6 +2,7 @@
 //! KVM_FEATURES and PTP.
 
 use super::ret1;
+use crate::abi::reg_u32;
 use crate::abi::smccc::{
     ARM_SMCCC_VENDOR_HYP_UID_KVM_WORDS, KVM_PTP_PHYS_COUNTER, KVM_PTP_VIRT_COUNTER,
     SMCCC_RET_NOT_SUPPORTED,
@@ -27,7 +28,7 @@ impl Vm {
             ],
             Function::KvmPtp => {
                 // KVM reads the counter selector as a u32.
-                let counter = match x[1] as u32 {
+                let counter = match reg_u32(x[1]) {
                     KVM_PTP_VIRT_COUNTER => Some(PtpCounter::Virtual),
                     KVM_PTP_PHYS_COUNTER => Some(PtpCounter::Physical),
                     _ => None,
