@@ -244,32 +244,42 @@ impl RestoreTarget for NewVm {
 /// The calls that show what a guest sees of its firmware: PSCI_VERSION, PSCI_FEATURES of
 /// every PSCI function, SMCCC_VERSION, ARCH_FEATURES of the three workarounds, TRNG_VERSION,
 /// the KVM vendor UID and feature words, and PV_TIME_FEATURES.
-pub const GUEST_VIEW_CALLS: [[u64; 2]; 24] = [
-    [0x8400_0000, 0],           // PSCI_VERSION
-    [0x8400_000a, 0x8400_0000], // PSCI_FEATURES(PSCI_VERSION)
-    [0x8400_000a, 0xc400_0001], // ... CPU_SUSPEND
-    [0x8400_000a, 0x8400_0002], // ... CPU_OFF
-    [0x8400_000a, 0xc400_0003], // ... CPU_ON
-    [0x8400_000a, 0xc400_0004], // ... AFFINITY_INFO
-    [0x8400_000a, 0xc400_0005], // ... MIGRATE
-    [0x8400_000a, 0x8400_0006], // ... MIGRATE_INFO_TYPE
-    [0x8400_000a, 0x8400_0008], // ... SYSTEM_OFF
-    [0x8400_000a, 0x8400_0009], // ... SYSTEM_RESET
-    [0x8400_000a, 0x8400_000a], // ... PSCI_FEATURES
-    [0x8400_000a, 0xc400_000e], // ... SYSTEM_SUSPEND
-    [0x8400_000a, 0xc400_0012], // ... SYSTEM_RESET2
-    [0x8400_000a, 0xc400_0015], // ... SYSTEM_OFF2
-    [0x8400_000a, 0x8000_0000], // ... SMCCC_VERSION
-    [0x8000_0000, 0],           // SMCCC_VERSION
-    [0x8000_0001, 0x8000_8000], // ARCH_FEATURES(WORKAROUND_1)
-    [0x8000_0001, 0x8000_7fff], // ARCH_FEATURES(WORKAROUND_2)
-    [0x8000_0001, 0x8000_3fff], // ARCH_FEATURES(WORKAROUND_3)
-    [0x8400_0050, 0],           // TRNG_VERSION
-    [0x8600_ff01, 0],           // KVM CALL_UID
-    [0x8600_0000, 0],           // KVM_FEATURES
-    [0xc500_0020, 0xc500_0021], // PV_TIME_FEATURES(PV_TIME_ST)
-    [0x8400_000a, 0x8400_0050], // PSCI_FEATURES(TRNG_VERSION): not a PSCI function
-];
+pub const GUEST_VIEW_CALLS: [[u64; 2]; 24] = {
+    use armfw::abi::function::Function as F;
+    /// x0 (and x1) of a call: the function's id, and an id as its argument.
+    const fn id(f: F) -> u64 {
+        f.raw() as u64
+    }
+    let features = id(F::PsciFeatures);
+    let arch_features = id(F::SmcccArchFeatures);
+    [
+        [id(F::PsciVersion), 0],
+        [features, id(F::PsciVersion)],
+        [features, id(F::CpuSuspend64)],
+        [features, id(F::CpuOff)],
+        [features, id(F::CpuOn64)],
+        [features, id(F::AffinityInfo64)],
+        [features, id(F::Migrate64)],
+        [features, id(F::MigrateInfoType)],
+        [features, id(F::SystemOff)],
+        [features, id(F::SystemReset)],
+        [features, id(F::PsciFeatures)],
+        [features, id(F::SystemSuspend64)],
+        [features, id(F::SystemReset2_64)],
+        [features, id(F::SystemOff2_64)],
+        [features, id(F::SmcccVersion)],
+        [id(F::SmcccVersion), 0],
+        [arch_features, id(F::SmcccArchWorkaround1)],
+        [arch_features, id(F::SmcccArchWorkaround2)],
+        [arch_features, id(F::SmcccArchWorkaround3)],
+        [id(F::TrngVersion), 0],
+        [id(F::VendorHypCallUid), 0],
+        [id(F::KvmFeatures), 0],
+        [id(F::PvTimeFeatures), id(F::PvTimeSt)],
+        // Not a PSCI function: PSCI_FEATURES answers NOT_SUPPORTED.
+        [features, id(F::TrngVersion)],
+    ]
+};
 
 /// What the guest on vCPU 0 of `vm` sees: x0..x3 after each of [`GUEST_VIEW_CALLS`]. The
 /// calls run the VM.
