@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use armfw::abi::{Errno, OneRegId};
-use armfw::firmware::{KVM_MP_STATE_NAMES, KVM_MP_STATE_RUNNABLE, SystemEventType};
+use armfw::firmware::{KVM_MP_STATE_RUNNABLE, SystemEventType};
 use kvm_bindings::{
     KVM_ARM_VCPU_POWER_OFF, KVM_ARM_VCPU_PSCI_0_2, KVM_ARM_VCPU_PVTIME_CTRL,
     KVM_ARM_VCPU_PVTIME_IPA, KVM_ARM_VM_SMCCC_CTRL, KVM_ARM_VM_SMCCC_FILTER,
@@ -80,23 +80,7 @@ impl From<&armfw::scenario::VmSpec> for VmSpec {
     }
 }
 
-/// The `KVM_MP_STATE_*` name of `state` without its prefix (`"RUNNABLE"`, `"STOPPED"`,
-/// `"SUSPENDED"`, ...), from the core's table ([`armfw::firmware::KVM_MP_STATE_NAMES`]).
-pub fn mp_state_name(state: u32) -> Option<&'static str> {
-    KVM_MP_STATE_NAMES
-        .iter()
-        .find(|(_, v)| *v == state)
-        .map(|(n, _)| *n)
-}
-
-/// The `KVM_MP_STATE_*` value named `name` (without the prefix): the inverse of
-/// [`mp_state_name`].
-pub fn mp_state_from_name(name: &str) -> Option<u32> {
-    KVM_MP_STATE_NAMES
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, v)| *v)
-}
+pub use armfw::firmware::{mp_state_from_name, mp_state_name};
 
 /// The `KVM_SYSTEM_EVENT_*` name of a system event type, without the prefix; the types an
 /// arm64 VM can exit with ([`SystemEventType`]).

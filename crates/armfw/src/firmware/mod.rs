@@ -49,7 +49,7 @@ pub(crate) use vcpu::affinity_range;
 use vcpu::{Caller, PowerStates, TurnOn, Vcpu, vcpu_index_of};
 pub use vcpu::{
     KVM_MP_STATE_NAMES, KVM_MP_STATE_RUNNABLE, KVM_MP_STATE_STOPPED, KVM_MP_STATE_SUSPENDED,
-    MpState, VcpuError, VcpuFeatures,
+    MpState, VcpuError, VcpuFeatures, mp_state_from_name, mp_state_name,
 };
 
 use crate::abi::{Errno, Mpidr, PsciVersion};

@@ -60,6 +60,24 @@ pub const KVM_MP_STATE_NAMES: [(&str, u32); 11] = [
     ("SUSPENDED", 10),
 ];
 
+/// The `KVM_MP_STATE_*` name of `state` without its prefix (`"RUNNABLE"`, `"STOPPED"`, ...),
+/// from [`KVM_MP_STATE_NAMES`].
+pub fn mp_state_name(state: u32) -> Option<&'static str> {
+    KVM_MP_STATE_NAMES
+        .iter()
+        .find(|(_, v)| *v == state)
+        .map(|(n, _)| *n)
+}
+
+/// The `KVM_MP_STATE_*` value named `name` (without the prefix): the inverse of
+/// [`mp_state_name`].
+pub fn mp_state_from_name(name: &str) -> Option<u32> {
+    KVM_MP_STATE_NAMES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| *v)
+}
+
 /// The vCPU features the firmware depends on (KVM_ARM_VCPU_INIT feature bits).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct VcpuFeatures {

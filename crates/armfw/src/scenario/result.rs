@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize, Serializer};
 use serde_json::{Value, json};
 
 use crate::abi::Errno;
-use crate::firmware::{KVM_MP_STATE_NAMES, SystemEventType};
+use crate::firmware::{SystemEventType, mp_state_from_name, mp_state_name};
 use crate::json::{self, FieldError, Invalid, Number, hex_le_bytes};
 
 /// What a `call` step gave.
@@ -74,19 +74,9 @@ pub enum StepResult {
     Error(String),
 }
 
-fn mp_state_name(v: u32) -> String {
-    KVM_MP_STATE_NAMES
-        .iter()
-        .find(|(_, n)| *n == v)
-        .map_or_else(|| v.to_string(), |(s, _)| (*s).to_string())
-}
-
-fn mp_state_value(s: &str) -> Option<u32> {
-    KVM_MP_STATE_NAMES
-        .iter()
-        .find(|(n, _)| *n == s)
-        .map(|(_, v)| *v)
-        .or_else(|| s.parse().ok())
+/// A raw MP state as result documents write it: its KVM name, or the number where KVM has none.
+fn mp_state_text(v: u32) -> String {
+    mp_state_name(v).map_or_else(|| v.to_string(), str::to_string)
 }
 
 fn event_name(v: u32) -> String {
@@ -210,7 +200,7 @@ impl From<&StepResult> for RawResult {
             },
             StepResult::Call(CallResult::Blocked { mp_state, x }) => RawResult {
                 blocked: Some(true),
-                mp_state: Some(mp_state_name(*mp_state)),
+                mp_state: Some(mp_state_text(*mp_state)),
                 x: Some(numbers(x)),
                 ..d
             },
@@ -220,7 +210,7 @@ impl From<&StepResult> for RawResult {
                 ..d
             },
             StepResult::MpState(s) => RawResult {
-                mp_state: Some(mp_state_name(*s)),
+                mp_state: Some(mp_state_text(*s)),
                 ..d
             },
             StepResult::Error(t) => RawResult {
@@ -246,7 +236,7 @@ impl TryFrom<RawResult> for StepResult {
         };
         let mp_state = |s: Option<String>| -> Result<u32, Invalid> {
             let s = s.unwrap_or_default();
-            mp_state_value(&s)
+            mp_state_from_name(&s)
                 .ok_or_else(|| bad("mp_state", format!("{s:?} is not a KVM_MP_STATE_* name")))
         };
         let n = |v: Option<Number>| v.map_or(0, |n| n.0);

@@ -9,7 +9,7 @@ use super::{
     MAX_REGISTERS, MAX_TEXT, PendingStart, SavedReg, Snapshot, Source, VcpuState, VmState,
 };
 use crate::abi::FwReg;
-use crate::firmware::{FilterAction, KVM_MAX_VCPUS, KVM_MP_STATE_NAMES, MpState};
+use crate::firmware::{FilterAction, KVM_MAX_VCPUS, MpState, mp_state_from_name};
 use crate::json::{self, FieldError, Invalid, Number, hex, parse_hex};
 
 /// The whole file.
@@ -225,20 +225,15 @@ struct MpStateName(MpState);
 
 /// The `KVM_MP_STATE_*` name of an arm64 MP state.
 pub(super) fn mp_state_name(s: MpState) -> &'static str {
-    KVM_MP_STATE_NAMES
-        .iter()
-        .find(|(_, v)| *v == s.kvm_value())
-        .map_or("", |(n, _)| n)
+    crate::firmware::mp_state_name(s.kvm_value()).unwrap_or("")
 }
 
 impl TryFrom<String> for MpStateName {
     type Error = Invalid;
 
     fn try_from(s: String) -> Result<MpStateName, Invalid> {
-        KVM_MP_STATE_NAMES
-            .iter()
-            .find(|(n, _)| *n == s)
-            .and_then(|(_, v)| MpState::from_kvm_value(*v))
+        mp_state_from_name(&s)
+            .and_then(MpState::from_kvm_value)
             .map(MpStateName)
             .ok_or_else(|| {
                 FieldError::bad_value("", format!("{s:?} is not RUNNABLE, STOPPED or SUSPENDED"))
