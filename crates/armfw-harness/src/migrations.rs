@@ -173,6 +173,7 @@ mod guest {
             psci_0_2: true,
             power_off: vec![1],
             system_suspend: false,
+            ..VmSpec::default()
         }
     }
 

@@ -174,6 +174,7 @@ fn run(out: &mut Out, pid1: bool) {
         psci_0_2: true,
         power_off: vec![1],
         system_suspend: false,
+        ..VmSpec::default()
     };
     let Some(mut a) = new_vm(out, "A", &spec) else {
         return;

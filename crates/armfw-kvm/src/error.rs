@@ -100,6 +100,9 @@ pub enum Error {
     /// A pool baseline could not be applied to the VM.
     #[error("baseline")]
     Baseline(#[from] armfw::compat::ApplyError),
+    /// The host answered the probe in a way no profile can describe.
+    #[error("probe: {0}")]
+    Probe(String),
     /// The probed profile does not pass [`armfw::profile::Profile::validate`].
     #[error("probed profile is inconsistent")]
     InconsistentProfile(#[source] FieldError),

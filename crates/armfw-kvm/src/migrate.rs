@@ -97,6 +97,7 @@ pub fn restore(snapshot: &Snapshot, plan: Option<&Report>) -> Result<TestVm, Res
             psci_0_2: snapshot.vm().psci_0_2,
             power_off: Vec::new(),
             system_suspend: false,
+            ..VmSpec::default()
         },
         vm: None,
         error: None,

@@ -7,8 +7,11 @@
 //! calling thread's errno.
 
 use armfw::abi::Errno;
-use kvm_bindings::{KVMIO, kvm_device_attr, kvm_reg_list};
-use kvm_ioctls::VcpuFd;
+use kvm_bindings::{
+    KVM_ARM_FEATURE_ID_RANGE, KVM_ARM_FEATURE_ID_RANGE_SIZE, KVMIO, kvm_device_attr, kvm_reg_list,
+    reg_mask_range,
+};
+use kvm_ioctls::{VcpuFd, VmFd};
 use vmm_sys_util::ioctl::{ioctl_with_mut_ptr, ioctl_with_ref};
 
 // KVM_GET_REG_LIST is called directly: kvm-bindings' RegList holds at most 500 ids
@@ -18,6 +21,34 @@ vmm_sys_util::ioctl_iowr_nr!(KVM_GET_REG_LIST, KVMIO, 0xb0, kvm_reg_list);
 // KVM_GET_DEVICE_ATTR on a vCPU: kvm-ioctls has no vCPU getter (include/uapi/linux/kvm.h:
 // _IOW(KVMIO, 0xe2, struct kvm_device_attr)).
 vmm_sys_util::ioctl_iow_nr!(KVM_GET_DEVICE_ATTR, KVMIO, 0xe2, kvm_device_attr);
+
+// KVM_ARM_GET_REG_WRITABLE_MASKS on a VM (6.7; arch/arm64/include/uapi/asm/kvm.h:
+// _IOR(KVMIO, 0xb6, struct reg_mask_range) = 0x8040aeb6).
+vmm_sys_util::ioctl_ior_nr!(KVM_ARM_GET_REG_WRITABLE_MASKS, KVMIO, 0xb6, reg_mask_range);
+
+/// The number of masks of the feature-ID range (192: op0 3, op1 0/1/3, CRn 0, CRm 0-7,
+/// op2 0-7).
+pub(crate) const FEATURE_ID_MASKS: usize = KVM_ARM_FEATURE_ID_RANGE_SIZE as usize;
+
+/// KVM_ARM_GET_REG_WRITABLE_MASKS of the feature-ID range on `vm`: mask `i` belongs to the
+/// register (3, op1, 0, CRm, op2) with `i = op1' << 6 | CRm << 3 | op2` (op1' = 0, 1, 2 for
+/// op1 = 0, 1, 3).
+pub(crate) fn get_writable_masks(vm: &VmFd) -> Result<Vec<u64>, Errno> {
+    let mut masks = vec![0u64; FEATURE_ID_MASKS];
+    let range = reg_mask_range {
+        addr: masks.as_mut_ptr() as u64,
+        range: KVM_ARM_FEATURE_ID_RANGE,
+        reserved: [0; 13],
+    };
+    // SAFETY: one KVM_ARM_GET_REG_WRITABLE_MASKS ioctl on a VM fd. `range.addr` points at
+    // `masks`, 192 u64 that live until the call returns; the kernel writes at most
+    // KVM_ARM_FEATURE_ID_RANGE_SIZE u64 there and only reads `range`.
+    let ret = unsafe { ioctl_with_ref(vm, KVM_ARM_GET_REG_WRITABLE_MASKS(), &range) };
+    if ret != 0 {
+        return Err(last_errno());
+    }
+    Ok(masks)
+}
 
 /// The errno of a failed kvm-ioctls or vmm-sys-util call (`kvm_ioctls::Error` is
 /// vmm-sys-util's `errno::Error`).

@@ -5,13 +5,14 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use armfw::abi::{Errno, OneRegId};
+use armfw::abi::{CpuFeature, CpuFeatures, Errno, OneRegId};
 use armfw::firmware::{KVM_MP_STATE_RUNNABLE, SystemEventType};
 use kvm_bindings::{
-    KVM_ARM_VCPU_POWER_OFF, KVM_ARM_VCPU_PSCI_0_2, KVM_ARM_VCPU_PVTIME_CTRL,
-    KVM_ARM_VCPU_PVTIME_IPA, KVM_ARM_VM_SMCCC_CTRL, KVM_ARM_VM_SMCCC_FILTER,
-    KVM_CAP_ARM_SYSTEM_SUSPEND, kvm_device_attr, kvm_enable_cap, kvm_mp_state, kvm_smccc_filter,
-    kvm_userspace_memory_region, kvm_vcpu_init,
+    KVM_ARM_VCPU_PMU_V3_CTRL, KVM_ARM_VCPU_PMU_V3_INIT, KVM_ARM_VCPU_POWER_OFF,
+    KVM_ARM_VCPU_PSCI_0_2, KVM_ARM_VCPU_PVTIME_CTRL, KVM_ARM_VCPU_PVTIME_IPA, KVM_ARM_VCPU_SVE,
+    KVM_ARM_VM_SMCCC_CTRL, KVM_ARM_VM_SMCCC_FILTER, KVM_CAP_ARM_SYSTEM_SUSPEND,
+    KVM_CAP_ARM_WRITABLE_IMP_ID_REGS, kvm_device_attr, kvm_enable_cap, kvm_mp_state,
+    kvm_smccc_filter, kvm_userspace_memory_region, kvm_vcpu_init,
 };
 use kvm_ioctls::{Kvm, VcpuFd, VmFd};
 
@@ -61,6 +62,14 @@ pub struct VmSpec {
     pub power_off: Vec<usize>,
     /// Enable `KVM_CAP_ARM_SYSTEM_SUSPEND` on the VM before any vCPU exists.
     pub system_suspend: bool,
+    /// The vCPU features every vCPU is initialised with besides PSCI_0_2 / POWER_OFF
+    /// (scenario format version 2).
+    pub features: CpuFeatures,
+    /// With SVE: the KVM_REG_ARM64_SVE_VLS value written before finalizing.
+    pub sve_vls: Option<Vec<u8>>,
+    /// Enable `KVM_CAP_ARM_WRITABLE_IMP_ID_REGS` before any vCPU exists (after
+    /// `system_suspend`'s capability).
+    pub writable_imp_id_regs: bool,
 }
 
 impl Default for VmSpec {
@@ -76,6 +85,9 @@ impl From<&armfw::scenario::VmSpec> for VmSpec {
             psci_0_2: vm.psci_0_2,
             power_off: vm.power_off.clone(),
             system_suspend: vm.system_suspend,
+            features: vm.features,
+            sve_vls: vm.sve_vls.clone(),
+            writable_imp_id_regs: vm.writable_imp_id_regs,
         }
     }
 }
@@ -385,6 +397,15 @@ impl Inner {
                 .enable_cap(&cap)
                 .map_err(sys("KVM_ENABLE_CAP(KVM_CAP_ARM_SYSTEM_SUSPEND)"))?;
         }
+        if spec.writable_imp_id_regs {
+            let cap = kvm_enable_cap {
+                cap: KVM_CAP_ARM_WRITABLE_IMP_ID_REGS,
+                ..Default::default()
+            };
+            self.vm
+                .enable_cap(&cap)
+                .map_err(sys("KVM_ENABLE_CAP(KVM_CAP_ARM_WRITABLE_IMP_ID_REGS)"))?;
+        }
         let region = kvm_userspace_memory_region {
             slot: 0,
             flags: 0,
@@ -414,13 +435,41 @@ impl Inner {
             if spec.power_off.contains(&i) {
                 features.features[0] |= 1 << KVM_ARM_VCPU_POWER_OFF;
             }
+            features.features[0] |= spec.features.kvm_bits();
             vcpu.vcpu_init(&features)
                 .map_err(sys("KVM_ARM_VCPU_INIT"))?;
+            finish_init(&vcpu, spec)?;
             self.vcpus.push(vcpu);
             inits.push(features);
         }
         Ok(init.target)
     }
+}
+
+/// What the scenario format's set-up does after KVM_ARM_VCPU_INIT: with SVE, SVE_VLS if
+/// given, then KVM_ARM_VCPU_FINALIZE(KVM_ARM_VCPU_SVE); with PMUv3, KVM_ARM_VCPU_PMU_V3_INIT
+/// with no interrupt and no in-kernel vGIC (without it the first KVM_RUN fails).
+fn finish_init(vcpu: &VcpuFd, spec: &VmSpec) -> Result<(), Error> {
+    if spec.features.has(CpuFeature::Sve) {
+        if let Some(vls) = &spec.sve_vls {
+            vcpu.set_one_reg(armfw::abi::vcpu_reg::SVE_VLS, vls)
+                .map_err(sys("KVM_SET_ONE_REG(SVE_VLS)"))?;
+        }
+        let feature = libc::c_int::try_from(KVM_ARM_VCPU_SVE).unwrap_or(4);
+        vcpu.vcpu_finalize(&feature)
+            .map_err(sys("KVM_ARM_VCPU_FINALIZE(KVM_ARM_VCPU_SVE)"))?;
+    }
+    if spec.features.has(CpuFeature::PmuV3) {
+        let attr = kvm_device_attr {
+            group: KVM_ARM_VCPU_PMU_V3_CTRL,
+            attr: u64::from(KVM_ARM_VCPU_PMU_V3_INIT),
+            addr: 0,
+            flags: 0,
+        };
+        vcpu.set_device_attr(&attr)
+            .map_err(sys("KVM_SET_DEVICE_ATTR(KVM_ARM_VCPU_PMU_V3_INIT)"))?;
+    }
+    Ok(())
 }
 
 /// KVM_SET_DEVICE_ATTR(KVM_ARM_VM_SMCCC_CTRL, KVM_ARM_VM_SMCCC_FILTER) on `vm`: one range
@@ -520,7 +569,10 @@ mod tests {
                 vcpus: 1,
                 psci_0_2: true,
                 power_off: vec![],
-                system_suspend: false
+                system_suspend: false,
+                features: CpuFeatures::NONE,
+                sve_vls: None,
+                writable_imp_id_regs: false,
             }
         );
     }

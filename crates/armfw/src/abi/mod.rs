@@ -12,12 +12,15 @@
 //!   and `arch/arm64/include/uapi/asm/kvm.h`.
 
 pub mod errno;
+pub mod feature;
 pub mod function;
 pub mod psci;
 pub mod reg;
 pub mod smccc;
+pub mod vcpu_reg;
 
 pub use errno::Errno;
+pub use feature::{CpuFeature, CpuFeatures};
 pub use function::{Function, Service};
 pub use psci::{Mpidr, PsciVersion};
 pub use reg::{FwReg, OneRegId};

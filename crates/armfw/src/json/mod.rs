@@ -313,6 +313,124 @@ pub fn hex_le_bytes(bytes: &[u8]) -> String {
     s
 }
 
+/// A number of any width: a little-endian buffer read as one unsigned number. In JSON a
+/// JSON integer from 0 to 2^64−1 or `0x` and one or more hex digits (no upper bound: the
+/// reader of a field says how wide it may be, with [`Wide::fit`]); written as [`hex_le_bytes`]
+/// writes it. For register values of every size (128-bit V registers, 2048-bit Z registers,
+/// the 512-bit SVE_VLS).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Wide {
+    /// The bytes, least significant first, as many as the digits need (at least one).
+    pub bytes: Vec<u8>,
+    /// How many hex digits the input had (0 for a JSON integer or a value built in code).
+    pub digits: usize,
+}
+
+impl Wide {
+    /// A value from its little-endian bytes.
+    pub fn from_le(bytes: &[u8]) -> Wide {
+        Wide {
+            bytes: bytes.to_vec(),
+            digits: 0,
+        }
+    }
+
+    /// The value as a buffer of exactly `size` bytes, if it fits and its input had at most
+    /// `max(16, 2·size)` hex digits (the scenario format's rule: up to 64 bits as for every
+    /// number, wider buffers up to their own width).
+    pub fn fit(&self, size: usize) -> Option<Vec<u8>> {
+        if self.digits > 16.max(2 * size) {
+            return None;
+        }
+        let used = self
+            .bytes
+            .iter()
+            .rposition(|&b| b != 0)
+            .map_or(0, |i| i + 1);
+        if used > size {
+            return None;
+        }
+        let mut buf = vec![0u8; size];
+        buf[..used].copy_from_slice(&self.bytes[..used]);
+        Some(buf)
+    }
+
+    /// The low 64 bits.
+    pub fn low_u64(&self) -> u64 {
+        let mut le = [0u8; 8];
+        let n = self.bytes.len().min(8);
+        le[..n].copy_from_slice(&self.bytes[..n]);
+        u64::from_le_bytes(le)
+    }
+}
+
+impl From<u64> for Wide {
+    fn from(v: u64) -> Wide {
+        Wide::from_le(&v.to_le_bytes())
+    }
+}
+
+impl Serialize for Wide {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex_le_bytes(&self.bytes))
+    }
+}
+
+impl<'de> Deserialize<'de> for Wide {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Wide;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a number")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Wide, E> {
+                Ok(Wide::from(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Wide, E> {
+                NumberVisitor.visit_i64(v).map(|n| Wide::from(n.0))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Wide, E> {
+                NumberVisitor.visit_f64(v).map(|n| Wide::from(n.0))
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Wide, E> {
+                parse_wide(s).ok_or_else(|| {
+                    E::custom(format!("expected 0x followed by hex digits, found {s:?}"))
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `0x` followed by one or more hex digits (either case), as a [`Wide`].
+pub fn parse_wide(s: &str) -> Option<Wide> {
+    let digits = s.strip_prefix("0x")?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let mut bytes: Vec<u8> = digits
+        .as_bytes()
+        .rchunks(2)
+        .map(|pair| {
+            pair.iter().fold(0u8, |acc, &c| {
+                // Checked above: every byte is a hex digit, so the digit is below 16.
+                let d = char::from(c)
+                    .to_digit(16)
+                    .and_then(|d| u8::try_from(d).ok());
+                acc << 4 | d.unwrap_or(0)
+            })
+        })
+        .collect();
+    if bytes.is_empty() {
+        bytes.push(0);
+    }
+    Some(Wide {
+        bytes,
+        digits: digits.len(),
+    })
+}
+
 pub(crate) fn err<T>(path: &str, message: impl Into<String>) -> Result<T, FieldError> {
     Err(FieldError::bad_value(path, message))
 }

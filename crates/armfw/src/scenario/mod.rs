@@ -128,10 +128,10 @@ fn run_step(
 ) -> Result<StepResult, String> {
     let vcpu = step.vcpu;
     Ok(match &step.kind {
-        StepKind::RegList => match backend.reg_list(vcpu)? {
+        StepKind::RegList { all } => match backend.reg_list(vcpu)? {
             Ok(ids) => StepResult::Regs(
                 ids.into_iter()
-                    .filter(|&id| OneRegId(id).is_firmware_class())
+                    .filter(|&id| *all || OneRegId(id).is_firmware_class())
                     .collect(),
             ),
             Err(e) => StepResult::Errno(e),
@@ -140,17 +140,10 @@ fn run_step(
             Ok(bytes) => StepResult::Value(bytes),
             Err(e) => StepResult::Errno(e),
         },
-        StepKind::Set { reg, value } => {
-            let size = OneRegId(*reg).size_bytes();
-            let mut data = vec![0u8; size];
-            let le = value.to_le_bytes();
-            let n = size.min(8);
-            data[..n].copy_from_slice(&le[..n]);
-            match backend.set(vcpu, *reg, &data)? {
-                Ok(()) => StepResult::Ok,
-                Err(e) => StepResult::Errno(e),
-            }
-        }
+        StepKind::Set { reg, value } => match backend.set(vcpu, *reg, value)? {
+            Ok(()) => StepResult::Ok,
+            Err(e) => StepResult::Errno(e),
+        },
         StepKind::Call { conduit, x } => {
             let r = backend.call(vcpu, *conduit, *x)?;
             called[vcpu] = true;

@@ -11,9 +11,12 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 use serde_json::Value;
 
-use crate::abi::{FwReg, OneRegId};
+use crate::abi::{CpuFeature, CpuFeatures, FwReg, OneRegId};
 use crate::firmware::{Conduit, KVM_MP_STATE_NAMES};
-use crate::json::{self, FieldError, FieldErrorKind, Invalid, Number};
+use crate::json::{self, FieldError, FieldErrorKind, Invalid, Number, Wide};
+
+/// The size of KVM_REG_ARM64_SVE_VLS (U512): bit vq−1 of its 8 words is vector length 128·vq.
+pub const SVE_VLS_BYTES: usize = 64;
 
 /// The largest `vcpus` a scenario may ask for.
 pub const MAX_SCENARIO_VCPUS: usize = 64;
@@ -41,6 +44,13 @@ pub struct VmSpec {
     pub system_suspend: bool,
     /// Who answers the calls.
     pub firmware: FirmwareMode,
+    /// Version 2: the vCPU features every vCPU is initialised with (`features`).
+    pub features: CpuFeatures,
+    /// Version 2: the 64-byte KVM_REG_ARM64_SVE_VLS value written before finalizing
+    /// (`sve_vls`, only with `sve`); `None` keeps the host's default lengths.
+    pub sve_vls: Option<Vec<u8>>,
+    /// Version 2: KVM_CAP_ARM_WRITABLE_IMP_ID_REGS is enabled before the vCPUs exist.
+    pub writable_imp_id_regs: bool,
 }
 
 impl Default for VmSpec {
@@ -51,6 +61,9 @@ impl Default for VmSpec {
             power_off: Vec::new(),
             system_suspend: false,
             firmware: FirmwareMode::Kernel,
+            features: CpuFeatures::NONE,
+            sve_vls: None,
+            writable_imp_id_regs: false,
         }
     }
 }
@@ -68,8 +81,12 @@ pub struct Step {
 /// What a step does.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StepKind {
-    /// KVM_GET_REG_LIST, firmware ids only.
-    RegList,
+    /// KVM_GET_REG_LIST: every id in KVM's order with `"classes": "all"` (version 2),
+    /// else only the firmware classes 0x14 and 0x16.
+    RegList {
+        /// `"classes": "all"`.
+        all: bool,
+    },
     /// KVM_GET_ONE_REG.
     Get {
         /// The ONE_REG id.
@@ -79,8 +96,8 @@ pub enum StepKind {
     Set {
         /// The ONE_REG id.
         reg: u64,
-        /// The value, written little-endian in the id's size.
-        value: u64,
+        /// The buffer written: the value little-endian in the id's size.
+        value: Vec<u8>,
     },
     /// The guest makes a call.
     Call {
@@ -161,7 +178,7 @@ pub fn parse(text: &str, file_stem: Option<&str>) -> Result<Scenario, ParseError
 
 /// The keys each op takes besides `op` and `vcpu`.
 const STEP_KEYS: [(&str, &[&str]); 8] = [
-    ("reg_list", &[]),
+    ("reg_list", &["classes"]),
     ("get", &["reg"]),
     ("set", &["reg", "value"]),
     ("call", &["x", "conduit"]),
@@ -206,6 +223,9 @@ struct RawVm {
     power_off: Option<Vec<Number>>,
     system_suspend: Option<bool>,
     firmware: Option<String>,
+    features: Option<CpuFeatures>,
+    sve_vls: Option<Wide>,
+    writable_imp_id_regs: Option<bool>,
 }
 
 impl TryFrom<RawVm> for VmSpec {
@@ -244,12 +264,31 @@ impl TryFrom<RawVm> for VmSpec {
                 ));
             }
         };
+        let features = raw.features.unwrap_or_default();
+        let sve_vls = match raw.sve_vls {
+            None => None,
+            Some(_) if !features.has(CpuFeature::Sve) => {
+                return Err(bad(
+                    "sve_vls",
+                    "is given without the \"sve\" feature".into(),
+                ));
+            }
+            Some(v) => Some(v.fit(SVE_VLS_BYTES).ok_or_else(|| {
+                bad(
+                    "sve_vls",
+                    format!("does not fit the register's {SVE_VLS_BYTES}-byte buffer"),
+                )
+            })?),
+        };
         Ok(VmSpec {
             vcpus,
             psci_0_2: raw.psci_0_2.unwrap_or(default.psci_0_2),
             power_off,
             system_suspend: raw.system_suspend.unwrap_or(default.system_suspend),
             firmware,
+            features,
+            sve_vls,
+            writable_imp_id_regs: raw.writable_imp_id_regs.unwrap_or(false),
         })
     }
 }
@@ -261,7 +300,8 @@ struct RawStep {
     op: String,
     vcpu: Option<Number>,
     reg: Option<RegId>,
-    value: Option<Number>,
+    value: Option<Wide>,
+    classes: Option<String>,
     x: Option<Vec<Number>>,
     conduit: Option<String>,
     mp_state: Option<String>,
@@ -276,6 +316,7 @@ impl RawStep {
         [
             ("reg", self.reg.is_some()),
             ("value", self.value.is_some()),
+            ("classes", self.classes.is_some()),
             ("x", self.x.is_some()),
             ("conduit", self.conduit.is_some()),
             ("mp_state", self.mp_state.is_some()),
@@ -306,14 +347,15 @@ impl TryFrom<RawStep> for Step {
             },
             "set" => {
                 let reg = required("reg", raw.reg)?.0;
-                let value = required("value", raw.value)?.0;
+                let value = required("value", raw.value.as_ref())?;
                 let size = OneRegId(reg).size_bytes();
-                if size < 8 && value >> (8 * size) != 0 {
+                let Some(value) = value.fit(size) else {
+                    let shown = crate::json::hex_le_bytes(&value.bytes);
                     return Err(bad(
                         "value",
-                        format!("{value:#x} does not fit the register's {size}-byte buffer"),
+                        format!("{shown} does not fit the register's {size}-byte buffer"),
                     ));
-                }
+                };
                 StepKind::Set { reg, value }
             }
             "call" => {
@@ -357,7 +399,15 @@ impl TryFrom<RawStep> for Step {
                 count: below_2_32("count", required("count", raw.count)?)?,
                 action: required("action", raw.action)?.0,
             },
-            _ => StepKind::RegList,
+            _ => StepKind::RegList {
+                all: match raw.classes.as_deref() {
+                    None => false,
+                    Some("all") => true,
+                    Some(other) => {
+                        return Err(bad("classes", format!("expected \"all\", found {other:?}")));
+                    }
+                },
+            },
         };
         let mut extra: Vec<&str> = raw.present().filter(|k| !keys.contains(k)).collect();
         extra.sort_unstable();

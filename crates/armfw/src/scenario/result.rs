@@ -4,13 +4,12 @@
 //! newline is what the harness records). A result is one `RawResult`: every key of every
 //! result kind, in the order the format writes them, so one definition reads and writes all.
 
-use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::{Value, json};
 
 use crate::abi::Errno;
 use crate::firmware::{SystemEventType, mp_state_from_name, mp_state_name};
-use crate::json::{self, FieldError, Invalid, Number, hex_le_bytes};
+use crate::json::{self, FieldError, Invalid, Number, Wide, hex_le_bytes};
 
 /// What a `call` step gave.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -104,7 +103,7 @@ struct RawResult {
     #[serde(skip_serializing_if = "Option::is_none")]
     regs: Option<Vec<Number>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    value: Option<LeBytes>,
+    value: Option<Wide>,
     #[serde(skip_serializing_if = "Option::is_none")]
     ok: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -170,7 +169,7 @@ impl From<&StepResult> for RawResult {
                 ..d
             },
             StepResult::Value(bytes) => RawResult {
-                value: Some(LeBytes(bytes.clone())),
+                value: Some(Wide::from_le(bytes)),
                 ..d
             },
             StepResult::Ok => RawResult {
@@ -243,7 +242,7 @@ impl TryFrom<RawResult> for StepResult {
         Ok(match keys.as_slice() {
             ["error"] => StepResult::Error(raw.error.unwrap_or_default()),
             ["regs"] => StepResult::Regs(raw.regs.iter().flatten().map(|n| n.0).collect()),
-            ["value"] => StepResult::Value(raw.value.map(|v| v.0).unwrap_or_default()),
+            ["value"] => StepResult::Value(raw.value.map(|v| v.bytes).unwrap_or_default()),
             ["ok"] if raw.ok == Some(true) => StepResult::Ok,
             ["errno"] => {
                 let name = raw.errno.unwrap_or_default();
@@ -298,52 +297,6 @@ impl Serialize for StepResult {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         RawResult::from(self).serialize(s)
     }
-}
-
-/// `value`: a little-endian buffer of any size as one number, `0x` and hex digits (written by
-/// [`hex_le_bytes`], read back with as many bytes as the digits need).
-struct LeBytes(Vec<u8>);
-
-impl Serialize for LeBytes {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&hex_le_bytes(&self.0))
-    }
-}
-
-impl<'de> Deserialize<'de> for LeBytes {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = LeBytes;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_str<E: de::Error>(self, s: &str) -> Result<LeBytes, E> {
-                le_bytes(s).map(LeBytes).ok_or_else(|| {
-                    E::custom(format!("expected 0x followed by hex digits, found {s:?}"))
-                })
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
-fn le_bytes(s: &str) -> Option<Vec<u8>> {
-    let digits = s.strip_prefix("0x")?;
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
-    let padded = if digits.len() % 2 == 1 {
-        format!("0{digits}")
-    } else {
-        digits.to_string()
-    };
-    let mut bytes = (0..padded.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&padded[i..i + 2], 16).ok())
-        .collect::<Option<Vec<_>>>()?;
-    bytes.reverse();
-    Some(bytes)
 }
 
 impl StepResult {

@@ -41,8 +41,14 @@ use crate::json::{self, FieldError, FieldErrorKind, Invalid, Number, err, hex};
 use crate::register::{self, SetRule};
 use crate::release::{Release, Rules};
 
-/// The format tag of this profile schema.
+mod vcpu;
+
+pub use vcpu::{FeatureSet, IdMap, VcpuCapabilities, VcpuProfile};
+
+/// The format tag of a version-1 profile (firmware registers only).
 pub const PROFILE_FORMAT: &str = "armfw-profile/1";
+/// The format tag of a version-2 profile (version 1 plus the whole vCPU: the `vcpu` key).
+pub const PROFILE_FORMAT_2: &str = "armfw-profile/2";
 
 /// One firmware register of a host.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
@@ -89,6 +95,8 @@ pub struct ProfileParts {
     pub psci_versions: Vec<PsciVersion>,
     /// Capabilities.
     pub capabilities: Capabilities,
+    /// Version 2: the whole vCPU as the probe saw it; `None` in a version-1 profile.
+    pub vcpu: Option<VcpuProfile>,
 }
 
 /// A host profile. Build one with [`Profile::from_json`], [`Profile::from_value`] or
@@ -199,6 +207,11 @@ impl Profile {
         self.parts.validate()
     }
 
+    /// The whole-vCPU part (a version-2 profile), if the profile has it.
+    pub fn vcpu(&self) -> Option<&VcpuProfile> {
+        self.parts.vcpu.as_ref()
+    }
+
     /// The profile's entry for `reg`, if the host has it.
     pub fn register(&self, reg: FwReg) -> Option<&ProfileReg> {
         self.registers().iter().find(|r| r.reg == reg)
@@ -239,29 +252,37 @@ const fn yes() -> bool {
     true
 }
 
-/// The format tag, which must be [`PROFILE_FORMAT`].
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+/// The format tag: [`PROFILE_FORMAT`] or [`PROFILE_FORMAT_2`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(try_from = "String", into = "String")]
-struct FormatTag;
+enum FormatTag {
+    V1,
+    V2,
+}
 
 impl TryFrom<String> for FormatTag {
     type Error = Invalid;
 
     fn try_from(s: String) -> Result<FormatTag, Invalid> {
-        if s == PROFILE_FORMAT {
-            Ok(FormatTag)
-        } else {
-            Err(
-                FieldError::bad_value("", format!("expected {PROFILE_FORMAT:?}, found {s:?}"))
-                    .into(),
+        match s.as_str() {
+            PROFILE_FORMAT => Ok(FormatTag::V1),
+            PROFILE_FORMAT_2 => Ok(FormatTag::V2),
+            _ => Err(FieldError::bad_value(
+                "",
+                format!("expected {PROFILE_FORMAT:?} or {PROFILE_FORMAT_2:?}, found {s:?}"),
             )
+            .into()),
         }
     }
 }
 
 impl From<FormatTag> for String {
-    fn from(_: FormatTag) -> String {
-        PROFILE_FORMAT.to_string()
+    fn from(t: FormatTag) -> String {
+        match t {
+            FormatTag::V1 => PROFILE_FORMAT,
+            FormatTag::V2 => PROFILE_FORMAT_2,
+        }
+        .to_string()
     }
 }
 
@@ -280,6 +301,8 @@ struct ProfileFile {
     registers: Vec<ProfileReg>,
     psci_versions: Vec<KvmPsciVersion>,
     capabilities: Capabilities,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    vcpu: Option<VcpuProfile>,
 }
 
 /// One register in a profile file.
@@ -469,6 +492,9 @@ impl ProfileParts {
         if !self.psci_versions.windows(2).all(|w| w[0] < w[1]) {
             return err("psci_versions", "must be ascending without repeats");
         }
+        if let Some(v) = &self.vcpu {
+            v.validate()?;
+        }
         let accepted =
             u32::try_from(psci.default).is_ok_and(|d| self.psci_versions.contains(&PsciVersion(d)));
         if !accepted {
@@ -485,6 +511,19 @@ impl TryFrom<ProfileFile> for Profile {
     type Error = Invalid;
 
     fn try_from(f: ProfileFile) -> Result<Profile, Invalid> {
+        match (f.format, f.vcpu.is_some()) {
+            (FormatTag::V1, true) => {
+                return Err(FieldError::bad_value(
+                    "vcpu",
+                    format!("is a version-2 key; the format is {PROFILE_FORMAT:?}"),
+                )
+                .into());
+            }
+            (FormatTag::V2, false) => {
+                return Err(FieldError::missing("vcpu").into());
+            }
+            _ => {}
+        }
         let p = ProfileParts {
             name: f.name,
             kernel: f.kernel,
@@ -494,6 +533,7 @@ impl TryFrom<ProfileFile> for Profile {
             registers: f.registers,
             psci_versions: f.psci_versions.into_iter().map(|v| v.0).collect(),
             capabilities: f.capabilities,
+            vcpu: f.vcpu,
         };
         Ok(Profile::new(p)?)
     }
@@ -503,7 +543,11 @@ impl From<Profile> for ProfileFile {
     fn from(p: Profile) -> ProfileFile {
         let p = p.parts;
         ProfileFile {
-            format: FormatTag,
+            format: if p.vcpu.is_some() {
+                FormatTag::V2
+            } else {
+                FormatTag::V1
+            },
             name: p.name,
             kernel: p.kernel,
             kernel_version: p.kernel_version,
@@ -512,6 +556,7 @@ impl From<Profile> for ProfileFile {
             registers: p.registers,
             psci_versions: p.psci_versions.into_iter().map(KvmPsciVersion).collect(),
             capabilities: p.capabilities,
+            vcpu: p.vcpu,
         }
     }
 }
