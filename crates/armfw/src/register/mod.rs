@@ -19,6 +19,7 @@
 
 mod firmware;
 mod level;
+pub mod names;
 
 pub use firmware::FIRMWARE;
 pub use level::{LevelKind, WorkaroundLevel};
