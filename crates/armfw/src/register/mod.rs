@@ -18,6 +18,7 @@
 //! register is one row (a new kind of rule, one [`SetRule`] variant).
 
 mod firmware;
+pub mod ftr;
 mod level;
 pub mod names;
 
