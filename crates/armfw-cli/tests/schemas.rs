@@ -224,14 +224,23 @@ fn regs_profiles_and_profile_files_match_their_schemas() {
     let doc = json_of(&armfw(&["profiles", "--json"]));
     assert_valid(&validator("armfw-profiles-1"), &doc, "profiles");
     assert_eq!(doc["default"], "linux-7.2.13-cortex-a53");
-    let profile = validator("armfw-profile-1");
+    let (v1, v2) = (validator("armfw-profile-1"), validator("armfw-profile-2"));
+    let mut versions = std::collections::BTreeSet::new();
     for e in std::fs::read_dir(root().join("crates/armfw/profiles")).unwrap() {
         let p = e.unwrap().path();
         if p.extension().is_some_and(|x| x == "json") {
             let doc: Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
-            assert_valid(&profile, &doc, &p.display().to_string());
+            let format = doc["format"].as_str().unwrap().to_string();
+            let profile = if format == "armfw-profile/1" {
+                &v1
+            } else {
+                &v2
+            };
+            assert_valid(profile, &doc, &p.display().to_string());
+            versions.insert(format);
         }
     }
+    assert!(versions.contains("armfw-profile/2"), "{versions:?}");
 }
 
 #[test]

@@ -63,6 +63,7 @@ pub mod scenario;
 pub mod snapshot;
 #[cfg(test)]
 mod test_support;
+pub mod vcpu;
 
 pub use firmware::Firmware;
 pub use json::FieldError;

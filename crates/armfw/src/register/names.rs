@@ -1319,7 +1319,8 @@ mod tests {
 
     #[test]
     fn known_encodings() {
-        let known: &[((u8, u8, u8, u8, u8), &str)] = &[
+        type Known = ((u8, u8, u8, u8, u8), &'static str);
+        let known: &[Known] = &[
             ((3, 0, 0, 0, 0), "MIDR_EL1"),
             ((3, 0, 0, 0, 5), "MPIDR_EL1"),
             ((3, 0, 0, 0, 6), "REVIDR_EL1"),

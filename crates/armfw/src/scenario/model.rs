@@ -8,6 +8,7 @@ use crate::firmware::{
     Action, Call, Conduit, Firmware, MpState, PtpCounter, PtpTime, Services, VcpuFeatures,
 };
 use crate::profile::Profile;
+use crate::vcpu::{VcpuModel, VcpuSetup};
 
 /// Deterministic [`Services`] for the model: TRNG bits from a fixed-seed xorshift generator,
 /// PTP from a fixed clock. A scenario that compares random bits or PTP time cannot match a
@@ -54,6 +55,8 @@ struct GuestRegs {
 pub struct ModelBackend {
     profile: Profile,
     fw: Option<Firmware>,
+    /// The non-firmware registers, where the profile has its whole-vCPU part.
+    vcpu: Option<VcpuModel>,
     regs: Vec<GuestRegs>,
     services: ModelServices,
 }
@@ -64,6 +67,7 @@ impl ModelBackend {
         ModelBackend {
             profile: profile.clone(),
             fw: None,
+            vcpu: None,
             regs: Vec::new(),
             services: ModelServices::default(),
         }
@@ -74,7 +78,9 @@ impl ModelBackend {
     }
 }
 
-const NOT_FIRMWARE: &str = "the model serves only the firmware register classes 0x14 and 0x16";
+/// Why a version-1 profile cannot answer for registers outside the firmware classes.
+const NO_VCPU_PART: &str =
+    "the profile has no whole-vCPU part (profile format 1: re-probe the host with `armfw probe`)";
 
 impl Backend for ModelBackend {
     fn target(&self) -> Value {
@@ -98,19 +104,43 @@ impl Backend for ModelBackend {
             fw.init_vcpu(i, features)
                 .map_err(|e| format!("KVM_ARM_VCPU_INIT: {e}"))?;
         }
+        let setup = VcpuSetup {
+            vcpus: vm.vcpus,
+            features: vm.features,
+            sve_vls: vm.sve_vls.clone(),
+            writable_imp_id_regs: vm.writable_imp_id_regs,
+        };
+        self.vcpu = match VcpuModel::new(&self.profile, &setup) {
+            Some(model) => Some(model?),
+            None if setup
+                != VcpuSetup {
+                    vcpus: vm.vcpus,
+                    ..VcpuSetup::default()
+                } =>
+            {
+                return Err(NO_VCPU_PART.into());
+            }
+            None => None,
+        };
         self.regs = vec![GuestRegs::default(); vm.vcpus];
         self.fw = Some(fw);
         Ok(())
     }
 
     fn reg_list(&mut self, vcpu: usize) -> Result<Result<Vec<u64>, Errno>, String> {
-        Ok(self.fw()?.reg_list(vcpu))
+        let fw = self.fw()?.reg_list(vcpu);
+        Ok(match (&self.vcpu, fw) {
+            (Some(v), Ok(_)) => Ok(v.reg_list()),
+            (_, fw) => fw,
+        })
     }
 
     fn get(&mut self, vcpu: usize, id: u64) -> Result<Result<Vec<u8>, Errno>, String> {
         let reg = OneRegId(id);
-        if reg.is_arm64() && !reg.is_firmware_class() {
-            return Err(format!("{NOT_FIRMWARE}; {reg} is class {:#x}", reg.class()));
+        if !reg.is_firmware_class() {
+            self.fw()?;
+            let v = self.vcpu.as_ref().ok_or(NO_VCPU_PART)?;
+            return Ok(v.get(vcpu, id));
         }
         Ok(self.fw()?.get_one_reg(vcpu, id).map(|v| {
             let mut buf = vec![0u8; reg.size_bytes()];
@@ -122,8 +152,10 @@ impl Backend for ModelBackend {
 
     fn set(&mut self, vcpu: usize, id: u64, data: &[u8]) -> Result<Result<(), Errno>, String> {
         let reg = OneRegId(id);
-        if reg.is_arm64() && !reg.is_firmware_class() {
-            return Err(format!("{NOT_FIRMWARE}; {reg} is class {:#x}", reg.class()));
+        if !reg.is_firmware_class() {
+            self.fw()?;
+            let v = self.vcpu.as_mut().ok_or(NO_VCPU_PART)?;
+            return Ok(v.set(vcpu, id, data));
         }
         let mut le = [0u8; 8];
         let n = data.len().min(8);
@@ -134,6 +166,9 @@ impl Backend for ModelBackend {
     fn call(&mut self, vcpu: usize, conduit: Conduit, x: [u64; 4]) -> Result<CallResult, String> {
         let fw = self.fw.as_mut().ok_or("no VM")?;
         fw.vcpu_run(vcpu).map_err(|e| e.to_string())?;
+        if let Some(v) = self.vcpu.as_mut() {
+            v.ran(vcpu);
+        }
         let state = fw.mp_state(vcpu).map_err(|e| e.to_string())?;
         // The backend's guest code now holds the PC.
         self.regs[vcpu] = GuestRegs {

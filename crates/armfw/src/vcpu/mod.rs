@@ -1,0 +1,497 @@
+//! The whole vCPU on the model: every register KVM lists outside the firmware classes, as one
+//! host's KVM answers KVM_GET_REG_LIST, KVM_GET_ONE_REG and KVM_SET_ONE_REG for them.
+//!
+//! The facts come from a version-2 profile ([`crate::profile::VcpuProfile`]: the register
+//! list and reset values per feature set, the writable masks, the capabilities); the rules
+//! from [`rules`], keyed by release. The firmware registers stay with [`crate::firmware`].
+//!
+//! What the model does not follow (a scenario that depends on it cannot be compared):
+//! registers that the backend's own guest code writes to make a call (the core registers,
+//! VBAR_EL1) after a `call`; the running counters; a timer's ISTATUS bit when the compare
+//! value is near the physical counter; the register reset of a CPU_ON target.
+
+pub mod rules;
+
+use std::collections::HashMap;
+
+use crate::abi::vcpu_reg::{
+    PTIMER_CNT, PTIMER_CTL, PTIMER_CVAL, SVE_VLS, TIMER_CNT, TIMER_CTL, TIMER_CVAL,
+    sysreg_encoding, sysreg_id,
+};
+use crate::abi::{CpuFeature, CpuFeatures, Errno, Mpidr, OneRegId};
+use crate::json::Wide;
+use crate::profile::{FeatureSet, IdMap, Profile, VcpuProfile};
+use crate::release::Release;
+use rules::{IdCheck, Kind, SveReg, SysRule};
+
+/// Why a VM with these vCPU settings cannot be set up on the host (what KVM refuses at
+/// KVM_ENABLE_CAP, KVM_ARM_VCPU_INIT or the SVE_VLS write).
+pub type SetupError = String;
+
+/// The settings of a VM's vCPUs that change their registers.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct VcpuSetup {
+    /// Number of vCPUs.
+    pub vcpus: usize,
+    /// The features of every vCPU.
+    pub features: CpuFeatures,
+    /// The SVE_VLS value written before finalizing.
+    pub sve_vls: Option<Vec<u8>>,
+    /// KVM_CAP_ARM_WRITABLE_IMP_ID_REGS enabled.
+    pub writable_imp_id_regs: bool,
+}
+
+/// The registers of one VM's vCPUs on the model.
+#[derive(Clone, Debug)]
+pub struct VcpuModel {
+    release: Release,
+    set: FeatureSet,
+    index: HashMap<u64, usize>,
+    masks: Option<IdMap>,
+    features: CpuFeatures,
+    imp_writable: bool,
+    aarch32_el0: bool,
+    /// The SVE maximum vector length in quadwords (0 without SVE).
+    vq: usize,
+    /// Per vCPU, the value of each listed register, by list position.
+    values: Vec<Vec<Vec<u8>>>,
+    /// VM-wide registers (ID and implementation registers, CTR_EL0): id → value.
+    vm_wide: HashMap<u64, u64>,
+    has_run: bool,
+    /// The virtual and physical counters as last written (the VM's offsets).
+    counters: [Option<u64>; 2],
+}
+
+/// A probed physical counter reading (about 18 minutes of uptime at QEMU's 62.5 MHz): what
+/// the model assumes the physical counter reads when no write set the physical offset.
+const PHYS_COUNTER: u64 = 1 << 36;
+
+impl VcpuModel {
+    /// The vCPUs of a new VM on the host `profile`, set up as `setup` says, or why KVM would
+    /// refuse the set-up. `None` when the profile has no whole-vCPU part (version 1).
+    pub fn new(profile: &Profile, setup: &VcpuSetup) -> Option<Result<VcpuModel, SetupError>> {
+        let vcpu = profile.vcpu()?;
+        Some(Self::build(profile.release(), vcpu, setup))
+    }
+
+    fn build(
+        release: Release,
+        v: &VcpuProfile,
+        setup: &VcpuSetup,
+    ) -> Result<VcpuModel, SetupError> {
+        if setup.writable_imp_id_regs && !v.capabilities.writable_imp_id_regs {
+            return Err(
+                "KVM_ENABLE_CAP(KVM_CAP_ARM_WRITABLE_IMP_ID_REGS): EINVAL (the host lacks it)"
+                    .into(),
+            );
+        }
+        let f = setup.features;
+        if f.has(CpuFeature::PtrauthAddress) != f.has(CpuFeature::PtrauthGeneric) {
+            return Err(
+                "KVM_ARM_VCPU_INIT: EINVAL (pointer authentication needs both features)".into(),
+            );
+        }
+        let mut set = derive_set(v, f).ok_or_else(|| {
+            format!("KVM_ARM_VCPU_INIT: EINVAL (the host does not offer the features {f})")
+        })?;
+        let mut vq = 0;
+        if f.has(CpuFeature::Sve) {
+            let host = set
+                .reset(SVE_VLS)
+                .and_then(|w| w.fit(64))
+                .ok_or("the profile's SVE set has no SVE_VLS")?;
+            vq = rules::vls_lengths(&host).last().copied().unwrap_or(0);
+            if let Some(want) = &setup.sve_vls {
+                vq = rules::sve_vls_check(want, &host)
+                    .map_err(|e| format!("KVM_SET_ONE_REG(SVE_VLS): {e}"))?;
+                set.registers
+                    .0
+                    .iter_mut()
+                    .filter(|(id, _)| *id == SVE_VLS)
+                    .for_each(|(_, val)| *val = Wide::from_le(want));
+            }
+        }
+        let index = set.ids().enumerate().map(|(i, id)| (id, i)).collect();
+        let base: Vec<Vec<u8>> = set
+            .registers
+            .0
+            .iter()
+            .map(|(id, w)| w.fit(OneRegId(*id).size_bytes()).unwrap_or_default())
+            .collect();
+        let mpidr = sysreg_id(3, 0, 0, 0, 5);
+        let values = (0..setup.vcpus.max(1))
+            .map(|i| {
+                let mut regs = base.clone();
+                if let Some(&p) = set.ids().position(|id| id == mpidr).as_ref() {
+                    // reset_mpidr(): bit 31 (RES1) and the affinity of the vCPU index.
+                    let v = 1 << 31 | Mpidr::for_vcpu_index(i).0;
+                    regs[p] = v.to_le_bytes().to_vec();
+                }
+                regs
+            })
+            .collect();
+        let pfr0 = set.reset(sysreg_id(3, 0, 0, 4, 0)).map_or(0, Wide::low_u64);
+        Ok(VcpuModel {
+            release,
+            index,
+            masks: v.writable_masks.clone(),
+            features: f,
+            imp_writable: setup.writable_imp_id_regs,
+            aarch32_el0: pfr0 & 0xf == 2,
+            vq,
+            values,
+            vm_wide: HashMap::new(),
+            has_run: false,
+            counters: [None, None],
+            set,
+        })
+    }
+
+    /// KVM_GET_REG_LIST: every id in KVM's order (the firmware ids included, as the host
+    /// lists them).
+    pub fn reg_list(&self) -> Vec<u64> {
+        self.set.ids().collect()
+    }
+
+    /// The first KVM_RUN of `vcpu` happened: KVM's own changes at the first run, and the
+    /// VM-wide registers become immutable.
+    pub fn ran(&mut self, vcpu: usize) {
+        if !self.has_run {
+            for (id, after) in self.set.first_run.0.clone() {
+                let Some(&pos) = self.index.get(&id) else {
+                    continue;
+                };
+                let reset = self.set.registers.0[pos].1.clone();
+                let size = OneRegId(id).size_bytes();
+                if let Some(regs) = self.values.get_mut(vcpu) {
+                    if reset.fit(size) == Some(regs[pos].clone()) {
+                        regs[pos] = after.fit(size).unwrap_or_default();
+                    }
+                }
+            }
+        }
+        self.has_run = true;
+    }
+
+    fn listed(&self, id: u64) -> Option<usize> {
+        self.index.get(&id).copied()
+    }
+
+    fn value(&self, vcpu: usize, id: u64) -> Option<&[u8]> {
+        let pos = self.listed(id)?;
+        self.values.get(vcpu)?.get(pos).map(Vec::as_slice)
+    }
+
+    fn u64_of(&self, vcpu: usize, id: u64) -> u64 {
+        if let Some(v) = self.vm_wide.get(&id) {
+            return *v;
+        }
+        self.value(vcpu, id)
+            .map_or(0, |b| Wide::from_le(b).low_u64())
+    }
+
+    /// The PMU counters the VM has (`kvm_pmu_accessible_counter_mask()`): bits 0..N of
+    /// PMCR_EL0.N and bit 31, the cycle counter.
+    fn pmu_mask(&self, vcpu: usize) -> u64 {
+        let n = self.u64_of(vcpu, sysreg_id(3, 3, 9, 12, 0)) >> 11 & 0x1f;
+        (1u64 << 31) | ((1u64 << n) - 1)
+    }
+
+    /// The host's value of `id` (its reset value on a fresh vCPU).
+    fn host_u64(&self, id: u64) -> u64 {
+        self.set.reset(id).map_or(0, Wide::low_u64)
+    }
+
+    fn store(&mut self, vcpu: usize, id: u64, data: &[u8]) {
+        if let Some(pos) = self.listed(id) {
+            if let Some(regs) = self.values.get_mut(vcpu) {
+                regs[pos] = data.to_vec();
+            }
+        }
+    }
+
+    /// KVM_GET_ONE_REG of a non-firmware id on `vcpu`: the buffer, or KVM's errno.
+    /// [`rules::Kind::Firmware`] ids are the caller's.
+    pub fn get(&self, vcpu: usize, id: u64) -> Result<Vec<u8>, Errno> {
+        let size = OneRegId(id).size_bytes();
+        match rules::kind(id, self.release) {
+            Kind::NotArm64 => Err(Errno::EINVAL),
+            Kind::Firmware => Err(Errno::ENOENT),
+            Kind::Core => {
+                rules::core_check(id, self.features.has(CpuFeature::Sve))?;
+                Ok(self.value(vcpu, id).map_or(vec![0; size], <[u8]>::to_vec))
+            }
+            Kind::Sve => match rules::sve_reg(id, self.features.has(CpuFeature::Sve), self.vq)? {
+                SveReg::Vls => Ok(self.value(vcpu, id).map_or(vec![0; size], <[u8]>::to_vec)),
+                SveReg::Data { .. } => {
+                    Ok(self.value(vcpu, id).map_or(vec![0; size], <[u8]>::to_vec))
+                }
+            },
+            Kind::Timer => Ok(self.timer_get(vcpu, id).to_le_bytes().to_vec()),
+            Kind::Demux | Kind::SysReg => {
+                self.listed(id).ok_or(Errno::ENOENT)?;
+                if let Some(v) = self.vm_wide.get(&id) {
+                    let mut b = v.to_le_bytes().to_vec();
+                    b.resize(size, 0);
+                    return Ok(b);
+                }
+                let v = self.value(vcpu, id).ok_or(Errno::ENOENT)?;
+                if let SysRule::PmuSetClr { holder, .. } = rules::sys_rule(id) {
+                    if self.release.at_least(6, 7) {
+                        // get_pmreg(): the bits of the counters the VM has (PMCR_EL0.N) and
+                        // the cycle counter.
+                        let held = self.value(vcpu, holder).unwrap_or(v);
+                        let masked = Wide::from_le(held).low_u64() & self.pmu_mask(vcpu);
+                        return Ok(masked.to_le_bytes().to_vec());
+                    }
+                }
+                Ok(v.to_vec())
+            }
+        }
+    }
+
+    fn timer_get(&self, vcpu: usize, id: u64) -> u64 {
+        let stored = self.u64_of(vcpu, id);
+        let (cval, counter) = match id {
+            TIMER_CTL => (self.u64_of(vcpu, TIMER_CVAL), self.counters[0].unwrap_or(0)),
+            PTIMER_CTL => (
+                self.u64_of(vcpu, PTIMER_CVAL),
+                self.counters[1].unwrap_or(PHYS_COUNTER),
+            ),
+            _ => return stored,
+        };
+        // read_timer_ctl(): ISTATUS (bit 2) is set when the compare value has been reached;
+        // 7.2 reports the control bits alone (the timer registers moved into the sysreg
+        // table; measured: 6.12 sets ISTATUS, 7.2 does not; the 7.0 boundary is inferred).
+        if self.release.at_least(7, 0) {
+            return stored & !4;
+        }
+        (stored & !4) | if counter >= cval { 4 } else { 0 }
+    }
+
+    /// KVM_SET_ONE_REG of a non-firmware id on `vcpu` from `data` (the id's size).
+    pub fn set(&mut self, vcpu: usize, id: u64, data: &[u8]) -> Result<(), Errno> {
+        let value = Wide::from_le(data).low_u64();
+        match rules::kind(id, self.release) {
+            Kind::NotArm64 => Err(Errno::EINVAL),
+            Kind::Firmware => Err(Errno::ENOENT),
+            Kind::Core => {
+                let off = rules::core_check(id, self.features.has(CpuFeature::Sve))?;
+                if off == rules::CORE_PSTATE && !rules::pstate_ok(value, self.aarch32_el0) {
+                    return Err(Errno::EINVAL);
+                }
+                self.store(vcpu, id, data);
+                Ok(())
+            }
+            Kind::Sve => match rules::sve_reg(id, self.features.has(CpuFeature::Sve), self.vq)? {
+                // Set-up finalizes every SVE vCPU.
+                SveReg::Vls => Err(Errno::EPERM),
+                SveReg::Data { kept } => {
+                    let mut buf = data.to_vec();
+                    buf.iter_mut().skip(kept).for_each(|b| *b = 0);
+                    self.store(vcpu, id, &buf);
+                    Ok(())
+                }
+            },
+            Kind::Timer => {
+                match id {
+                    TIMER_CNT => self.counters[0] = Some(value),
+                    PTIMER_CNT => self.counters[1] = Some(value),
+                    // kvm_arm_timer_write(): ISTATUS is read-only.
+                    TIMER_CTL | PTIMER_CTL => {
+                        self.store(vcpu, id, &(value & !4).to_le_bytes());
+                    }
+                    _ => self.store(vcpu, id, data),
+                }
+                Ok(())
+            }
+            Kind::Demux => {
+                self.listed(id).ok_or(Errno::ENOENT)?;
+                let current = self.u64_of(vcpu, id);
+                if !self.release.at_least(6, 3) {
+                    return if value == current {
+                        Ok(())
+                    } else {
+                        Err(Errno::EINVAL)
+                    };
+                }
+                let ctr = self.host_u64(sysreg_id(3, 3, 0, 0, 1));
+                let v32 = u32::try_from(value).unwrap_or(u32::MAX);
+                rules::ccsidr_set(id & 0xff, v32, ctr)?;
+                self.store(vcpu, id, data);
+                Ok(())
+            }
+            Kind::SysReg => {
+                self.listed(id).ok_or(Errno::ENOENT)?;
+                self.sys_set(vcpu, id, value, data)
+            }
+        }
+    }
+
+    fn id_check(&self, vcpu: usize, id: u64) -> IdCheck {
+        let limit = self.set.reset(id).map_or(0, Wide::low_u64);
+        let enc = sysreg_encoding(id);
+        let (op0, op1, crn, crm, op2) = enc;
+        let has_table = crate::register::ftr::ftr_reg(op0, op1, crn, crm, op2).is_some();
+        let aa32 = op0 == 3 && op1 == 0 && crn == 0 && (1..=3).contains(&crm);
+        IdCheck {
+            release: self.release,
+            limit,
+            current: self.u64_of(vcpu, id),
+            writable: self
+                .masks
+                .as_ref()
+                .and_then(|m| m.get(id))
+                .map_or(0, Wide::low_u64),
+            has_run: self.has_run,
+            raz: !has_table && limit == 0,
+            write_ignored: aa32 && !self.aarch32_el0 && self.release.at_least(6, 7),
+        }
+    }
+
+    fn sys_set(&mut self, vcpu: usize, id: u64, value: u64, data: &[u8]) -> Result<(), Errno> {
+        let enc = sysreg_encoding(id);
+        match rules::sys_rule(id) {
+            SysRule::IdReg => {
+                let c = self.id_check(vcpu, id);
+                let stored = rules::id_set(enc, c, value)?;
+                if !c.write_ignored {
+                    self.vm_wide.insert(id, stored);
+                }
+                Ok(())
+            }
+            SysRule::ImpId => {
+                let c = self.id_check(vcpu, id);
+                rules::imp_set(c, self.imp_writable, value)?;
+                self.vm_wide.insert(id, value);
+                Ok(())
+            }
+            SysRule::Ctr => {
+                let c = self.id_check(vcpu, id);
+                if self.release.at_least(6, 11) {
+                    rules::id_set(enc, c, value)?;
+                } else if value != c.current {
+                    return Err(Errno::EINVAL);
+                }
+                self.vm_wide.insert(id, value);
+                Ok(())
+            }
+            SysRule::Clidr => {
+                if !self.release.at_least(6, 3) {
+                    return if value == self.u64_of(vcpu, id) {
+                        Ok(())
+                    } else {
+                        Err(Errno::EINVAL)
+                    };
+                }
+                let ctr = self.host_u64(sysreg_id(3, 3, 0, 0, 1));
+                rules::clidr_set(value, ctr)?;
+                self.store(vcpu, id, data);
+                Ok(())
+            }
+            // Before 6.7 (measured on 6.1) the PMU registers store what is written.
+            SysRule::Pmcr | SysRule::PmuSetClr { .. } if !self.release.at_least(6, 7) => {
+                self.store(vcpu, id, data);
+                Ok(())
+            }
+            SysRule::Pmcr => {
+                // set_pmcr(): only N (when it fits the host and the VM has not run) and bits
+                // 7:0 are kept; LC (bit 6) is RES1 without AArch32.
+                let cur = self.u64_of(vcpu, id);
+                let host_n = self.set.reset(id).map_or(0, |w| w.low_u64() >> 11 & 0x1f);
+                let new_n = value >> 11 & 0x1f;
+                let n = if !self.has_run && new_n <= host_n {
+                    new_n
+                } else {
+                    cur >> 11 & 0x1f
+                };
+                let mut v = value & 0xff;
+                if !self.aarch32_el0 {
+                    v |= 1 << 6;
+                }
+                v |= n << 11;
+                for c in 0..self.values.len() {
+                    let keep = self.u64_of(c, id) & !(0x1f << 11);
+                    let mine = if c == vcpu { v } else { keep | n << 11 };
+                    self.store(c, id, &mine.to_le_bytes());
+                }
+                Ok(())
+            }
+            SysRule::PmuSetClr { holder, set } => {
+                let mask = self.pmu_mask(vcpu);
+                let cur = self.u64_of(vcpu, holder);
+                let new = if set {
+                    cur | (value & mask)
+                } else {
+                    cur & !(value & mask)
+                };
+                self.store(vcpu, holder, &new.to_le_bytes());
+                Ok(())
+            }
+            SysRule::Plain => {
+                self.store(vcpu, id, data);
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The probed set with exactly `features`, or one derived from the probed sets: the
+/// registers of the empty set, plus those each requested feature's own set adds, less those
+/// it removes, in the order of the largest probed set that holds them all; each value from
+/// the set of the feature that changed it. `None` when a feature was never probed.
+fn derive_set(v: &VcpuProfile, features: CpuFeatures) -> Option<FeatureSet> {
+    if let Some(s) = v.feature_set(features) {
+        return Some(s.clone());
+    }
+    let base = v.feature_set(CpuFeatures::NONE)?;
+    let own: Vec<&FeatureSet> = features
+        .iter()
+        .map(|f| {
+            let single = if matches!(f, CpuFeature::PtrauthAddress | CpuFeature::PtrauthGeneric) {
+                CpuFeatures::of(&[CpuFeature::PtrauthAddress, CpuFeature::PtrauthGeneric])
+            } else {
+                CpuFeatures::NONE.with(f)
+            };
+            v.feature_set(single)
+        })
+        .collect::<Option<_>>()?;
+    let order = v
+        .feature_sets
+        .iter()
+        .filter(|s| s.features.contains(features))
+        .max_by_key(|s| s.registers.0.len())?;
+    let mut regs = Vec::new();
+    for (id, _) in &order.registers.0 {
+        let in_base = base.reset(*id).is_some();
+        let added = own.iter().any(|s| s.reset(*id).is_some() && !in_base);
+        let removed = own.iter().any(|s| s.reset(*id).is_none() && in_base);
+        if (in_base || added) && !removed {
+            let value = own
+                .iter()
+                .filter_map(|s| s.reset(*id))
+                .find(|w| Some(*w) != base.reset(*id))
+                .or(base.reset(*id))
+                .or(order.reset(*id))
+                .cloned()
+                .unwrap_or_default();
+            regs.push((*id, value));
+        }
+    }
+    Some(FeatureSet {
+        features,
+        registers: IdMap(regs),
+        first_run: base.first_run.clone(),
+        varies: base.varies.clone(),
+    })
+}
+
+/// The ids of the timer registers, for reports.
+pub const TIMER_IDS: [u64; 6] = [
+    TIMER_CTL,
+    TIMER_CNT,
+    TIMER_CVAL,
+    PTIMER_CTL,
+    PTIMER_CVAL,
+    PTIMER_CNT,
+];
