@@ -91,7 +91,8 @@ impl FeatureSet {
     }
 }
 
-/// The whole-vCPU part of a profile. See the [module documentation](self).
+/// The whole-vCPU part of a profile (the `vcpu` key of a version-2 profile file; see
+/// [`Profile`](crate::profile::Profile) and docs/schemas/armfw-profile-2.schema.json).
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct VcpuProfile {

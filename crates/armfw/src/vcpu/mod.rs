@@ -485,13 +485,3 @@ fn derive_set(v: &VcpuProfile, features: CpuFeatures) -> Option<FeatureSet> {
         varies: base.varies.clone(),
     })
 }
-
-/// The ids of the timer registers, for reports.
-pub const TIMER_IDS: [u64; 6] = [
-    TIMER_CTL,
-    TIMER_CNT,
-    TIMER_CVAL,
-    PTIMER_CTL,
-    PTIMER_CVAL,
-    PTIMER_CNT,
-];

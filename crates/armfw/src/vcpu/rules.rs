@@ -13,7 +13,7 @@ use crate::abi::vcpu_reg::{
 };
 use crate::abi::{Errno, OneRegId};
 use crate::register::RegClass;
-use crate::register::ftr::{self, FtrType};
+use crate::register::ftr;
 use crate::release::Release;
 
 /// How KVM dispatches an id.
@@ -61,7 +61,7 @@ fn is_timer(id: u64, release: Release) -> bool {
 // Core registers (guest.c: core_reg_size_from_offset, validate_core_offset, get/set_core_reg)
 
 /// `sizeof(struct kvm_regs) / sizeof(u32)`: user_pt_regs (34 u64), sp_el1, elr_el1,
-/// spsr[5], then the 16-byte aligned user_fpsimd_state (32 V registers, fpsr, fpcr, 2
+/// `spsr[5]`, then the 16-byte aligned user_fpsimd_state (32 V registers, fpsr, fpcr, 2
 /// reserved words).
 pub const CORE_WORDS: u64 = 0xd8;
 /// The offset of V0 (u32 units).
@@ -455,16 +455,6 @@ pub fn ccsidr_set(csselr: u64, value: u32, ctr: u64) -> Result<(), Errno> {
         return Err(Errno::EINVAL);
     }
     Ok(())
-}
-
-/// The ID field types KVM compares CTR_EL0 with: the kernel's ftr table of CTR_EL0.
-pub fn ctr_field_kinds() -> Option<&'static [ftr::FtrField]> {
-    ftr::ftr_reg(3, 3, 0, 0, 1).map(|r| r.fields)
-}
-
-/// Whether a field kind may be lowered (used by reports).
-pub fn lowerable(kind: FtrType) -> bool {
-    matches!(kind, FtrType::LowerSafe)
 }
 
 #[cfg(test)]
