@@ -71,7 +71,9 @@ profile; nothing runs); 141 standard output closed early.")]
         #[arg(long)]
         json: bool,
     },
-    /// The firmware registers of a host: id, name, default, accepted values, meaning.
+    /// The registers of a host: every register of a vCPU (version-2 profiles), grouped by
+    /// class, with its name, reset value, scope and SET rule; then the firmware registers with
+    /// their accepted values.
     #[command(after_help = "\
 Exit codes: 0 printed; 2 bad input (an unknown profile, an unreadable or invalid profile \
 file); 141 standard output closed early.")]
@@ -79,7 +81,12 @@ file); 141 standard output closed early.")]
         /// A built-in profile name or a profile file (default: the newest built-in kernel).
         #[arg(long)]
         profile: Option<String>,
-        /// Print JSON (format armfw-regs/1) instead of a table.
+        /// The vCPU features, comma-separated: pmu_v3, sve, ptrauth_address, ptrauth_generic
+        /// (default: none).
+        #[arg(long, value_parser = parse_features, default_value = "")]
+        features: armfw::abi::CpuFeatures,
+        /// Print JSON (format armfw-regs/2; armfw-regs/1 for a version-1 profile) instead of a
+        /// table.
         #[arg(long)]
         json: bool,
     },
@@ -210,9 +217,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             scenarios,
             ..
         } => sim::run(profile.as_deref(), backend, &scenarios),
-        Command::Regs { profile, .. } => {
+        Command::Regs {
+            profile, features, ..
+        } => {
             let p = load_profile(profile.as_deref())?;
-            tables::regs(&p, json)?;
+            tables::regs(&p, features, json)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Profiles { .. } => {
@@ -271,4 +280,21 @@ fn probe(_cpu: Option<String>, _name: Option<String>) -> Result<ExitCode> {
     anyhow::bail!(
         "probe needs Linux on arm64 with /dev/kvm; this armfw was built for another target"
     )
+}
+
+/// `--features`: comma-separated vCPU feature names, each once.
+fn parse_features(text: &str) -> Result<armfw::abi::CpuFeatures, String> {
+    let mut set = armfw::abi::CpuFeatures::NONE;
+    for name in text.split(',').filter(|n| !n.is_empty()) {
+        let f = armfw::abi::CpuFeature::from_name(name).ok_or_else(|| {
+            format!(
+                "{name:?} is not a vCPU feature (pmu_v3, sve, ptrauth_address, ptrauth_generic)"
+            )
+        })?;
+        if set.has(f) {
+            return Err(format!("{name:?} is listed twice"));
+        }
+        set = set.with(f);
+    }
+    Ok(set)
 }

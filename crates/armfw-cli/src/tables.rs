@@ -2,26 +2,40 @@
 
 use crate::output::{outln, shown};
 use anyhow::Result;
-use armfw::abi::FwReg;
-use armfw::json::hex;
+use armfw::abi::{CpuFeatures, FwReg};
+use armfw::json::{hex, hex_le_bytes};
 use armfw::{Profile, catalog};
 use serde_json::{Value, json};
 
-/// The format name and version of `armfw regs --json`.
+/// The format name and version of `armfw regs --json` for a version-1 profile.
 pub const REGS_FORMAT: &str = "armfw-regs/1";
+/// The format name and version of `armfw regs --json` for a version-2 profile.
+pub const REGS_FORMAT_2: &str = "armfw-regs/2";
 /// The format name and version of `armfw profiles --json`.
 pub const PROFILES_FORMAT: &str = "armfw-profiles/1";
 
-pub fn regs(p: &Profile, as_json: bool) -> Result<()> {
+pub fn regs(p: &Profile, features: CpuFeatures, as_json: bool) -> Result<()> {
     let infos = catalog::registers(p);
+    let vcpu = match catalog::vcpu_registers(p, features) {
+        Some(r) => Some(r.map_err(|e| anyhow::anyhow!("{}: {e}", p.name()))?),
+        None if !features.is_empty() => anyhow::bail!(
+            "{}: a version-1 profile has no vCPU registers (re-probe the host with `armfw probe`)",
+            p.name()
+        ),
+        None => None,
+    };
     if as_json {
-        let v = json!({
-            "format": REGS_FORMAT,
+        let mut v = json!({
+            "format": if vcpu.is_some() { REGS_FORMAT_2 } else { REGS_FORMAT },
             "profile": p.name(),
             "kernel": p.kernel(),
             "cpu": p.cpu(),
             "registers": infos.iter().map(catalog::RegisterInfo::to_json).collect::<Vec<_>>(),
         });
+        if let Some(regs) = &vcpu {
+            v["features"] = serde_json::to_value(features)?;
+            v["vcpu"] = regs.iter().map(catalog::VcpuRegInfo::to_json).collect();
+        }
         outln!("{}", serde_json::to_string_pretty(&v)?)?;
         return Ok(());
     }
@@ -31,6 +45,40 @@ pub fn regs(p: &Profile, as_json: bool) -> Result<()> {
         shown(p.kernel()),
         shown(p.cpu())
     )?;
+    if let Some(regs) = &vcpu {
+        let mut classes: Vec<&str> = Vec::new();
+        for r in regs {
+            let c = r.class.map_or("unknown", |c| c.name());
+            if !classes.contains(&c) {
+                classes.push(c);
+            }
+        }
+        outln!(
+            "vCPU with features {features}: {} registers in {} classes",
+            regs.len(),
+            classes.len()
+        )?;
+        for c in classes {
+            let rows: Vec<[String; 5]> = regs
+                .iter()
+                .filter(|r| r.class.map_or("unknown", |k| k.name()) == c)
+                .map(|r| {
+                    [
+                        hex(r.id),
+                        r.name.clone(),
+                        hex_le_bytes(&r.reset.bytes),
+                        r.scope.to_string(),
+                        r.rule.to_string(),
+                    ]
+                })
+                .collect();
+            outln!()?;
+            outln!("{c} ({} registers)", rows.len())?;
+            print_table(&["ID", "NAME", "RESET", "SCOPE", "SET RULE"], &rows)?;
+        }
+        outln!()?;
+        outln!("firmware registers")?;
+    }
     let rows: Vec<[String; 5]> = infos
         .iter()
         .map(|i| {

@@ -550,3 +550,52 @@ fn regs_json_lists_every_register_of_the_host() {
     );
     assert_eq!(regs[7]["accepts_mask"], "0x3");
 }
+
+#[test]
+fn regs_lists_what_the_probe_recorded_for_every_feature_set() {
+    // `armfw regs` and `armfw probe` agree: for each built-in profile and each feature set the
+    // probe recorded, the vCPU registers are the profile's, in its order, with its reset
+    // values; each has a name and a rule.
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../armfw/profiles");
+    let mut sets = 0;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let path = e.unwrap().path();
+        let profile: Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let name = profile["name"].as_str().unwrap();
+        for set in profile["vcpu"]["feature_sets"].as_array().unwrap() {
+            let features: Vec<&str> = set["features"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| f.as_str().unwrap())
+                .collect();
+            let list = features.join(",");
+            let out = armfw(&["regs", "--profile", name, "--features", &list, "--json"]);
+            assert!(out.status.success(), "{name} {list}: {out:?}");
+            let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+            let got: Vec<(String, String)> = doc["vcpu"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| {
+                    assert!(!r["name"].as_str().unwrap().is_empty());
+                    assert!(!r["rule"].as_str().unwrap().is_empty());
+                    (
+                        r["id"].as_str().unwrap().into(),
+                        r["reset"].as_str().unwrap().into(),
+                    )
+                })
+                .collect();
+            let want: Vec<(String, String)> = set["registers"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap().into()))
+                .collect();
+            assert_eq!(got, want, "{name} {list}");
+            sets += 1;
+        }
+    }
+    assert!(sets >= 24, "only {sets} feature sets");
+}

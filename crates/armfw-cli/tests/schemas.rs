@@ -216,9 +216,10 @@ fn baseline_documents_match_the_schema_with_and_without_a_baseline() {
 
 #[test]
 fn regs_profiles_and_profile_files_match_their_schemas() {
-    let regs = validator("armfw-regs-1");
+    let regs = validator("armfw-regs-2");
     for name in builtin() {
         let doc = json_of(&armfw(&["regs", "--profile", &name, "--json"]));
+        assert_eq!(doc["format"], "armfw-regs/2");
         assert_valid(&regs, &doc, &name);
     }
     let doc = json_of(&armfw(&["profiles", "--json"]));

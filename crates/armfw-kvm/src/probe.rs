@@ -191,10 +191,19 @@ fn probe_set(features: CpuFeatures) -> Result<FeatureSet, Error> {
     }
     Ok(FeatureSet {
         features,
+        // A register that varies has no reset value: 0 stands for it, so that probing a host
+        // again gives the same file.
         registers: IdMap(
             ids.iter()
                 .zip(&first)
-                .map(|(&id, v)| (id, Wide::from_le(v)))
+                .map(|(&id, v)| {
+                    let value = if varies.contains(&Number(id)) {
+                        Wide::from(0)
+                    } else {
+                        Wide::from_le(v)
+                    };
+                    (id, value)
+                })
                 .collect(),
         ),
         first_run: IdMap(first_run),

@@ -146,6 +146,62 @@ fn registers(c: &mut Criterion) {
     g.finish();
 }
 
+/// The whole-vCPU registers on the model (`armfw::vcpu`), beside the firmware ones above.
+fn vcpu_registers(c: &mut Criterion) {
+    use armfw::abi::vcpu_reg::sysreg_id;
+    use armfw::vcpu::{VcpuModel, VcpuSetup};
+    let mut g = c.benchmark_group("vcpu registers");
+    let setup = VcpuSetup {
+        vcpus: 1,
+        ..VcpuSetup::default()
+    };
+    let mut m = VcpuModel::new(&host(HOST), &setup)
+        .expect("a version-2 profile")
+        .expect("set-up");
+    let pfr0 = sysreg_id(3, 0, 0, 4, 0);
+    let isar0 = sysreg_id(3, 0, 0, 6, 0);
+    let sctlr = sysreg_id(3, 0, 1, 0, 0);
+    let x0 = 0x6030_0000_0010_0000;
+    let mut buf = [0u8; 8];
+    let isar0_value = {
+        m.get_into(0, isar0, &mut buf).expect("get");
+        buf
+    };
+    g.bench_function("get ID_AA64PFR0_EL1", |b| {
+        b.iter(|| m.get_into(0, black_box(pfr0), &mut buf).expect("get"))
+    });
+    g.bench_function("get X0", |b| {
+        b.iter(|| m.get_into(0, black_box(x0), &mut buf).expect("get"))
+    });
+    g.bench_function("set X0", |b| {
+        b.iter(|| {
+            m.set(0, black_box(x0), &[1, 0, 0, 0, 0, 0, 0, 0])
+                .expect("set")
+        })
+    });
+    g.bench_function("set SCTLR_EL1", |b| {
+        b.iter(|| {
+            m.set(0, black_box(sctlr), &[5, 8, 0xc5, 0x30, 0, 0, 0, 0])
+                .expect("set")
+        })
+    });
+    g.bench_function("set ID_AA64ISAR0_EL1 (field checks, 6.12)", |b| {
+        b.iter(|| m.set(0, black_box(isar0), &isar0_value).expect("set"))
+    });
+    g.finish();
+    let mut g = c.benchmark_group("scenario");
+    let text = include_str!("../../../scenarios/vcpu_restore_all_features_from_7_2_max.json");
+    let s = armfw::scenario::parse(text, None).expect("scenario");
+    let profile = host("linux-7.2.13-max");
+    g.bench_function("360-step whole-vCPU restore on the model (7.2 max)", |b| {
+        b.iter(|| {
+            let mut model = armfw::scenario::ModelBackend::new(&profile);
+            armfw::scenario::run(&s, &mut model)
+        })
+    });
+    g.finish();
+}
+
 fn snapshots(c: &mut Criterion) {
     let mut g = c.benchmark_group("snapshot");
     // KVM_MAX_VCPUS is 512 on arm64: no VM, and so no snapshot, has more.
@@ -219,5 +275,13 @@ fn baselines(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, dispatch, registers, snapshots, checks, baselines);
+criterion_group!(
+    benches,
+    dispatch,
+    registers,
+    vcpu_registers,
+    snapshots,
+    checks,
+    baselines
+);
 criterion_main!(benches);

@@ -3,11 +3,12 @@
 
 use serde_json::{Value, json};
 
-use crate::abi::{FwReg, PsciVersion};
-use crate::json::hex;
+use crate::abi::{CpuFeatures, FwReg, OneRegId, PsciVersion};
+use crate::json::{Wide, hex};
 use crate::profile::Profile;
-use crate::register::{self, SetContext, SetRule};
+use crate::register::{self, RegClass, SetContext, SetRule};
 use crate::release::Release;
+use crate::vcpu::{self, rules, rules::SysRule};
 
 pub use crate::register::Scope;
 
@@ -116,6 +117,74 @@ impl RegisterInfo {
         v["since"] = json!(format!("{}.{}", self.since.major, self.since.minor));
         v["meaning"] = json!(self.meaning);
         v
+    }
+}
+
+/// One register of a vCPU of one host, described (a version-2 profile's feature set).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VcpuRegInfo {
+    /// The ONE_REG id.
+    pub id: u64,
+    /// Its name ([`crate::vcpu::names::reg_name`]).
+    pub name: String,
+    /// Its class, where KVM has it.
+    pub class: Option<RegClass>,
+    /// The value on a fresh vCPU.
+    pub reset: Wide,
+    /// `vcpu` (each vCPU its own value), `vm` (one value for the VM) or a firmware
+    /// register's scope.
+    pub scope: &'static str,
+    /// KVM's SET rule in one line.
+    pub rule: &'static str,
+}
+
+/// Every register a vCPU with `features` has on `profile`, in KVM's order; `None` for a
+/// version-1 profile, `Err` for features KVM would refuse.
+pub fn vcpu_registers(
+    profile: &Profile,
+    features: CpuFeatures,
+) -> Option<Result<Vec<VcpuRegInfo>, String>> {
+    let v = profile.vcpu()?;
+    let release = profile.release();
+    Some(vcpu::feature_set(v, features).map(|set| {
+        set.registers
+            .0
+            .iter()
+            .map(|(id, reset)| {
+                let firmware = crate::abi::FwReg::from_id(*id).map(register::firmware);
+                let scope = match (firmware, rules::sys_rule(*id)) {
+                    (Some(d), _) => d.scope.name(),
+                    (None, SysRule::IdReg | SysRule::ImpId | SysRule::Ctr)
+                        if OneRegId(*id).class() == RegClass::SysReg.value() =>
+                    {
+                        "vm"
+                    }
+                    _ => "vcpu",
+                };
+                VcpuRegInfo {
+                    id: *id,
+                    name: vcpu::names::reg_name(*id),
+                    class: RegClass::from_value(OneRegId(*id).class()),
+                    reset: reset.clone(),
+                    scope,
+                    rule: firmware.map_or_else(|| rules::describe(*id, release), |d| d.meaning),
+                }
+            })
+            .collect()
+    }))
+}
+
+impl VcpuRegInfo {
+    /// The JSON form.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "id": hex(self.id),
+            "name": self.name,
+            "class": self.class.map_or("unknown", RegClass::name),
+            "reset": self.reset,
+            "scope": self.scope,
+            "rule": self.rule,
+        })
     }
 }
 

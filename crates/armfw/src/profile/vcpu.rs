@@ -30,7 +30,8 @@
 //!   KVM_RUN; `first_run`: the registers (outside the core class, which the probe's own guest
 //!   code writes) whose value KVM changed by the first KVM_RUN, with the value after it;
 //!   `varies`: the registers that read differently between two reads or two fresh VMs (the
-//!   running counters), whose `registers` value is one sample.
+//!   running counters), whose `registers` value is 0 (no sample is written, so that probing
+//!   the same host again gives the same file).
 //!
 //! Derived facts are not stored twice: the SVE vector lengths are the SVE_VLS value of the
 //! `sve` set, the PMU counter count is PMCR_EL0.N of the `pmu_v3` set.

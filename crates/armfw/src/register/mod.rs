@@ -61,6 +61,19 @@ impl RegClass {
         }
     }
 
+    /// The class's name in reports (`core`, `demux`, `sysreg`, `firmware`, `sve`,
+    /// `firmware_bitmap`).
+    pub const fn name(self) -> &'static str {
+        match self {
+            RegClass::Core => "core",
+            RegClass::Demux => "demux",
+            RegClass::SysReg => "sysreg",
+            RegClass::Firmware => "firmware",
+            RegClass::Sve => "sve",
+            RegClass::FirmwareBitmap => "firmware_bitmap",
+        }
+    }
+
     /// The class with this field value.
     pub const fn from_value(value: u16) -> Option<RegClass> {
         Some(match value {

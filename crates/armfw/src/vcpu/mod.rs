@@ -10,9 +10,8 @@
 //! VBAR_EL1) after a `call`; the running counters; a timer's ISTATUS bit when the compare
 //! value is near the physical counter; the register reset of a CPU_ON target.
 
+pub mod names;
 pub mod rules;
-
-use std::collections::HashMap;
 
 use crate::abi::vcpu_reg::{
     PTIMER_CNT, PTIMER_CTL, PTIMER_CVAL, SVE_VLS, TIMER_CNT, TIMER_CTL, TIMER_CVAL,
@@ -46,7 +45,8 @@ pub struct VcpuSetup {
 pub struct VcpuModel {
     release: Release,
     set: FeatureSet,
-    index: HashMap<u64, usize>,
+    /// (id, list position), sorted by id.
+    index: Vec<(u64, usize)>,
     masks: Option<IdMap>,
     features: CpuFeatures,
     imp_writable: bool,
@@ -55,8 +55,9 @@ pub struct VcpuModel {
     vq: usize,
     /// Per vCPU, the value of each listed register, by list position.
     values: Vec<Vec<Vec<u8>>>,
-    /// VM-wide registers (ID and implementation registers, CTR_EL0): id → value.
-    vm_wide: HashMap<u64, u64>,
+    /// VM-wide registers (ID and implementation registers, CTR_EL0) once written, by list
+    /// position.
+    vm_wide: Vec<Option<u64>>,
     has_run: bool,
     /// The virtual and physical counters as last written (the VM's offsets).
     counters: [Option<u64>; 2],
@@ -86,14 +87,7 @@ impl VcpuModel {
             );
         }
         let f = setup.features;
-        if f.has(CpuFeature::PtrauthAddress) != f.has(CpuFeature::PtrauthGeneric) {
-            return Err(
-                "KVM_ARM_VCPU_INIT: EINVAL (pointer authentication needs both features)".into(),
-            );
-        }
-        let mut set = derive_set(v, f).ok_or_else(|| {
-            format!("KVM_ARM_VCPU_INIT: EINVAL (the host does not offer the features {f})")
-        })?;
+        let mut set = feature_set(v, f)?;
         let mut vq = 0;
         if f.has(CpuFeature::Sve) {
             let host = set
@@ -111,7 +105,8 @@ impl VcpuModel {
                     .for_each(|(_, val)| *val = Wide::from_le(want));
             }
         }
-        let index = set.ids().enumerate().map(|(i, id)| (id, i)).collect();
+        let mut index: Vec<(u64, usize)> = set.ids().enumerate().map(|(i, id)| (id, i)).collect();
+        index.sort_unstable();
         let base: Vec<Vec<u8>> = set
             .registers
             .0
@@ -140,7 +135,7 @@ impl VcpuModel {
             aarch32_el0: pfr0 & 0xf == 2,
             vq,
             values,
-            vm_wide: HashMap::new(),
+            vm_wide: vec![None; set.registers.0.len()],
             has_run: false,
             counters: [None, None],
             set,
@@ -158,7 +153,7 @@ impl VcpuModel {
     pub fn ran(&mut self, vcpu: usize) {
         if !self.has_run {
             for (id, after) in self.set.first_run.0.clone() {
-                let Some(&pos) = self.index.get(&id) else {
+                let Some(pos) = self.listed(id) else {
                     continue;
                 };
                 let reset = self.set.registers.0[pos].1.clone();
@@ -174,7 +169,20 @@ impl VcpuModel {
     }
 
     fn listed(&self, id: u64) -> Option<usize> {
-        self.index.get(&id).copied()
+        self.index
+            .binary_search_by_key(&id, |&(i, _)| i)
+            .ok()
+            .map(|k| self.index[k].1)
+    }
+
+    fn vm_value(&self, id: u64) -> Option<u64> {
+        self.listed(id).and_then(|p| self.vm_wide[p])
+    }
+
+    fn set_vm_value(&mut self, id: u64, value: u64) {
+        if let Some(p) = self.listed(id) {
+            self.vm_wide[p] = Some(value);
+        }
     }
 
     fn value(&self, vcpu: usize, id: u64) -> Option<&[u8]> {
@@ -183,8 +191,8 @@ impl VcpuModel {
     }
 
     fn u64_of(&self, vcpu: usize, id: u64) -> u64 {
-        if let Some(v) = self.vm_wide.get(&id) {
-            return *v;
+        if let Some(v) = self.vm_value(id) {
+            return v;
         }
         self.value(vcpu, id)
             .map_or(0, |b| Wide::from_le(b).low_u64())
@@ -213,39 +221,59 @@ impl VcpuModel {
     /// KVM_GET_ONE_REG of a non-firmware id on `vcpu`: the buffer, or KVM's errno.
     /// [`rules::Kind::Firmware`] ids are the caller's.
     pub fn get(&self, vcpu: usize, id: u64) -> Result<Vec<u8>, Errno> {
-        let size = OneRegId(id).size_bytes();
+        let mut buf = vec![0; OneRegId(id).size_bytes()];
+        self.get_into(vcpu, id, &mut buf)?;
+        Ok(buf)
+    }
+
+    /// [`VcpuModel::get`] into the caller's buffer, which has the id's size (else EINVAL).
+    pub fn get_into(&self, vcpu: usize, id: u64, out: &mut [u8]) -> Result<(), Errno> {
+        if out.len() != OneRegId(id).size_bytes() {
+            return Err(Errno::EINVAL);
+        }
+        let fill = |out: &mut [u8], v: Option<&[u8]>| {
+            out.fill(0);
+            if let Some(v) = v {
+                let n = v.len().min(out.len());
+                out[..n].copy_from_slice(&v[..n]);
+            }
+        };
+        let word = |out: &mut [u8], v: u64| fill(out, Some(&v.to_le_bytes()));
         match rules::kind(id, self.release) {
             Kind::NotArm64 => Err(Errno::EINVAL),
             Kind::Firmware => Err(Errno::ENOENT),
             Kind::Core => {
                 rules::core_check(id, self.features.has(CpuFeature::Sve))?;
-                Ok(self.value(vcpu, id).map_or(vec![0; size], <[u8]>::to_vec))
+                fill(out, self.value(vcpu, id));
+                Ok(())
             }
-            Kind::Sve => match rules::sve_reg(id, self.features.has(CpuFeature::Sve), self.vq)? {
-                SveReg::Vls => Ok(self.value(vcpu, id).map_or(vec![0; size], <[u8]>::to_vec)),
-                SveReg::Data { .. } => {
-                    Ok(self.value(vcpu, id).map_or(vec![0; size], <[u8]>::to_vec))
-                }
-            },
-            Kind::Timer => Ok(self.timer_get(vcpu, id).to_le_bytes().to_vec()),
+            Kind::Sve => {
+                rules::sve_reg(id, self.features.has(CpuFeature::Sve), self.vq)?;
+                fill(out, self.value(vcpu, id));
+                Ok(())
+            }
+            Kind::Timer => {
+                word(out, self.timer_get(vcpu, id));
+                Ok(())
+            }
             Kind::Demux | Kind::SysReg => {
-                self.listed(id).ok_or(Errno::ENOENT)?;
-                if let Some(v) = self.vm_wide.get(&id) {
-                    let mut b = v.to_le_bytes().to_vec();
-                    b.resize(size, 0);
-                    return Ok(b);
+                let pos = self.listed(id).ok_or(Errno::ENOENT)?;
+                if let Some(v) = self.vm_wide[pos] {
+                    word(out, v);
+                    return Ok(());
                 }
-                let v = self.value(vcpu, id).ok_or(Errno::ENOENT)?;
+                let v = self.values.get(vcpu).map(|r| r[pos].as_slice());
                 if let SysRule::PmuSetClr { holder, .. } = rules::sys_rule(id) {
                     if self.release.at_least(6, 7) {
                         // get_pmreg(): the bits of the counters the VM has (PMCR_EL0.N) and
                         // the cycle counter.
-                        let held = self.value(vcpu, holder).unwrap_or(v);
-                        let masked = Wide::from_le(held).low_u64() & self.pmu_mask(vcpu);
-                        return Ok(masked.to_le_bytes().to_vec());
+                        let held = self.value(vcpu, holder).or(v).unwrap_or(&[]);
+                        word(out, Wide::from_le(held).low_u64() & self.pmu_mask(vcpu));
+                        return Ok(());
                     }
                 }
-                Ok(v.to_vec())
+                fill(out, v);
+                Ok(())
             }
         }
     }
@@ -356,14 +384,14 @@ impl VcpuModel {
                 let c = self.id_check(vcpu, id);
                 let stored = rules::id_set(enc, c, value)?;
                 if !c.write_ignored {
-                    self.vm_wide.insert(id, stored);
+                    self.set_vm_value(id, stored);
                 }
                 Ok(())
             }
             SysRule::ImpId => {
                 let c = self.id_check(vcpu, id);
                 rules::imp_set(c, self.imp_writable, value)?;
-                self.vm_wide.insert(id, value);
+                self.set_vm_value(id, value);
                 Ok(())
             }
             SysRule::Ctr => {
@@ -373,7 +401,7 @@ impl VcpuModel {
                 } else if value != c.current {
                     return Err(Errno::EINVAL);
                 }
-                self.vm_wide.insert(id, value);
+                self.set_vm_value(id, value);
                 Ok(())
             }
             SysRule::Clidr => {
@@ -434,6 +462,19 @@ impl VcpuModel {
             }
         }
     }
+}
+
+/// The registers of a vCPU with `features` on the host `v`: the probed set, or one derived
+/// from the probed sets ([`derive_set`]), or why KVM would refuse the features.
+pub fn feature_set(v: &VcpuProfile, features: CpuFeatures) -> Result<FeatureSet, SetupError> {
+    if features.has(CpuFeature::PtrauthAddress) != features.has(CpuFeature::PtrauthGeneric) {
+        return Err(
+            "KVM_ARM_VCPU_INIT: EINVAL (pointer authentication needs both features)".into(),
+        );
+    }
+    derive_set(v, features).ok_or_else(|| {
+        format!("KVM_ARM_VCPU_INIT: EINVAL (the host does not offer the features {features})")
+    })
 }
 
 /// The probed set with exactly `features`, or one derived from the probed sets: the

@@ -257,6 +257,58 @@ fn pmu_pair(id: u64, set: bool) -> SysRule {
     SysRule::PmuSetClr { holder: id, set }
 }
 
+/// KVM's SET rule of `id` on `release`, in one line (what `armfw regs` shows; the rule itself
+/// is [`kind`], [`sys_rule`] and the functions of this module).
+pub fn describe(id: u64, release: Release) -> &'static str {
+    match kind(id, release) {
+        Kind::NotArm64 => "not an arm64 id: EINVAL",
+        Kind::Firmware => "firmware register (see its row)",
+        Kind::Core if id & 0xffff == CORE_PSTATE => {
+            "any value whose mode is AArch64 EL0t/EL1t/EL1h (USR with 32-bit EL0), else EINVAL"
+        }
+        Kind::Core => "any value; EINVAL for a wrong size (V registers: not with SVE)",
+        Kind::Sve if id == SVE_VLS => {
+            "before finalize: the host's lengths up to a maximum, else EINVAL; after: EPERM"
+        }
+        Kind::Sve => "after finalize: any value, bits beyond the vector length dropped",
+        Kind::Timer if matches!(id, TIMER_CNT | PTIMER_CNT) => {
+            "sets the VM's counter offset (ignored after KVM_ARM_SET_COUNTER_OFFSET)"
+        }
+        Kind::Timer => "any value (CTL: ISTATUS read-only)",
+        Kind::Demux if release.at_least(6, 3) => {
+            "any value whose line size is at least CTR_EL0's minimum, else EINVAL"
+        }
+        Kind::Demux => "the host's value only, else EINVAL",
+        Kind::SysReg => match sys_rule(id) {
+            SysRule::IdReg if release.at_least(6, 7) => {
+                "VM-wide; per field within the writable mask by the field's type (lower-safe, higher-safe, exact), other bits the host's, else EINVAL; EBUSY for a change after a run"
+            }
+            SysRule::IdReg => {
+                "the host's value only, else EINVAL (ID_AA64PFR0_EL1: CSV2/CSV3 may be lowered)"
+            }
+            SysRule::ImpId if release.at_least(6, 15) => {
+                "the host's value, or with KVM_CAP_ARM_WRITABLE_IMP_ID_REGS any value in the writable mask before a run"
+            }
+            SysRule::ImpId => "invariant: the host's value only, else EINVAL",
+            SysRule::Ctr if release.at_least(6, 11) => {
+                "VM-wide ID register: per field by its type, else EINVAL; EBUSY after a run"
+            }
+            SysRule::Ctr => "invariant: the host's value only, else EINVAL",
+            SysRule::Clidr if release.at_least(6, 3) => {
+                "any value without RES0 bits that CTR_EL0.IDC allows, else EINVAL"
+            }
+            SysRule::Clidr => "invariant: the host's value only, else EINVAL",
+            SysRule::Pmcr if release.at_least(6, 7) => {
+                "N kept if at most the host's and before a run; bits 7:0 kept; never refused"
+            }
+            SysRule::PmuSetClr { .. } if release.at_least(6, 7) => {
+                "sets or clears the written bits of the VM's counters"
+            }
+            _ => "any value, stored",
+        },
+    }
+}
+
 /// What an ID-register check needs of the VM.
 #[derive(Clone, Copy, Debug)]
 pub struct IdCheck {
