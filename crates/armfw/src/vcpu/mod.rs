@@ -465,7 +465,7 @@ impl VcpuModel {
 }
 
 /// The registers of a vCPU with `features` on the host `v`: the probed set, or one derived
-/// from the probed sets ([`derive_set`]), or why KVM would refuse the features.
+/// from the probed sets (see `derive_set`), or why KVM would refuse the features.
 pub fn feature_set(v: &VcpuProfile, features: CpuFeatures) -> Result<FeatureSet, SetupError> {
     if features.has(CpuFeature::PtrauthAddress) != features.has(CpuFeature::PtrauthGeneric) {
         return Err(
