@@ -45,16 +45,19 @@ pub struct VcpuSetup {
 pub struct VcpuModel {
     release: Release,
     set: FeatureSet,
-    /// (id, list position), sorted by id.
-    index: Vec<(u64, usize)>,
-    masks: Option<IdMap>,
+    /// id → list position.
+    index: IdIndex,
     features: CpuFeatures,
     imp_writable: bool,
     aarch32_el0: bool,
     /// The SVE maximum vector length in quadwords (0 without SVE).
     vq: usize,
     /// Per vCPU, the value of each listed register, by list position.
-    values: Vec<Vec<Vec<u8>>>,
+    values: Vec<Vec<Reg>>,
+    /// The host's value (reset on a fresh vCPU) of each register, low 64 bits, by position.
+    limits: Vec<u64>,
+    /// The writable mask of each register (0 where none was probed), by position.
+    writable: Vec<u64>,
     /// VM-wide registers (ID and implementation registers, CTR_EL0) once written, by list
     /// position.
     vm_wide: Vec<Option<u64>>,
@@ -105,13 +108,24 @@ impl VcpuModel {
                     .for_each(|(_, val)| *val = Wide::from_le(want));
             }
         }
-        let mut index: Vec<(u64, usize)> = set.ids().enumerate().map(|(i, id)| (id, i)).collect();
-        index.sort_unstable();
-        let base: Vec<Vec<u8>> = set
+        let index = IdIndex::new(set.ids());
+        let base: Vec<Reg> = set
             .registers
             .0
             .iter()
-            .map(|(id, w)| w.fit(OneRegId(*id).size_bytes()).unwrap_or_default())
+            .map(|(id, w)| Reg::from_bytes(&w.fit(OneRegId(*id).size_bytes()).unwrap_or_default()))
+            .collect();
+        let limits = set.registers.0.iter().map(|(_, w)| w.low_u64()).collect();
+        let writable = set
+            .registers
+            .0
+            .iter()
+            .map(|(id, _)| {
+                v.writable_masks
+                    .as_ref()
+                    .and_then(|m| m.get(*id))
+                    .map_or(0, Wide::low_u64)
+            })
             .collect();
         let mpidr = sysreg_id(3, 0, 0, 0, 5);
         let values = (0..setup.vcpus.max(1))
@@ -120,7 +134,7 @@ impl VcpuModel {
                 if let Some(&p) = set.ids().position(|id| id == mpidr).as_ref() {
                     // reset_mpidr(): bit 31 (RES1) and the affinity of the vCPU index.
                     let v = 1 << 31 | Mpidr::for_vcpu_index(i).0;
-                    regs[p] = v.to_le_bytes().to_vec();
+                    regs[p] = Reg::Word(v);
                 }
                 regs
             })
@@ -129,12 +143,13 @@ impl VcpuModel {
         Ok(VcpuModel {
             release,
             index,
-            masks: v.writable_masks.clone(),
             features: f,
             imp_writable: setup.writable_imp_id_regs,
             aarch32_el0: pfr0 & 0xf == 2,
             vq,
             values,
+            limits,
+            writable,
             vm_wide: vec![None; set.registers.0.len()],
             has_run: false,
             counters: [None, None],
@@ -159,8 +174,9 @@ impl VcpuModel {
                 let reset = self.set.registers.0[pos].1.clone();
                 let size = OneRegId(id).size_bytes();
                 if let Some(regs) = self.values.get_mut(vcpu) {
-                    if reset.fit(size) == Some(regs[pos].clone()) {
-                        regs[pos] = after.fit(size).unwrap_or_default();
+                    let fresh = Reg::from_bytes(&reset.fit(size).unwrap_or_default());
+                    if fresh == regs[pos] {
+                        regs[pos] = Reg::from_bytes(&after.fit(size).unwrap_or_default());
                     }
                 }
             }
@@ -169,14 +185,7 @@ impl VcpuModel {
     }
 
     fn listed(&self, id: u64) -> Option<usize> {
-        self.index
-            .binary_search_by_key(&id, |&(i, _)| i)
-            .ok()
-            .map(|k| self.index[k].1)
-    }
-
-    fn vm_value(&self, id: u64) -> Option<u64> {
-        self.listed(id).and_then(|p| self.vm_wide[p])
+        self.index.get(id)
     }
 
     fn set_vm_value(&mut self, id: u64, value: u64) {
@@ -185,17 +194,25 @@ impl VcpuModel {
         }
     }
 
-    fn value(&self, vcpu: usize, id: u64) -> Option<&[u8]> {
+    fn value(&self, vcpu: usize, id: u64) -> Option<&Reg> {
         let pos = self.listed(id)?;
-        self.values.get(vcpu)?.get(pos).map(Vec::as_slice)
+        self.values.get(vcpu)?.get(pos)
     }
 
     fn u64_of(&self, vcpu: usize, id: u64) -> u64 {
-        if let Some(v) = self.vm_value(id) {
+        match self.listed(id) {
+            Some(pos) => self.word_at(vcpu, pos),
+            None => 0,
+        }
+    }
+
+    /// The low 64 bits of the register at list position `pos`: the VM's value if it has
+    /// one, else `vcpu`'s.
+    fn word_at(&self, vcpu: usize, pos: usize) -> u64 {
+        if let Some(v) = self.vm_wide[pos] {
             return v;
         }
-        self.value(vcpu, id)
-            .map_or(0, |b| Wide::from_le(b).low_u64())
+        self.values.get(vcpu).map_or(0, |r| r[pos].word())
     }
 
     /// The PMU counters the VM has (`kvm_pmu_accessible_counter_mask()`): bits 0..N of
@@ -207,13 +224,13 @@ impl VcpuModel {
 
     /// The host's value of `id` (its reset value on a fresh vCPU).
     fn host_u64(&self, id: u64) -> u64 {
-        self.set.reset(id).map_or(0, Wide::low_u64)
+        self.listed(id).map_or(0, |p| self.limits[p])
     }
 
     fn store(&mut self, vcpu: usize, id: u64, data: &[u8]) {
         if let Some(pos) = self.listed(id) {
             if let Some(regs) = self.values.get_mut(vcpu) {
-                regs[pos] = data.to_vec();
+                regs[pos].write(data);
             }
         }
     }
@@ -231,14 +248,11 @@ impl VcpuModel {
         if out.len() != OneRegId(id).size_bytes() {
             return Err(Errno::EINVAL);
         }
-        let fill = |out: &mut [u8], v: Option<&[u8]>| {
-            out.fill(0);
-            if let Some(v) = v {
-                let n = v.len().min(out.len());
-                out[..n].copy_from_slice(&v[..n]);
-            }
+        let fill = |out: &mut [u8], v: Option<&Reg>| match v {
+            Some(r) => r.read(out),
+            None => out.fill(0),
         };
-        let word = |out: &mut [u8], v: u64| fill(out, Some(&v.to_le_bytes()));
+        let word = |out: &mut [u8], v: u64| Reg::Word(v).read(out);
         match rules::kind(id, self.release) {
             Kind::NotArm64 => Err(Errno::EINVAL),
             Kind::Firmware => Err(Errno::ENOENT),
@@ -262,13 +276,13 @@ impl VcpuModel {
                     word(out, v);
                     return Ok(());
                 }
-                let v = self.values.get(vcpu).map(|r| r[pos].as_slice());
+                let v = self.values.get(vcpu).map(|r| &r[pos]);
                 if let SysRule::PmuSetClr { holder, .. } = rules::sys_rule(id) {
                     if self.release.at_least(6, 7) {
                         // get_pmreg(): the bits of the counters the VM has (PMCR_EL0.N) and
                         // the cycle counter.
-                        let held = self.value(vcpu, holder).or(v).unwrap_or(&[]);
-                        word(out, Wide::from_le(held).low_u64() & self.pmu_mask(vcpu));
+                        let held = self.value(vcpu, holder).or(v).map_or(0, Reg::word);
+                        word(out, held & self.pmu_mask(vcpu));
                         return Ok(());
                     }
                 }
@@ -299,7 +313,7 @@ impl VcpuModel {
 
     /// KVM_SET_ONE_REG of a non-firmware id on `vcpu` from `data` (the id's size).
     pub fn set(&mut self, vcpu: usize, id: u64, data: &[u8]) -> Result<(), Errno> {
-        let value = Wide::from_le(data).low_u64();
+        let value = low_u64(data);
         match rules::kind(id, self.release) {
             Kind::NotArm64 => Err(Errno::EINVAL),
             Kind::Firmware => Err(Errno::ENOENT),
@@ -350,14 +364,15 @@ impl VcpuModel {
                 Ok(())
             }
             Kind::SysReg => {
-                self.listed(id).ok_or(Errno::ENOENT)?;
-                self.sys_set(vcpu, id, value, data)
+                let pos = self.listed(id).ok_or(Errno::ENOENT)?;
+                self.sys_set(vcpu, id, pos, value, data)
             }
         }
     }
 
     fn id_check(&self, vcpu: usize, id: u64) -> IdCheck {
-        let limit = self.set.reset(id).map_or(0, Wide::low_u64);
+        let pos = self.listed(id);
+        let limit = pos.map_or(0, |p| self.limits[p]);
         let enc = sysreg_encoding(id);
         let (op0, op1, crn, crm, op2) = enc;
         let has_table = crate::register::ftr::ftr_reg(op0, op1, crn, crm, op2).is_some();
@@ -366,18 +381,21 @@ impl VcpuModel {
             release: self.release,
             limit,
             current: self.u64_of(vcpu, id),
-            writable: self
-                .masks
-                .as_ref()
-                .and_then(|m| m.get(id))
-                .map_or(0, Wide::low_u64),
+            writable: pos.map_or(0, |p| self.writable[p]),
             has_run: self.has_run,
             raz: !has_table && limit == 0,
             write_ignored: aa32 && !self.aarch32_el0 && self.release.at_least(6, 7),
         }
     }
 
-    fn sys_set(&mut self, vcpu: usize, id: u64, value: u64, data: &[u8]) -> Result<(), Errno> {
+    fn sys_set(
+        &mut self,
+        vcpu: usize,
+        id: u64,
+        pos: usize,
+        value: u64,
+        data: &[u8],
+    ) -> Result<(), Errno> {
         let enc = sysreg_encoding(id);
         match rules::sys_rule(id) {
             SysRule::IdReg => {
@@ -426,7 +444,7 @@ impl VcpuModel {
                 // set_pmcr(): only N (when it fits the host and the VM has not run) and bits
                 // 7:0 are kept; LC (bit 6) is RES1 without AArch32.
                 let cur = self.u64_of(vcpu, id);
-                let host_n = self.set.reset(id).map_or(0, |w| w.low_u64() >> 11 & 0x1f);
+                let host_n = self.host_u64(id) >> 11 & 0x1f;
                 let new_n = value >> 11 & 0x1f;
                 let n = if !self.has_run && new_n <= host_n {
                     new_n
@@ -457,7 +475,9 @@ impl VcpuModel {
                 Ok(())
             }
             SysRule::Plain => {
-                self.store(vcpu, id, data);
+                if let Some(regs) = self.values.get_mut(vcpu) {
+                    regs[pos].write(data);
+                }
                 Ok(())
             }
         }
@@ -475,6 +495,106 @@ pub fn feature_set(v: &VcpuProfile, features: CpuFeatures) -> Result<FeatureSet,
     derive_set(v, features).ok_or_else(|| {
         format!("KVM_ARM_VCPU_INIT: EINVAL (the host does not offer the features {features})")
     })
+}
+
+/// The list position of each listed id: an open-addressing hash table (linear probing, at
+/// most half full) keyed by the id, so that a register access costs one multiply and a probe
+/// or two instead of a search of 360 ids.
+#[derive(Clone, Debug)]
+struct IdIndex {
+    /// (id, position); id 0 (never an arm64 id) marks a free slot.
+    slots: Box<[(u64, u32)]>,
+    shift: u32,
+}
+
+impl IdIndex {
+    fn new(ids: impl Iterator<Item = u64>) -> IdIndex {
+        let ids: Vec<u64> = ids.collect();
+        let bits = (ids.len() * 2).max(16).next_power_of_two().trailing_zeros();
+        let mut index = IdIndex {
+            slots: vec![(0, 0); 1 << bits].into_boxed_slice(),
+            shift: 64 - bits,
+        };
+        for (pos, id) in ids.into_iter().enumerate() {
+            let pos = u32::try_from(pos).unwrap_or(u32::MAX);
+            let mut i = index.home(id);
+            while index.slots[i].0 != 0 && index.slots[i].0 != id {
+                i = (i + 1) & (index.slots.len() - 1);
+            }
+            index.slots[i] = (id, pos);
+        }
+        index
+    }
+
+    /// Fibonacci hashing of the id.
+    fn home(&self, id: u64) -> usize {
+        let h = id.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> self.shift;
+        usize::try_from(h).unwrap_or(0)
+    }
+
+    fn get(&self, id: u64) -> Option<usize> {
+        let mut i = self.home(id);
+        loop {
+            match self.slots[i] {
+                (0, _) => return None,
+                (k, pos) if k == id => return usize::try_from(pos).ok(),
+                _ => i = (i + 1) & (self.slots.len() - 1),
+            }
+        }
+    }
+}
+
+/// The low 64 bits of a little-endian buffer.
+fn low_u64(bytes: &[u8]) -> u64 {
+    let mut le = [0u8; 8];
+    let n = bytes.len().min(8);
+    le[..n].copy_from_slice(&bytes[..n]);
+    u64::from_le_bytes(le)
+}
+
+/// A register's value: up to 64 bits in place, wider ones (V, P, FFR, Z, SVE_VLS) as bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Reg {
+    /// A register of at most 8 bytes.
+    Word(u64),
+    /// A wider register's little-endian bytes.
+    Bytes(Box<[u8]>),
+}
+
+impl Reg {
+    fn from_bytes(b: &[u8]) -> Reg {
+        if b.len() <= 8 {
+            Reg::Word(low_u64(b))
+        } else {
+            Reg::Bytes(b.into())
+        }
+    }
+
+    fn word(&self) -> u64 {
+        match self {
+            Reg::Word(v) => *v,
+            Reg::Bytes(b) => low_u64(b),
+        }
+    }
+
+    /// The value into a buffer of the register's size (zero-padded, or cut to it).
+    fn read(&self, out: &mut [u8]) {
+        let src: &[u8] = match self {
+            Reg::Word(v) => &v.to_le_bytes(),
+            Reg::Bytes(b) => b,
+        };
+        let n = src.len().min(out.len());
+        out[..n].copy_from_slice(&src[..n]);
+        out[n..].fill(0);
+    }
+
+    /// Store a buffer of the register's size.
+    fn write(&mut self, data: &[u8]) {
+        match self {
+            Reg::Bytes(b) if b.len() == data.len() => b.copy_from_slice(data),
+            _ => *self = Reg::from_bytes(data),
+        }
+    }
 }
 
 /// The probed set with exactly `features`, or one derived from the probed sets: the
