@@ -7,9 +7,8 @@
 
 use std::mem::offset_of;
 
-use kvm_bindings::{
-    KVM_REG_ARM_CORE, KVM_REG_ARM64, KVM_REG_ARM64_SYSREG, KVM_REG_SIZE_U64, kvm_regs, user_pt_regs,
-};
+use armfw::abi::vcpu_reg::sysreg_id;
+use kvm_bindings::{KVM_REG_ARM_CORE, KVM_REG_ARM64, KVM_REG_SIZE_U64, kvm_regs, user_pt_regs};
 
 /// Class of the firmware pseudo-registers (`KVM_REG_ARM_FW`, `0x6030 0000 0014 xxxx`).
 pub const CLASS_FW: u16 = 0x14;
@@ -36,17 +35,6 @@ const fn core_reg(offset: usize) -> u64 {
     KVM_REG_ARM64 | KVM_REG_SIZE_U64 | KVM_REG_ARM_CORE as u64 | (offset / 4) as u64
 }
 
-const fn sys_reg(op0: u64, op1: u64, crn: u64, crm: u64, op2: u64) -> u64 {
-    KVM_REG_ARM64
-        | KVM_REG_SIZE_U64
-        | KVM_REG_ARM64_SYSREG as u64
-        | op0 << 14
-        | op1 << 11
-        | crn << 7
-        | crm << 3
-        | op2
-}
-
 /// General-purpose register `xn` (n ≤ 30): `0x6030 0000 0010 0000 + 2n`.
 ///
 /// # Panics
@@ -64,18 +52,15 @@ pub const PSTATE: u64 = core_reg(offset_of!(kvm_regs, regs) + offset_of!(user_pt
 /// `ELR_EL1`: `0x6030 0000 0010 0046`.
 pub const ELR_EL1: u64 = core_reg(offset_of!(kvm_regs, elr_el1));
 /// `MPIDR_EL1` (op0 3, op1 0, CRn 0, CRm 0, op2 5).
-pub const MPIDR_EL1: u64 = sys_reg(3, 0, 0, 0, 5);
+pub const MPIDR_EL1: u64 = sysreg_id(3, 0, 0, 0, 5);
 /// `ESR_EL1` (3, 0, 5, 2, 0).
-pub const ESR_EL1: u64 = sys_reg(3, 0, 5, 2, 0);
+pub const ESR_EL1: u64 = sysreg_id(3, 0, 5, 2, 0);
 /// `FAR_EL1` (3, 0, 6, 0, 0).
-pub const FAR_EL1: u64 = sys_reg(3, 0, 6, 0, 0);
-/// `KVM_REG_ARM_TIMER_CNT`: the guest's virtual counter. KVM's uapi encodes it as
-/// (3, 3, 14, 3, 2), the encoding of CNTV_CVAL_EL0 (a historical swap kept for ABI).
-pub const TIMER_CNT: u64 = sys_reg(3, 3, 14, 3, 2);
-/// `KVM_REG_ARM_PTIMER_CNT` (3, 3, 14, 0, 1): the guest's physical counter (Linux 6.4).
-pub const PTIMER_CNT: u64 = sys_reg(3, 3, 14, 0, 1);
+pub const FAR_EL1: u64 = sysreg_id(3, 0, 6, 0, 0);
 /// `VBAR_EL1` (3, 0, 12, 0, 0).
-pub const VBAR_EL1: u64 = sys_reg(3, 0, 12, 0, 0);
+pub const VBAR_EL1: u64 = sysreg_id(3, 0, 12, 0, 0);
+/// The timer ids, as the core names them (`KVM_REG_ARM_TIMER_CNT`, `KVM_REG_ARM_PTIMER_CNT`).
+pub use armfw::abi::vcpu_reg::{PTIMER_CNT, TIMER_CNT};
 
 #[cfg(test)]
 mod tests {
