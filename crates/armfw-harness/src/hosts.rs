@@ -5,7 +5,9 @@
 //! (`6.1`, `6.12` or `7`: the newest arm64 kernel of each) and CPU a QEMU CPU model
 //! (lowercase letters, digits, `.` and `-`). `all` means the same in every script:
 //! - as SERIES, every series: 6.1, 6.12, 7 ([`ALL_SERIES`]);
-//! - as CPU, the default CPU set: max, cortex-a72, neoverse-n1, cortex-a53 ([`ALL_CPUS`]).
+//! - as CPU, the default CPU set: max, cortex-a72, neoverse-n1, cortex-a53, cortex-a76, a64fx,
+//!   cortex-a57, cortex-a35 ([`ALL_CPUS`]: every QEMU 7.2 model with EL2 that the three kernels
+//!   boot).
 //!
 //! The hosts come out in the order written, each once (`all:all` is 6.1:max, 6.1:cortex-a72,
 //! ..., 7:cortex-a53). `armfw-harness hosts SPEC` prints them one a line for the scripts.
@@ -43,7 +45,16 @@ impl Series {
 pub const ALL_SERIES: [Series; 3] = [Series::V6_1, Series::V6_12, Series::V7];
 
 /// The default CPU models, in order: what `all` means as CPU.
-pub const ALL_CPUS: [&str; 4] = ["max", "cortex-a72", "neoverse-n1", "cortex-a53"];
+pub const ALL_CPUS: [&str; 8] = [
+    "max",
+    "cortex-a72",
+    "neoverse-n1",
+    "cortex-a53",
+    "cortex-a76",
+    "a64fx",
+    "cortex-a57",
+    "cortex-a35",
+];
 
 /// One emulated host: a kernel series on a CPU model.
 #[derive(Clone, Debug, Eq, Hash, PartialEq)]
@@ -138,11 +149,12 @@ mod tests {
     #[test]
     fn parse_all_all_is_every_series_times_the_default_cpus() {
         let hosts = names("all:all");
-        assert_eq!(hosts.len(), 12);
+        assert_eq!(hosts.len(), 24);
         assert_eq!(hosts[0], "6.1:max");
         assert_eq!(hosts[3], "6.1:cortex-a53");
-        assert_eq!(hosts[4], "6.12:max");
-        assert_eq!(hosts[11], "7:cortex-a53");
+        assert_eq!(hosts[7], "6.1:cortex-a35");
+        assert_eq!(hosts[8], "6.12:max");
+        assert_eq!(hosts[23], "7:cortex-a35");
     }
 
     #[test]

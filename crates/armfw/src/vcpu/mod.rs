@@ -271,6 +271,10 @@ impl VcpuModel {
                 Ok(())
             }
             Kind::Demux | Kind::SysReg => {
+                if let Some(sys) = rules::invariant_alias(id, self.release) {
+                    word(out, self.host_u64(sys));
+                    return Ok(());
+                }
                 let pos = self.listed(id).ok_or(Errno::ENOENT)?;
                 if let Some(v) = self.vm_wide[pos] {
                     word(out, v);
@@ -364,6 +368,13 @@ impl VcpuModel {
                 Ok(())
             }
             Kind::SysReg => {
+                if let Some(sys) = rules::invariant_alias(id, self.release) {
+                    return if value == self.host_u64(sys) {
+                        Ok(())
+                    } else {
+                        Err(Errno::EINVAL)
+                    };
+                }
                 let pos = self.listed(id).ok_or(Errno::ENOENT)?;
                 self.sys_set(vcpu, id, pos, value, data)
             }
@@ -376,15 +387,16 @@ impl VcpuModel {
         let enc = sysreg_encoding(id);
         let (op0, op1, crn, crm, op2) = enc;
         let has_table = crate::register::ftr::ftr_reg(op0, op1, crn, crm, op2).is_some();
-        let aa32 = op0 == 3 && op1 == 0 && crn == 0 && (1..=3).contains(&crm);
+        let aa32 = rules::aa32_sanitised(enc);
+        let hidden = op0 == 3 && op1 == 0 && crn == 0 && (1..=3).contains(&crm) && !aa32;
         IdCheck {
             release: self.release,
             limit,
             current: self.u64_of(vcpu, id),
             writable: pos.map_or(0, |p| self.writable[p]),
             has_run: self.has_run,
-            raz: !has_table && limit == 0,
-            write_ignored: aa32 && !self.aarch32_el0 && self.release.at_least(6, 7),
+            raz: (!has_table || (hidden && !self.aarch32_el0)) && limit == 0,
+            write_ignored: aa32 && !self.aarch32_el0,
         }
     }
 

@@ -309,6 +309,45 @@ pub fn describe(id: u64, release: Release) -> &'static str {
     }
 }
 
+/// The invariant registers of `release` (`invariant_sys_regs[]` in sys_regs.c, before
+/// 6.15): MIDR_EL1, REVIDR_EL1, AIDR_EL1, and CLIDR_EL1 before 6.3 and CTR_EL0 before 6.11.
+fn invariant(encoding: (u8, u8, u8, u8, u8), release: Release) -> bool {
+    if release.at_least(6, 15) {
+        return false;
+    }
+    match encoding {
+        (3, 0, 0, 0, 0) | (3, 0, 0, 0, 6) | (3, 1, 0, 0, 7) => true,
+        (3, 1, 0, 0, 1) => !release.at_least(6, 3),
+        (3, 3, 0, 0, 1) => !release.at_least(6, 11),
+        _ => false,
+    }
+}
+
+/// An id of a class KVM does not have that the invariant table answers all the same: before
+/// 6.15, `get_reg_by_id()` on the invariant table and `index_to_params()` ignore the class
+/// bits, so a 64-bit id of any other class whose index spells an invariant register reads
+/// that register (and a SET compares with it). Measured on 6.1 and 6.12 (scenario
+/// vcpu_class_quirk); 7.2 answers ENOENT. The system-register id it stands for.
+pub fn invariant_alias(id: u64, release: Release) -> Option<u64> {
+    let r = OneRegId(id);
+    if r.class() == RegClass::SysReg.value() || r.size_bytes() != 8 {
+        return None;
+    }
+    let sys = crate::abi::vcpu_reg::sysreg_id(0, 0, 0, 0, 0) | (id & 0xffff);
+    invariant(sysreg_encoding(sys), release).then_some(sys)
+}
+
+/// The AArch32 ID registers KVM sanitises (`AA32_ID_SANITISED` in sys_regs.c): on a host
+/// without 32-bit EL0 they read 0 and ignore writes (`REG_RAZ | REG_USER_WI`). ID_AFR0_EL1 and
+/// ID_DFR1_EL1 (`ID_HIDDEN`) and the unallocated slots are RAZ only: a write of anything but 0
+/// is refused. Measured on a64fx with 6.1, 6.12 and 7.2.
+pub fn aa32_sanitised(encoding: (u8, u8, u8, u8, u8)) -> bool {
+    matches!(
+        encoding,
+        (3, 0, 0, 1, 0 | 1 | 2 | 4 | 5 | 6 | 7) | (3, 0, 0, 2, _) | (3, 0, 0, 3, 0 | 1 | 2 | 4 | 6)
+    )
+}
+
 /// What an ID-register check needs of the VM.
 #[derive(Clone, Copy, Debug)]
 pub struct IdCheck {
