@@ -12,6 +12,11 @@
 
 pub mod names;
 pub mod rules;
+mod sets;
+mod store;
+
+pub use sets::feature_set;
+use store::{IdIndex, Reg, low_u64};
 
 use crate::abi::vcpu_reg::{
     PTIMER_CNT, PTIMER_CTL, PTIMER_CVAL, SVE_VLS, TIMER_CNT, TIMER_CTL, TIMER_CVAL,
@@ -19,7 +24,7 @@ use crate::abi::vcpu_reg::{
 };
 use crate::abi::{CpuFeature, CpuFeatures, Errno, Mpidr, OneRegId};
 use crate::json::Wide;
-use crate::profile::{FeatureSet, IdMap, Profile, VcpuProfile};
+use crate::profile::{FeatureSet, Profile, VcpuProfile};
 use crate::release::Release;
 use rules::{IdCheck, Kind, SveReg, SysRule};
 
@@ -496,236 +501,5 @@ impl VcpuModel {
     }
 }
 
-/// The registers of a vCPU with `features` on the host `v`: the probed set, or one derived
-/// from the probed sets (see `derive_set`), or why KVM would refuse the features.
-pub fn feature_set(v: &VcpuProfile, features: CpuFeatures) -> Result<FeatureSet, SetupError> {
-    if features.has(CpuFeature::PtrauthAddress) != features.has(CpuFeature::PtrauthGeneric) {
-        return Err(
-            "KVM_ARM_VCPU_INIT: EINVAL (pointer authentication needs both features)".into(),
-        );
-    }
-    derive_set(v, features).ok_or_else(|| {
-        format!("KVM_ARM_VCPU_INIT: EINVAL (the host does not offer the features {features})")
-    })
-}
-
-/// The list position of each listed id: an open-addressing hash table (linear probing, at
-/// most half full) keyed by the id, so that a register access costs one multiply and a probe
-/// or two instead of a search of 360 ids.
-#[derive(Clone, Debug)]
-struct IdIndex {
-    /// (id, position); id 0 (never an arm64 id) marks a free slot.
-    slots: Box<[(u64, u32)]>,
-    shift: u32,
-}
-
-impl IdIndex {
-    fn new(ids: impl Iterator<Item = u64>) -> IdIndex {
-        let ids: Vec<u64> = ids.collect();
-        let bits = (ids.len() * 2).max(16).next_power_of_two().trailing_zeros();
-        let mut index = IdIndex {
-            slots: vec![(0, 0); 1 << bits].into_boxed_slice(),
-            shift: 64 - bits,
-        };
-        for (pos, id) in ids.into_iter().enumerate() {
-            let pos = u32::try_from(pos).unwrap_or(u32::MAX);
-            let mut i = index.home(id);
-            while index.slots[i].0 != 0 && index.slots[i].0 != id {
-                i = (i + 1) & (index.slots.len() - 1);
-            }
-            index.slots[i] = (id, pos);
-        }
-        index
-    }
-
-    /// Fibonacci hashing of the id.
-    fn home(&self, id: u64) -> usize {
-        let h = id.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> self.shift;
-        usize::try_from(h).unwrap_or(0)
-    }
-
-    fn get(&self, id: u64) -> Option<usize> {
-        let mut i = self.home(id);
-        loop {
-            match self.slots[i] {
-                (0, _) => return None,
-                (k, pos) if k == id => return usize::try_from(pos).ok(),
-                _ => i = (i + 1) & (self.slots.len() - 1),
-            }
-        }
-    }
-}
-
-/// The low 64 bits of a little-endian buffer.
-fn low_u64(bytes: &[u8]) -> u64 {
-    let mut le = [0u8; 8];
-    let n = bytes.len().min(8);
-    le[..n].copy_from_slice(&bytes[..n]);
-    u64::from_le_bytes(le)
-}
-
-/// A register's value: up to 64 bits in place, wider ones (V, P, FFR, Z, SVE_VLS) as bytes.
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Reg {
-    /// A register of at most 8 bytes.
-    Word(u64),
-    /// A wider register's little-endian bytes.
-    Bytes(Box<[u8]>),
-}
-
-impl Reg {
-    fn from_bytes(b: &[u8]) -> Reg {
-        if b.len() <= 8 {
-            Reg::Word(low_u64(b))
-        } else {
-            Reg::Bytes(b.into())
-        }
-    }
-
-    fn word(&self) -> u64 {
-        match self {
-            Reg::Word(v) => *v,
-            Reg::Bytes(b) => low_u64(b),
-        }
-    }
-
-    /// The value into a buffer of the register's size (zero-padded, or cut to it).
-    fn read(&self, out: &mut [u8]) {
-        let src: &[u8] = match self {
-            Reg::Word(v) => &v.to_le_bytes(),
-            Reg::Bytes(b) => b,
-        };
-        let n = src.len().min(out.len());
-        out[..n].copy_from_slice(&src[..n]);
-        out[n..].fill(0);
-    }
-
-    /// Store a buffer of the register's size.
-    fn write(&mut self, data: &[u8]) {
-        match self {
-            Reg::Bytes(b) if b.len() == data.len() => b.copy_from_slice(data),
-            _ => *self = Reg::from_bytes(data),
-        }
-    }
-}
-
-/// The probed set with exactly `features`, or one derived from the probed sets: the
-/// registers of the empty set, plus those each requested feature's own set adds, less those
-/// it removes, in the order of the largest probed set that holds them all; each value from
-/// the set of the feature that changed it. `None` when a feature was never probed.
-fn derive_set(v: &VcpuProfile, features: CpuFeatures) -> Option<FeatureSet> {
-    if let Some(s) = v.feature_set(features) {
-        return Some(s.clone());
-    }
-    let base = v.feature_set(CpuFeatures::NONE)?;
-    let own: Vec<&FeatureSet> = features
-        .iter()
-        .map(|f| {
-            let single = if matches!(f, CpuFeature::PtrauthAddress | CpuFeature::PtrauthGeneric) {
-                CpuFeatures::of(&[CpuFeature::PtrauthAddress, CpuFeature::PtrauthGeneric])
-            } else {
-                CpuFeatures::NONE.with(f)
-            };
-            v.feature_set(single)
-        })
-        .collect::<Option<_>>()?;
-    let order = v
-        .feature_sets
-        .iter()
-        .filter(|s| s.features.contains(features))
-        .max_by_key(|s| s.registers.0.len())?;
-    let mut regs = Vec::new();
-    for (id, _) in &order.registers.0 {
-        let in_base = base.reset(*id).is_some();
-        let added = own.iter().any(|s| s.reset(*id).is_some() && !in_base);
-        let removed = own.iter().any(|s| s.reset(*id).is_none() && in_base);
-        if (in_base || added) && !removed {
-            let value = own
-                .iter()
-                .filter_map(|s| s.reset(*id))
-                .find(|w| Some(*w) != base.reset(*id))
-                .or(base.reset(*id))
-                .or(order.reset(*id))
-                .cloned()
-                .unwrap_or_default();
-            regs.push((*id, value));
-        }
-    }
-    Some(FeatureSet {
-        features,
-        registers: IdMap(regs),
-        first_run: base.first_run.clone(),
-        varies: base.varies.clone(),
-    })
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::scenario::{self, ModelBackend, StepResult};
-
-    fn v1_of(name: &str) -> Profile {
-        let mut parts = crate::profile::builtin_named(name).unwrap().into_parts();
-        parts.vcpu = None;
-        Profile::new(parts).unwrap()
-    }
-
-    #[test]
-    fn version_1_profiles_still_load_and_say_what_they_cannot_answer() {
-        let v1 = v1_of("linux-6.12.117-max");
-        let json = v1.to_json();
-        assert_eq!(json["format"], "armfw-profile/1");
-        let back = Profile::from_json(&json.to_string()).unwrap();
-        assert!(back.vcpu().is_none());
-        // A firmware register is answered as before; MIDR_EL1 and a feature set are not.
-        let text = r#"{"name": "t", "steps": [
-            {"op": "get", "reg": "PSCI_VERSION"},
-            {"op": "get", "reg": "0x603000000013c000"}]}"#;
-        let s = scenario::parse(text, None).unwrap();
-        let doc = scenario::run(&s, &mut ModelBackend::new(&back));
-        assert!(matches!(doc.results[0], StepResult::Value(_)));
-        assert!(matches!(&doc.results[1], StepResult::Error(e) if e.contains("re-probe")));
-        let text = r#"{"name": "t", "vm": {"features": ["pmu_v3"]}, "steps": []}"#;
-        let s = scenario::parse(text, None).unwrap();
-        let doc = scenario::run(&s, &mut ModelBackend::new(&back));
-        assert!(matches!(&doc.results[0], StepResult::Error(_)));
-    }
-
-    #[test]
-    fn the_format_tag_and_the_vcpu_part_go_together() {
-        let v2 = crate::profile::builtin_named("linux-6.12.117-max").unwrap();
-        let mut json = v2.to_json();
-        assert_eq!(json["format"], "armfw-profile/2");
-        json["format"] = "armfw-profile/1".into();
-        let e = Profile::from_json(&json.to_string())
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("vcpu"), "{e}");
-        let mut json = v1_of("linux-6.12.117-max").to_json();
-        json["format"] = "armfw-profile/2".into();
-        let e = Profile::from_json(&json.to_string())
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("vcpu"), "{e}");
-    }
-
-    #[test]
-    fn an_unprobed_feature_combination_is_derived_from_the_single_feature_sets() {
-        // max probes none, pmu_v3, sve, ptrauth and all four; pmu_v3+sve is derived: the
-        // PMU block and the SVE class, no V registers.
-        let p = crate::profile::builtin_named("linux-7.2.13-max").unwrap();
-        let v = p.vcpu().unwrap();
-        let pmu = CpuFeatures::of(&[CpuFeature::PmuV3]);
-        let both = pmu.with(CpuFeature::Sve);
-        assert!(v.feature_set(both).is_none());
-        let set = feature_set(v, both).unwrap();
-        let has = |id: u64| set.reset(id).is_some();
-        assert!(has(SVE_VLS));
-        assert!(has(sysreg_id(3, 3, 9, 12, 0))); // PMCR_EL0
-        assert!(!has(0x6040_0000_0010_0054)); // V0
-        let all = v.feature_sets.last().unwrap();
-        let ptrauth_key = sysreg_id(3, 0, 2, 1, 0); // APIAKEYLO_EL1
-        assert!(all.reset(ptrauth_key).is_some() && !has(ptrauth_key));
-        assert!(feature_set(v, CpuFeatures::of(&[CpuFeature::PtrauthAddress])).is_err());
-    }
-}
+mod tests;
