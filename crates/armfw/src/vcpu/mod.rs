@@ -63,12 +63,55 @@ pub struct VcpuModel {
     limits: Vec<u64>,
     /// The writable mask of each register (0 where none was probed), by position.
     writable: Vec<u64>,
+    /// What each register's accesses need, decided once from its id, by position.
+    slots: Vec<Slot>,
     /// VM-wide registers (ID and implementation registers, CTR_EL0) once written, by list
     /// position.
     vm_wide: Vec<Option<u64>>,
     has_run: bool,
     /// The virtual and physical counters as last written (the VM's offsets).
     counters: [Option<u64>; 2],
+}
+
+/// What the accesses of one listed register need, decided once from its id and the host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Slot {
+    /// GET reads the stored value (the VM's once written, else the vCPU's): every listed
+    /// register but the firmware ones (the engine's), the timers (ISTATUS) and the PMU
+    /// set/clear pairs (masked by the counters) from 6.7.
+    plain_get: bool,
+    /// SET stores any value: a system register with the plain rule, or a core register
+    /// other than PSTATE.
+    plain_set: bool,
+    /// An ID register that reads as zero (no field table, or hidden on this CPU).
+    raz: bool,
+    /// An AArch32 ID register whose writes are ignored on this CPU.
+    write_ignored: bool,
+    /// The kernel's field table of the register, if it has one.
+    fields: Option<&'static crate::register::ftr::FtrReg>,
+}
+
+impl Slot {
+    fn new(id: u64, release: Release, limit: u64, aarch32_el0: bool) -> Slot {
+        let kind = rules::kind(id, release);
+        let sys = (kind == Kind::SysReg).then(|| rules::sys_rule(id));
+        let pmu_masked = matches!(sys, Some(SysRule::PmuSetClr { .. })) && release.at_least(6, 7);
+        let enc = sysreg_encoding(id);
+        let (op0, op1, crn, crm, op2) = enc;
+        let id_space = op0 == 3 && op1 == 0 && crn == 0 && (1..=3).contains(&crm);
+        let aa32 = rules::aa32_sanitised(enc);
+        let fields = crate::register::ftr::ftr_reg(op0, op1, crn, crm, op2);
+        let has_table = fields.is_some();
+        Slot {
+            plain_get: !matches!(kind, Kind::Firmware | Kind::Timer | Kind::NotArm64)
+                && !pmu_masked,
+            plain_set: (sys == Some(SysRule::Plain))
+                || (kind == Kind::Core && id & 0xffff != rules::CORE_PSTATE),
+            raz: (!has_table || (id_space && !aa32 && !aarch32_el0)) && limit == 0,
+            write_ignored: aa32 && !aarch32_el0,
+            fields,
+        }
+    }
 }
 
 /// A probed physical counter reading (about 18 minutes of uptime at QEMU's 62.5 MHz): what
@@ -114,6 +157,14 @@ impl VcpuModel {
             }
         }
         let index = IdIndex::new(set.ids());
+        let pfr0 = set.reset(sysreg_id(3, 0, 0, 4, 0)).map_or(0, Wide::low_u64);
+        let aarch32_el0 = pfr0 & 0xf == 2;
+        let slots = set
+            .registers
+            .0
+            .iter()
+            .map(|(id, w)| Slot::new(*id, release, w.low_u64(), aarch32_el0))
+            .collect();
         let base: Vec<Reg> = set
             .registers
             .0
@@ -144,17 +195,17 @@ impl VcpuModel {
                 regs
             })
             .collect();
-        let pfr0 = set.reset(sysreg_id(3, 0, 0, 4, 0)).map_or(0, Wide::low_u64);
         Ok(VcpuModel {
             release,
             index,
             features: f,
             imp_writable: setup.writable_imp_id_regs,
-            aarch32_el0: pfr0 & 0xf == 2,
+            aarch32_el0,
             vq,
             values,
             limits,
             writable,
+            slots,
             vm_wide: vec![None; set.registers.0.len()],
             has_run: false,
             counters: [None, None],
@@ -191,12 +242,6 @@ impl VcpuModel {
 
     fn listed(&self, id: u64) -> Option<usize> {
         self.index.get(id)
-    }
-
-    fn set_vm_value(&mut self, id: u64, value: u64) {
-        if let Some(p) = self.listed(id) {
-            self.vm_wide[p] = Some(value);
-        }
     }
 
     fn value(&self, vcpu: usize, id: u64) -> Option<&Reg> {
@@ -258,6 +303,16 @@ impl VcpuModel {
             None => out.fill(0),
         };
         let word = |out: &mut [u8], v: u64| Reg::Word(v).read(out);
+        if let Some(pos) = self.listed(id) {
+            if self.slots[pos].plain_get {
+                // A listed register that GET reads as stored: the VM's value or the vCPU's.
+                match self.vm_wide[pos] {
+                    Some(v) => word(out, v),
+                    None => fill(out, self.values.get(vcpu).map(|r| &r[pos])),
+                }
+                return Ok(());
+            }
+        }
         match rules::kind(id, self.release) {
             Kind::NotArm64 => Err(Errno::EINVAL),
             Kind::Firmware => Err(Errno::ENOENT),
@@ -323,6 +378,15 @@ impl VcpuModel {
     /// KVM_SET_ONE_REG of a non-firmware id on `vcpu` from `data` (the id's size).
     pub fn set(&mut self, vcpu: usize, id: u64, data: &[u8]) -> Result<(), Errno> {
         let value = low_u64(data);
+        if let Some(pos) = self.listed(id) {
+            if self.slots[pos].plain_set && data.len() == OneRegId(id).size_bytes() {
+                // A listed register whose SET stores any value.
+                if let Some(regs) = self.values.get_mut(vcpu) {
+                    regs[pos].write(data);
+                }
+                return Ok(());
+            }
+        }
         match rules::kind(id, self.release) {
             Kind::NotArm64 => Err(Errno::EINVAL),
             Kind::Firmware => Err(Errno::ENOENT),
@@ -386,22 +450,17 @@ impl VcpuModel {
         }
     }
 
-    fn id_check(&self, vcpu: usize, id: u64) -> IdCheck {
-        let pos = self.listed(id);
-        let limit = pos.map_or(0, |p| self.limits[p]);
-        let enc = sysreg_encoding(id);
-        let (op0, op1, crn, crm, op2) = enc;
-        let has_table = crate::register::ftr::ftr_reg(op0, op1, crn, crm, op2).is_some();
-        let aa32 = rules::aa32_sanitised(enc);
-        let hidden = op0 == 3 && op1 == 0 && crn == 0 && (1..=3).contains(&crm) && !aa32;
+    fn id_check(&self, vcpu: usize, pos: usize) -> IdCheck {
+        let slot = self.slots[pos];
         IdCheck {
             release: self.release,
-            limit,
-            current: self.u64_of(vcpu, id),
-            writable: pos.map_or(0, |p| self.writable[p]),
+            limit: self.limits[pos],
+            current: self.word_at(vcpu, pos),
+            writable: self.writable[pos],
             has_run: self.has_run,
-            raz: (!has_table || (hidden && !self.aarch32_el0)) && limit == 0,
-            write_ignored: aa32 && !self.aarch32_el0,
+            raz: slot.raz,
+            write_ignored: slot.write_ignored,
+            fields: slot.fields,
         }
     }
 
@@ -416,27 +475,27 @@ impl VcpuModel {
         let enc = sysreg_encoding(id);
         match rules::sys_rule(id) {
             SysRule::IdReg => {
-                let c = self.id_check(vcpu, id);
+                let c = self.id_check(vcpu, pos);
                 let stored = rules::id_set(enc, c, value)?;
                 if !c.write_ignored {
-                    self.set_vm_value(id, stored);
+                    self.vm_wide[pos] = Some(stored);
                 }
                 Ok(())
             }
             SysRule::ImpId => {
-                let c = self.id_check(vcpu, id);
+                let c = self.id_check(vcpu, pos);
                 rules::imp_set(c, self.imp_writable, value)?;
-                self.set_vm_value(id, value);
+                self.vm_wide[pos] = Some(value);
                 Ok(())
             }
             SysRule::Ctr => {
-                let c = self.id_check(vcpu, id);
+                let c = self.id_check(vcpu, pos);
                 if self.release.at_least(6, 11) {
                     rules::id_set(enc, c, value)?;
                 } else if value != c.current {
                     return Err(Errno::EINVAL);
                 }
-                self.set_vm_value(id, value);
+                self.vm_wide[pos] = Some(value);
                 Ok(())
             }
             SysRule::Clidr => {

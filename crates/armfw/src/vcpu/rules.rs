@@ -365,6 +365,8 @@ pub struct IdCheck {
     pub raz: bool,
     /// Writes are ignored (AArch32 ID registers on a host without 32-bit EL0).
     pub write_ignored: bool,
+    /// The kernel's field table of the register (`get_arm64_ftr_reg()`), if it has one.
+    pub fields: Option<&'static ftr::FtrReg>,
 }
 
 /// The per-register `set_user` checks KVM makes before `set_id_reg()` (6.7 and later,
@@ -450,8 +452,7 @@ fn id_check_features(encoding: (u8, u8, u8, u8, u8), c: IdCheck, value: u64) -> 
             Err(Errno::EINVAL)
         };
     }
-    let (op0, op1, crn, crm, op2) = encoding;
-    let Some(reg) = ftr::ftr_reg(op0, op1, crn, crm, op2) else {
+    let Some(reg) = c.fields else {
         return Err(Errno::EINVAL);
     };
     let mut mask = 0u64;
