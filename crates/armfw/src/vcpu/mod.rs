@@ -89,6 +89,8 @@ struct Slot {
     write_ignored: bool,
     /// The kernel's field table of the register, if it has one.
     fields: Option<&'static crate::register::ftr::FtrReg>,
+    /// A system register's SET rule (not for the timer ids and the demux).
+    sys: Option<SysRule>,
 }
 
 impl Slot {
@@ -110,6 +112,7 @@ impl Slot {
             raz: (!has_table || (id_space && !aa32 && !aarch32_el0)) && limit == 0,
             write_ignored: aa32 && !aarch32_el0,
             fields,
+            sys,
         }
     }
 }
@@ -386,6 +389,10 @@ impl VcpuModel {
                 }
                 return Ok(());
             }
+            if self.slots[pos].sys.is_some() && data.len() == 8 {
+                // A listed system register: its rule directly.
+                return self.sys_set(vcpu, id, pos, value, data);
+            }
         }
         match rules::kind(id, self.release) {
             Kind::NotArm64 => Err(Errno::EINVAL),
@@ -473,7 +480,8 @@ impl VcpuModel {
         data: &[u8],
     ) -> Result<(), Errno> {
         let enc = sysreg_encoding(id);
-        match rules::sys_rule(id) {
+        let rule = self.slots[pos].sys.unwrap_or_else(|| rules::sys_rule(id));
+        match rule {
             SysRule::IdReg => {
                 let c = self.id_check(vcpu, pos);
                 let stored = rules::id_set(enc, c, value)?;
