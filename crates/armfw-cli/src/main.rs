@@ -1,5 +1,6 @@
 //! `armfw`: simulate, inspect and (on arm64 hosts) probe KVM's arm64 guest firmware.
 
+mod cmdline;
 mod errors;
 mod extras;
 mod input;
@@ -158,26 +159,10 @@ fn main() -> ExitCode {
         }
         // A bad argument: one line, like every other bad input.
         Err(e) => {
-            use clap::error::ErrorKind;
-            let text = e.render().to_string();
-            let first = match e.kind() {
-                ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
-                | ErrorKind::MissingSubcommand => "no command given",
-                // clap's first paragraph (e.g. the missing arguments' names) as one line.
-                _ => &text
-                    .split("\n\n")
-                    .next()
-                    .map(one_line)
-                    .unwrap_or_else(|| "bad arguments".into()),
-            };
-            let first = first.strip_prefix("error: ").unwrap_or(first);
-            // clap's "did you mean" (a similar command or option), kept on the same line.
-            let tip = text
-                .lines()
-                .find_map(|l| l.trim().strip_prefix("tip: "))
-                .map(|t| format!("; {t}"))
-                .unwrap_or_default();
-            let message = format!("{first}{tip} (see 'armfw --help')");
+            let message = format!(
+                "{} (see 'armfw --help')",
+                cmdline::clap_error_line(&e, true)
+            );
             output::warn(&message);
             if std::env::args_os().any(|a| a == "--json") {
                 errors::Report::usage(message, 2).print();
@@ -194,7 +179,7 @@ fn main() -> ExitCode {
             {
                 return ExitCode::from(output::EXIT_BROKEN_PIPE);
             }
-            let message = one_line(&format!("{e:#}"));
+            let message = cmdline::one_line(&format!("{e:#}"));
             output::warn(&message);
             if json {
                 errors::Report::of(&e, message, 2).print();
@@ -202,10 +187,6 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
-}
-
-fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {

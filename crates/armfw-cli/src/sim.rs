@@ -34,13 +34,8 @@ pub fn expand(args: &[PathBuf]) -> Result<Vec<PathBuf>> {
 
 /// The `*.json` files directly in `dir`, in name order.
 pub fn json_files(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .with_context(|| format!("{}: cannot read folder", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "json"))
-        .collect();
-    files.sort();
-    Ok(files)
+    crate::cmdline::json_files(dir)
+        .with_context(|| format!("{}: cannot read folder", dir.display()))
 }
 
 /// Read and parse every scenario before any runs, so that a bad file changes nothing.
@@ -73,7 +68,7 @@ pub fn run(profile: Option<&str>, backend: BackendArg, args: &[PathBuf]) -> Resu
             .iter()
             .find(|r| matches!(r, StepResult::Error(_)))
         {
-            crate::output::warn(&format!("{}: {}", file.display(), crate::one_line(e)));
+            crate::output::warn(&format!("{}: {}", file.display(), crate::cmdline::one_line(e)));
             code = ExitCode::from(1);
         }
     }

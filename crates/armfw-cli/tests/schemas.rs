@@ -224,7 +224,7 @@ fn regs_profiles_and_profile_files_match_their_schemas() {
     }
     let doc = json_of(&armfw(&["profiles", "--json"]));
     assert_valid(&validator("armfw-profiles-1"), &doc, "profiles");
-    assert_eq!(doc["default"], "linux-7.2.13-cortex-a53");
+    assert_eq!(doc["default"], "linux-7.2.13-a64fx");
     let (v1, v2) = (validator("armfw-profile-1"), validator("armfw-profile-2"));
     let mut versions = std::collections::BTreeSet::new();
     for e in std::fs::read_dir(root().join("crates/armfw/profiles")).unwrap() {

@@ -123,7 +123,7 @@ mod guest {
         let mut rec = Writer::stdout();
         let ok = run(root, swap, &mut rec).unwrap_or_else(|e| {
             rec.emit(&ConformanceRecord::Error {
-                error: crate::one_line(&e.to_string()),
+                error: crate::cmdline::one_line(&e.to_string()),
             });
             false
         });
@@ -196,13 +196,8 @@ mod guest {
 
 /// The `*.json` files directly in `dir`, in name order.
 pub fn json_files(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .with_context(|| format!("{}: cannot read folder", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "json"))
-        .collect();
-    files.sort();
-    Ok(files)
+    crate::cmdline::json_files(dir)
+        .with_context(|| format!("{}: cannot read folder", dir.display()))
 }
 
 // ------------------------------------------------------------------------------------------
@@ -237,7 +232,7 @@ fn read_host(path: &Path) -> Result<Host> {
         scenarios: BTreeMap::new(),
     };
     if path.extension().is_some_and(|x| x == "failed") {
-        host.failure = Some(crate::one_line(&text));
+        host.failure = Some(crate::cmdline::one_line(&text));
         if let Some((kernel, cpu)) = label.split_once('_') {
             (host.kernel, host.cpu) = (kernel.to_string(), cpu.to_string());
         }
@@ -374,7 +369,7 @@ pub fn report(
                                 .unwrap_or(0);
                         }
                         Some(Swap::Skipped { skipped: why }) => {
-                            skipped.get_or_insert_with(|| crate::one_line(why));
+                            skipped.get_or_insert_with(|| crate::cmdline::one_line(why));
                         }
                         None => {}
                     }

@@ -3,6 +3,8 @@
 //! emulated host it runs the in-host program `armfw.mode=` names; otherwise it runs a
 //! command.
 
+#[path = "../../armfw-cli/src/cmdline.rs"]
+mod cmdline;
 mod conformance;
 mod error;
 mod migrations;
@@ -120,18 +122,7 @@ fn main() -> ExitCode {
         }
         // A bad argument: one line.
         Err(e) => {
-            use clap::error::ErrorKind;
-            let text = e.render().to_string();
-            let first = match e.kind() {
-                ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
-                | ErrorKind::MissingSubcommand => "no command given",
-                _ => &text
-                    .split("\n\n")
-                    .next()
-                    .map(one_line)
-                    .unwrap_or_else(|| "bad arguments".into()),
-            };
-            let first = first.strip_prefix("error: ").unwrap_or(first);
+            let first = cmdline::clap_error_line(&e, false);
             eprintln!("armfw-harness: {first} (see 'armfw-harness --help')");
             return ExitCode::from(2);
         }
@@ -139,17 +130,13 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("armfw-harness: {}", one_line(&e.to_string()));
+            eprintln!("armfw-harness: {}", cmdline::one_line(&e.to_string()));
             ExitCode::from(2)
         }
     }
 }
 
 /// Text as one line (runs of white space become one space).
-fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Hosts { spec } => {

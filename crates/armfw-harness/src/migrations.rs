@@ -112,7 +112,7 @@ pub fn report(records: &[PathBuf], json_out: Option<&Path>) -> Result<ExitCode> 
     }
     for e in &errors {
         println!();
-        println!("host failed: {}", crate::one_line(e));
+        println!("host failed: {}", crate::cmdline::one_line(e));
     }
     if let Some(p) = json_out {
         let doc = json!({"rows": out, "host_errors": errors});
@@ -189,7 +189,7 @@ mod guest {
         let mut rec = Writer::stdout();
         let ok = run(mode, root, &mut rec).unwrap_or_else(|e| {
             rec.emit(&MigrationRecord::Error {
-                error: crate::one_line(&e.to_string()),
+                error: crate::cmdline::one_line(&e.to_string()),
             });
             false
         });
