@@ -14,8 +14,12 @@
 //! profiles and snapshots. A SET is decided by [`SetRule::set`] and nowhere else, so the model
 //! and the prediction of a restore cannot disagree.
 //!
-//! The table is built to take every register class: [`RegClass`] names them all, and a new
-//! register is one row (a new kind of rule, one [`SetRule`] variant).
+//! [`RegClass`] names every class. The firmware registers are rows here; the other classes,
+//! whose lists and reset values a probe records per host and feature set
+//! ([`crate::profile::VcpuProfile`]), get their rule from one classification of the id,
+//! [`crate::vcpu::rules`] (`kind` and `sys_rule`: the kernel's dispatch in `kvm_arm_get_reg()`
+//! and the `set_user` of its `sys_reg_descs[]` rows), with the kernel's field tables in
+//! [`ftr`] and the architectural names in [`names`].
 
 mod firmware;
 pub mod ftr;
