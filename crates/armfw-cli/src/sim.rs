@@ -68,7 +68,11 @@ pub fn run(profile: Option<&str>, backend: BackendArg, args: &[PathBuf]) -> Resu
             .iter()
             .find(|r| matches!(r, StepResult::Error(_)))
         {
-            crate::output::warn(&format!("{}: {}", file.display(), crate::cmdline::one_line(e)));
+            crate::output::warn(&format!(
+                "{}: {}",
+                file.display(),
+                crate::cmdline::one_line(e)
+            ));
             code = ExitCode::from(1);
         }
     }
