@@ -122,16 +122,16 @@ pub fn probe(cpu: Option<&str>, name: Option<&str>) -> Result<Profile, Error> {
     Ok(profile)
 }
 
-/// The sets of vCPU features a probe tries: none, each feature KVM offers alone (the two
-/// pointer-authentication features together: KVM accepts them only as a pair), then all
-/// that the host offers together.
-fn candidate_sets() -> [CpuFeatures; 4] {
-    [
-        CpuFeatures::NONE,
-        CpuFeatures::of(&[CpuFeature::PmuV3]),
-        CpuFeatures::of(&[CpuFeature::Sve]),
-        CpuFeatures::of(&[CpuFeature::PtrauthAddress, CpuFeature::PtrauthGeneric]),
-    ]
+/// The sets of vCPU features a probe tries: none, then each feature's group (the features KVM
+/// takes together, [`CpuFeature::group`]) once.
+fn candidate_sets() -> Vec<CpuFeatures> {
+    let mut sets = vec![CpuFeatures::NONE];
+    for f in CpuFeature::ALL {
+        if !sets.contains(&f.group()) {
+            sets.push(f.group());
+        }
+    }
+    sets
 }
 
 /// A one-vCPU VM with PSCI_0_2 and `features`, set up as the scenario format's `vm` does.

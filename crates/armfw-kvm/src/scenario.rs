@@ -229,11 +229,9 @@ impl Backend for KvmBackend {
         // What KVM took, the userspace firmware takes too.
         if let (Ok(()), Some(server)) = (&r, self.server.as_mut()) {
             if OneRegId(id).is_firmware_class() && data.len() == 8 {
-                let mut le = [0u8; 8];
-                le.copy_from_slice(data);
                 let _ = server
                     .firmware_mut()
-                    .set_one_reg(vcpu, id, u64::from_le_bytes(le));
+                    .set_one_reg(vcpu, id, armfw::json::le_u64(data));
             }
         }
         Ok(r)

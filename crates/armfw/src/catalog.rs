@@ -8,7 +8,7 @@ use crate::json::{Wide, hex};
 use crate::profile::Profile;
 use crate::register::{self, RegClass, SetContext, SetRule};
 use crate::release::Release;
-use crate::vcpu::{self, rules, rules::SysRule};
+use crate::vcpu::{self, rules};
 
 pub use crate::register::Scope;
 
@@ -154,8 +154,8 @@ pub fn vcpu_registers(
                 let firmware = crate::abi::FwReg::from_id(*id).map(register::firmware);
                 let scope = match (firmware, rules::sys_rule(*id)) {
                     (Some(d), _) => d.scope.name(),
-                    (None, SysRule::IdReg | SysRule::ImpId | SysRule::Ctr)
-                        if OneRegId(*id).class() == RegClass::SysReg.value() =>
+                    (None, rule)
+                        if rule.vm_wide() && OneRegId(*id).class() == RegClass::SysReg.value() =>
                     {
                         "vm"
                     }

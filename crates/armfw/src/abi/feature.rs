@@ -53,6 +53,18 @@ impl CpuFeature {
         }
     }
 
+    /// The features KVM takes only together with this one: the two pointer-authentication
+    /// features are a pair (either alone is EINVAL at KVM_ARM_VCPU_INIT, measured); every other
+    /// feature stands alone.
+    pub fn group(self) -> CpuFeatures {
+        match self {
+            CpuFeature::PtrauthAddress | CpuFeature::PtrauthGeneric => CpuFeatures::NONE
+                .with(CpuFeature::PtrauthAddress)
+                .with(CpuFeature::PtrauthGeneric),
+            f => CpuFeatures::NONE.with(f),
+        }
+    }
+
     /// The feature with this scenario-format name.
     pub fn from_name(name: &str) -> Option<CpuFeature> {
         CpuFeature::ALL.into_iter().find(|f| f.name() == name)
@@ -86,6 +98,12 @@ impl CpuFeatures {
     /// Whether every feature of `other` is in this set.
     pub const fn contains(self, other: CpuFeatures) -> bool {
         self.0 & other.0 == other.0
+    }
+
+    /// Whether KVM_ARM_VCPU_INIT can take the set: every feature's [`CpuFeature::group`]
+    /// complete.
+    pub fn is_initable(self) -> bool {
+        self.iter().all(|f| self.contains(f.group()))
     }
 
     /// Whether the set is empty.

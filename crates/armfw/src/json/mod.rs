@@ -357,10 +357,7 @@ impl Wide {
 
     /// The low 64 bits.
     pub fn low_u64(&self) -> u64 {
-        let mut le = [0u8; 8];
-        let n = self.bytes.len().min(8);
-        le[..n].copy_from_slice(&self.bytes[..n]);
-        u64::from_le_bytes(le)
+        le_u64(&self.bytes)
     }
 }
 
@@ -401,6 +398,14 @@ impl<'de> Deserialize<'de> for Wide {
         }
         d.deserialize_any(V)
     }
+}
+
+/// The low 64 bits of a little-endian buffer of any length (a shorter one zero-extended).
+pub fn le_u64(bytes: &[u8]) -> u64 {
+    let mut le = [0u8; 8];
+    let n = bytes.len().min(8);
+    le[..n].copy_from_slice(&bytes[..n]);
+    u64::from_le_bytes(le)
 }
 
 /// `0x` followed by one or more hex digits (either case), as a [`Wide`].

@@ -157,10 +157,7 @@ impl Backend for ModelBackend {
             let v = self.vcpu.as_mut().ok_or(NO_VCPU_PART)?;
             return Ok(v.set(vcpu, id, data));
         }
-        let mut le = [0u8; 8];
-        let n = data.len().min(8);
-        le[..n].copy_from_slice(&data[..n]);
-        Ok(self.fw()?.set_one_reg(vcpu, id, u64::from_le_bytes(le)))
+        Ok(self.fw()?.set_one_reg(vcpu, id, crate::json::le_u64(data)))
     }
 
     fn call(&mut self, vcpu: usize, conduit: Conduit, x: [u64; 4]) -> Result<CallResult, String> {

@@ -16,7 +16,7 @@ mod sets;
 mod store;
 
 pub use sets::feature_set;
-use store::{IdIndex, Reg, low_u64};
+use store::{IdIndex, Reg};
 
 use crate::abi::vcpu_reg::{
     PTIMER_CNT, PTIMER_CTL, PTIMER_CVAL, SVE_VLS, TIMER_CNT, TIMER_CTL, TIMER_CVAL,
@@ -316,16 +316,20 @@ impl VcpuModel {
                 return Ok(());
             }
         }
+        // What is left: ids the host does not list (KVM's errno), and the registers whose GET
+        // computes its answer.
         match rules::kind(id, self.release) {
             Kind::NotArm64 => Err(Errno::EINVAL),
             Kind::Firmware => Err(Errno::ENOENT),
             Kind::Core => {
                 rules::core_check(id, self.features.has(CpuFeature::Sve))?;
+                // Every core id that passes the checks is listed, and was read above.
                 fill(out, self.value(vcpu, id));
                 Ok(())
             }
             Kind::Sve => {
                 rules::sve_reg(id, self.features.has(CpuFeature::Sve), self.vq)?;
+                // Every SVE id that passes the checks is listed, and was read above.
                 fill(out, self.value(vcpu, id));
                 Ok(())
             }
@@ -339,21 +343,18 @@ impl VcpuModel {
                     return Ok(());
                 }
                 let pos = self.listed(id).ok_or(Errno::ENOENT)?;
-                if let Some(v) = self.vm_wide[pos] {
-                    word(out, v);
-                    return Ok(());
-                }
-                let v = self.values.get(vcpu).map(|r| &r[pos]);
-                if let SysRule::PmuSetClr { holder, .. } = rules::sys_rule(id) {
-                    if self.release.at_least(6, 7) {
-                        // get_pmreg(): the bits of the counters the VM has (PMCR_EL0.N) and
-                        // the cycle counter.
-                        let held = self.value(vcpu, holder).or(v).map_or(0, Reg::word);
-                        word(out, held & self.pmu_mask(vcpu));
-                        return Ok(());
-                    }
-                }
-                fill(out, v);
+                // A listed system register not read as stored: a PMU set/clear pair from
+                // 6.7 (`Slot::plain_get`). get_pmreg(): the bits of the counters the VM has
+                // (PMCR_EL0.N) and the cycle counter.
+                let holder = match self.slots[pos].sys {
+                    Some(SysRule::PmuSetClr { holder, .. }) => holder,
+                    _ => id,
+                };
+                let held = self
+                    .value(vcpu, holder)
+                    .or(self.values.get(vcpu).map(|r| &r[pos]))
+                    .map_or(0, Reg::word);
+                word(out, held & self.pmu_mask(vcpu));
                 Ok(())
             }
         }
@@ -378,22 +379,28 @@ impl VcpuModel {
         (stored & !4) | if counter >= cval { 4 } else { 0 }
     }
 
-    /// KVM_SET_ONE_REG of a non-firmware id on `vcpu` from `data` (the id's size).
+    /// KVM_SET_ONE_REG of a non-firmware id on `vcpu` from `data`, which has the id's size
+    /// (else EINVAL, as [`VcpuModel::get_into`]).
     pub fn set(&mut self, vcpu: usize, id: u64, data: &[u8]) -> Result<(), Errno> {
-        let value = low_u64(data);
+        if data.len() != OneRegId(id).size_bytes() {
+            return Err(Errno::EINVAL);
+        }
+        let value = crate::json::le_u64(data);
         if let Some(pos) = self.listed(id) {
-            if self.slots[pos].plain_set && data.len() == OneRegId(id).size_bytes() {
+            if self.slots[pos].plain_set {
                 // A listed register whose SET stores any value.
                 if let Some(regs) = self.values.get_mut(vcpu) {
                     regs[pos].write(data);
                 }
                 return Ok(());
             }
-            if self.slots[pos].sys.is_some() && data.len() == 8 {
-                // A listed system register: its rule directly.
+            if self.slots[pos].sys.is_some() {
+                // A listed system register: its rule.
                 return self.sys_set(vcpu, id, pos, value, data);
             }
         }
+        // What is left: ids the host does not list (KVM's errno), and the registers of the
+        // other classes whose SET has a rule.
         match rules::kind(id, self.release) {
             Kind::NotArm64 => Err(Errno::EINVAL),
             Kind::Firmware => Err(Errno::ENOENT),
@@ -443,17 +450,12 @@ impl VcpuModel {
                 self.store(vcpu, id, data);
                 Ok(())
             }
-            Kind::SysReg => {
-                if let Some(sys) = rules::invariant_alias(id, self.release) {
-                    return if value == self.host_u64(sys) {
-                        Ok(())
-                    } else {
-                        Err(Errno::EINVAL)
-                    };
-                }
-                let pos = self.listed(id).ok_or(Errno::ENOENT)?;
-                self.sys_set(vcpu, id, pos, value, data)
-            }
+            // Listed system registers went to their rule above.
+            Kind::SysReg => match rules::invariant_alias(id, self.release) {
+                Some(sys) if value == self.host_u64(sys) => Ok(()),
+                Some(_) => Err(Errno::EINVAL),
+                None => Err(Errno::ENOENT),
+            },
         }
     }
 
@@ -480,7 +482,7 @@ impl VcpuModel {
         data: &[u8],
     ) -> Result<(), Errno> {
         let enc = sysreg_encoding(id);
-        let rule = self.slots[pos].sys.unwrap_or_else(|| rules::sys_rule(id));
+        let rule = self.slots[pos].sys.unwrap_or(SysRule::Plain);
         match rule {
             SysRule::IdReg => {
                 let c = self.id_check(vcpu, pos);

@@ -253,6 +253,14 @@ pub fn sys_rule(id: u64) -> SysRule {
     }
 }
 
+impl SysRule {
+    /// KVM keeps one value for the whole VM (`kvm_set_vm_id_reg()`): the ID registers, the
+    /// implementation ids and CTR_EL0, written through any vCPU.
+    pub const fn vm_wide(self) -> bool {
+        matches!(self, SysRule::IdReg | SysRule::ImpId | SysRule::Ctr)
+    }
+}
+
 fn pmu_pair(id: u64, set: bool) -> SysRule {
     SysRule::PmuSetClr { holder: id, set }
 }

@@ -1,13 +1,13 @@
 //! The register set of a vCPU with given features: probed, or derived from the probed sets.
 
 use super::SetupError;
-use crate::abi::{CpuFeature, CpuFeatures};
+use crate::abi::CpuFeatures;
 use crate::profile::{FeatureSet, IdMap, VcpuProfile};
 
 /// The registers of a vCPU with `features` on the host `v`: the probed set, or one derived
 /// from the probed sets (see `derive_set`), or why KVM would refuse the features.
 pub fn feature_set(v: &VcpuProfile, features: CpuFeatures) -> Result<FeatureSet, SetupError> {
-    if features.has(CpuFeature::PtrauthAddress) != features.has(CpuFeature::PtrauthGeneric) {
+    if !features.is_initable() {
         return Err(
             "KVM_ARM_VCPU_INIT: EINVAL (pointer authentication needs both features)".into(),
         );
@@ -28,14 +28,7 @@ fn derive_set(v: &VcpuProfile, features: CpuFeatures) -> Option<FeatureSet> {
     let base = v.feature_set(CpuFeatures::NONE)?;
     let own: Vec<&FeatureSet> = features
         .iter()
-        .map(|f| {
-            let single = if matches!(f, CpuFeature::PtrauthAddress | CpuFeature::PtrauthGeneric) {
-                CpuFeatures::of(&[CpuFeature::PtrauthAddress, CpuFeature::PtrauthGeneric])
-            } else {
-                CpuFeatures::NONE.with(f)
-            };
-            v.feature_set(single)
-        })
+        .map(|f| v.feature_set(f.group()))
         .collect::<Option<_>>()?;
     let order = v
         .feature_sets

@@ -1,6 +1,8 @@
 //! How the model keeps a VM's register values: [`IdIndex`] finds a listed id's position,
 //! [`Reg`] holds a value (up to 64 bits in place).
 
+use crate::json::le_u64;
+
 /// The list position of each listed id: an open-addressing hash table (linear probing, at
 /// most half full) keyed by the id, so that a register access costs one multiply and a probe
 /// or two instead of a search of 360 ids.
@@ -48,14 +50,6 @@ impl IdIndex {
     }
 }
 
-/// The low 64 bits of a little-endian buffer.
-pub(super) fn low_u64(bytes: &[u8]) -> u64 {
-    let mut le = [0u8; 8];
-    let n = bytes.len().min(8);
-    le[..n].copy_from_slice(&bytes[..n]);
-    u64::from_le_bytes(le)
-}
-
 /// A register's value: up to 64 bits in place, wider ones (V, P, FFR, Z, SVE_VLS) as bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) enum Reg {
@@ -68,7 +62,7 @@ pub(super) enum Reg {
 impl Reg {
     pub(super) fn from_bytes(b: &[u8]) -> Reg {
         if b.len() <= 8 {
-            Reg::Word(low_u64(b))
+            Reg::Word(le_u64(b))
         } else {
             Reg::Bytes(b.into())
         }
@@ -77,7 +71,7 @@ impl Reg {
     pub(super) fn word(&self) -> u64 {
         match self {
             Reg::Word(v) => *v,
-            Reg::Bytes(b) => low_u64(b),
+            Reg::Bytes(b) => le_u64(b),
         }
     }
 
