@@ -273,4 +273,8 @@ impl Backend for KvmBackend {
     ) -> Result<Result<(), Errno>, String> {
         Ok(self.vm()?.set_smccc_filter(base, count, action))
     }
+
+    fn counter_offset(&mut self, offset: u64) -> Result<Result<(), Errno>, String> {
+        Ok(self.vm()?.set_counter_offset(offset))
+    }
 }

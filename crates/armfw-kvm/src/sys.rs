@@ -8,8 +8,8 @@
 
 use armfw::abi::Errno;
 use kvm_bindings::{
-    KVM_ARM_FEATURE_ID_RANGE, KVM_ARM_FEATURE_ID_RANGE_SIZE, KVMIO, kvm_device_attr, kvm_reg_list,
-    reg_mask_range,
+    KVM_ARM_FEATURE_ID_RANGE, KVM_ARM_FEATURE_ID_RANGE_SIZE, KVMIO, kvm_arm_counter_offset,
+    kvm_device_attr, kvm_reg_list, reg_mask_range,
 };
 use kvm_ioctls::{VcpuFd, VmFd};
 use vmm_sys_util::ioctl::{ioctl_with_mut_ptr, ioctl_with_ref};
@@ -25,6 +25,31 @@ vmm_sys_util::ioctl_iow_nr!(KVM_GET_DEVICE_ATTR, KVMIO, 0xe2, kvm_device_attr);
 // KVM_ARM_GET_REG_WRITABLE_MASKS on a VM (6.7; arch/arm64/include/uapi/asm/kvm.h:
 // _IOR(KVMIO, 0xb6, struct reg_mask_range) = 0x8040aeb6).
 vmm_sys_util::ioctl_ior_nr!(KVM_ARM_GET_REG_WRITABLE_MASKS, KVMIO, 0xb6, reg_mask_range);
+
+// KVM_ARM_SET_COUNTER_OFFSET on a VM (6.4; arch/arm64/include/uapi/asm/kvm.h:
+// _IOW(KVMIO, 0xb5, struct kvm_arm_counter_offset) = 0x4010aeb5).
+vmm_sys_util::ioctl_iow_nr!(
+    KVM_ARM_SET_COUNTER_OFFSET,
+    KVMIO,
+    0xb5,
+    kvm_arm_counter_offset
+);
+
+/// KVM_ARM_SET_COUNTER_OFFSET on `vm` with `reserved` zero: the offset of both the virtual
+/// and the physical counter, after which counter writes through ONE_REG are ignored.
+pub(crate) fn set_counter_offset(vm: &VmFd, offset: u64) -> Result<(), Errno> {
+    let arg = kvm_arm_counter_offset {
+        counter_offset: offset,
+        reserved: 0,
+    };
+    // SAFETY: one KVM_ARM_SET_COUNTER_OFFSET ioctl on a VM fd; the kernel only reads the
+    // 16-byte `arg`, which lives until the call returns.
+    let ret = unsafe { ioctl_with_ref(vm, KVM_ARM_SET_COUNTER_OFFSET(), &arg) };
+    if ret != 0 {
+        return Err(last_errno());
+    }
+    Ok(())
+}
 
 /// The number of masks of the feature-ID range (192: op0 3, op1 0/1/3, CRn 0, CRm 0-7,
 /// op2 0-7).

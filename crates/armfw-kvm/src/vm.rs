@@ -257,6 +257,13 @@ impl TestVm {
         set_smccc_filter(self.vm_fd(), base, nr_functions, action)
     }
 
+    /// KVM_ARM_SET_COUNTER_OFFSET on the VM (6.4; kernels without it answer EINVAL): both
+    /// counters read the host's counter minus `offset`, and from then on TIMER_CNT and
+    /// PTIMER_CNT writes succeed and are ignored.
+    pub fn set_counter_offset(&self, offset: u64) -> Result<(), Errno> {
+        crate::sys::set_counter_offset(self.vm_fd(), offset)
+    }
+
     /// KVM_HAS_DEVICE_ATTR for the SMCCC filter on the VM: `Ok(())` iff the kernel has it.
     pub fn has_smccc_filter(&self) -> Result<(), Errno> {
         let attr = kvm_device_attr {

@@ -16,6 +16,10 @@
 //!   vCPU's creation, or a CPU_ON call (0.1, SMC32 or SMC64 id) that returned SUCCESS and
 //!   named it (x1, narrowed to 32 bits for the SMC32 id). Both backends apply this rule from
 //!   the results alone, so they agree on it.
+//! - One op beyond the format, which the format has no way to say: `{"op": "counter_offset",
+//!   "value": N}` is KVM_ARM_SET_COUNTER_OFFSET on the VM (`counter_offset` = N, `reserved`
+//!   0; `vcpu` is ignored), with the result `{"ok": true}` or `{"errno": ...}`. Kernels
+//!   without the ioctl (before 6.4) answer EINVAL.
 
 mod model;
 mod parse;
@@ -60,6 +64,8 @@ pub trait Backend {
         count: u32,
         action: u8,
     ) -> Result<Result<(), Errno>, String>;
+    /// KVM_ARM_SET_COUNTER_OFFSET with `reserved` zero.
+    fn counter_offset(&mut self, offset: u64) -> Result<Result<(), Errno>, String>;
 }
 
 /// Run `scenario` on `backend`: the result document.
@@ -166,6 +172,10 @@ fn run_step(
             count,
             action,
         } => match backend.smccc_filter(*base, *count, *action)? {
+            Ok(()) => StepResult::Ok,
+            Err(e) => StepResult::Errno(e),
+        },
+        StepKind::CounterOffset { offset } => match backend.counter_offset(*offset)? {
             Ok(()) => StepResult::Ok,
             Err(e) => StepResult::Errno(e),
         },

@@ -236,4 +236,10 @@ impl Backend for ModelBackend {
     ) -> Result<Result<(), Errno>, String> {
         Ok(self.fw()?.set_smccc_filter(base, count, action, [0; 15]))
     }
+
+    fn counter_offset(&mut self, offset: u64) -> Result<Result<(), Errno>, String> {
+        self.fw()?;
+        let v = self.vcpu.as_mut().ok_or(NO_VCPU_PART)?;
+        Ok(v.set_counter_offset(offset))
+    }
 }

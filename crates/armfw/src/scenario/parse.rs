@@ -124,6 +124,12 @@ pub enum StepKind {
         /// The action byte.
         action: u8,
     },
+    /// KVM_ARM_SET_COUNTER_OFFSET on the VM (an armfw extension of the format, see
+    /// [`crate::scenario`]).
+    CounterOffset {
+        /// `counter_offset`; `reserved` is zero.
+        offset: u64,
+    },
 }
 
 /// A parsed scenario. A malformed `vm` or step is kept as its error: it becomes an `error`
@@ -177,7 +183,7 @@ pub fn parse(text: &str, file_stem: Option<&str>) -> Result<Scenario, ParseError
 }
 
 /// The keys each op takes besides `op` and `vcpu`.
-const STEP_KEYS: [(&str, &[&str]); 8] = [
+const STEP_KEYS: [(&str, &[&str]); 9] = [
     ("reg_list", &["classes"]),
     ("get", &["reg"]),
     ("set", &["reg", "value"]),
@@ -186,6 +192,7 @@ const STEP_KEYS: [(&str, &[&str]); 8] = [
     ("mp_state", &[]),
     ("set_mp_state", &["mp_state"]),
     ("smccc_filter", &["base", "count", "action"]),
+    ("counter_offset", &["value"]),
 ];
 
 /// The document: `vm` and each step are kept as JSON and read on their own, so that a
@@ -393,6 +400,16 @@ impl TryFrom<RawStep> for Step {
                     ));
                 };
                 StepKind::SetMpState { state }
+            }
+            "counter_offset" => {
+                let value = required("value", raw.value.as_ref())?;
+                let Some(bytes) = value.fit(8) else {
+                    let shown = crate::json::hex_le_bytes(&value.bytes);
+                    return Err(bad("value", format!("{shown} does not fit 64 bits")));
+                };
+                StepKind::CounterOffset {
+                    offset: crate::json::le_u64(&bytes),
+                }
             }
             "smccc_filter" => StepKind::SmcccFilter {
                 base: below_2_32("base", required("base", raw.base)?)?,
@@ -623,6 +640,19 @@ mod tests {
         );
         assert!(one_step(r#"{"op":"smccc_filter","base":0,"count":1,"action":256}"#).is_err());
         assert!(one_step(r#"{"op":"smccc_filter","base":0,"count":1,"action":"drop"}"#).is_err());
+    }
+
+    #[test]
+    fn counter_offset_takes_one_64_bit_value() {
+        assert_eq!(
+            one_step(r#"{"op":"counter_offset","value":"0x8000000000000000"}"#)
+                .unwrap()
+                .kind,
+            StepKind::CounterOffset { offset: 1 << 63 }
+        );
+        assert!(one_step(r#"{"op":"counter_offset","value":"0x10000000000000000"}"#).is_err());
+        assert!(one_step(r#"{"op":"counter_offset"}"#).is_err());
+        assert!(one_step(r#"{"op":"counter_offset","value":1,"reg":"0x1"}"#).is_err());
     }
 
     #[test]

@@ -71,6 +71,10 @@ pub struct VcpuModel {
     has_run: bool,
     /// The virtual and physical counters as last written (the VM's offsets).
     counters: [Option<u64>; 2],
+    /// The host has KVM_ARM_SET_COUNTER_OFFSET (KVM_CAP_COUNTER_OFFSET, 6.4).
+    counter_offset_cap: bool,
+    /// KVM_ARM_SET_COUNTER_OFFSET succeeded: writes to the counters are ignored.
+    counter_offset_set: bool,
 }
 
 /// What the accesses of one listed register need, decided once from its id and the host.
@@ -212,6 +216,8 @@ impl VcpuModel {
             vm_wide: vec![None; set.registers.0.len()],
             has_run: false,
             counters: [None, None],
+            counter_offset_cap: v.capabilities.counter_offset,
+            counter_offset_set: false,
             set,
         })
     }
@@ -241,6 +247,21 @@ impl VcpuModel {
             }
         }
         self.has_run = true;
+    }
+
+    /// KVM_ARM_SET_COUNTER_OFFSET with `reserved` zero (kvm_vm_ioctl_set_counter_offset(),
+    /// arch/arm64/kvm/arch_timer.c, 6.4): the one offset of both the virtual and the
+    /// physical counter, and from then on TIMER_CNT/PTIMER_CNT writes succeed and are
+    /// ignored. EBUSY comes only from a vCPU ioctl running at the same time, which a single
+    /// VMM thread never meets; kernels without the ioctl answer EINVAL (kvm_arch_vm_ioctl()).
+    pub fn set_counter_offset(&mut self, offset: u64) -> Result<(), Errno> {
+        if !self.counter_offset_cap {
+            return Err(Errno::EINVAL);
+        }
+        let counter = PHYS_COUNTER.wrapping_sub(offset);
+        self.counters = [Some(counter); 2];
+        self.counter_offset_set = true;
+        Ok(())
     }
 
     fn listed(&self, id: u64) -> Option<usize> {
@@ -424,6 +445,8 @@ impl VcpuModel {
             },
             Kind::Timer => {
                 match id {
+                    // arch_timer_set_user(): no effect once the VM's offset was set.
+                    TIMER_CNT | PTIMER_CNT if self.counter_offset_set => {}
                     TIMER_CNT => self.counters[0] = Some(value),
                     PTIMER_CNT => self.counters[1] = Some(value),
                     // kvm_arm_timer_write(): ISTATUS is read-only.
