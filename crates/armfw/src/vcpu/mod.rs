@@ -63,6 +63,8 @@ pub struct VcpuModel {
     limits: Vec<u64>,
     /// The writable mask of each register (0 where none was probed), by position.
     writable: Vec<u64>,
+    /// The bits of each register's fields inside its writable mask, by position.
+    checked: Vec<u64>,
     /// What each register's accesses need, decided once from its id, by position.
     slots: Vec<Slot>,
     /// VM-wide registers (ID and implementation registers, CTR_EL0) once written, by list
@@ -166,7 +168,7 @@ impl VcpuModel {
         let index = IdIndex::new(set.ids());
         let pfr0 = set.reset(sysreg_id(3, 0, 0, 4, 0)).map_or(0, Wide::low_u64);
         let aarch32_el0 = pfr0 & 0xf == 2;
-        let slots = set
+        let slots: Vec<Slot> = set
             .registers
             .0
             .iter()
@@ -211,6 +213,11 @@ impl VcpuModel {
             vq,
             values,
             limits,
+            checked: slots
+                .iter()
+                .zip(&writable)
+                .map(|(s, &w)| rules::checked_fields(s.fields, w))
+                .collect(),
             writable,
             slots,
             vm_wide: vec![None; set.registers.0.len()],
@@ -247,6 +254,16 @@ impl VcpuModel {
             }
         }
         self.has_run = true;
+        // kvm_timer_vcpu_put() → timer_save_state() at the end of every KVM_RUN: the virtual
+        // timer's control register is read back from the CPU, with ISTATUS as the CPU
+        // computed it (measured: set when the timer is enabled and the counter has reached
+        // the compare value; QEMU clears it for a disabled timer). It stays in the stored
+        // value until the next write, which clears it. The physical timer is left alone: it
+        // is the CPU's only on VHE hosts, and no scenario measured it after a run.
+        let ctl = self.u64_of(vcpu, TIMER_CTL);
+        let reached = self.counters[0].unwrap_or(0) >= self.u64_of(vcpu, TIMER_CVAL);
+        let istatus = if ctl & 1 != 0 && reached { 4 } else { 0 };
+        self.store(vcpu, TIMER_CTL, &((ctl & !4) | istatus).to_le_bytes());
     }
 
     /// KVM_ARM_SET_COUNTER_OFFSET with `reserved` zero (kvm_vm_ioctl_set_counter_offset(),
@@ -391,13 +408,14 @@ impl VcpuModel {
             ),
             _ => return stored,
         };
-        // read_timer_ctl(): ISTATUS (bit 2) is set when the compare value has been reached;
-        // 7.2 reports the control bits alone (the timer registers moved into the sysreg
-        // table; measured: 6.12 sets ISTATUS, 7.2 does not; the 7.0 boundary is inferred).
+        // read_timer_ctl(): ISTATUS (bit 2) is added when the compare value has been
+        // reached, to what is stored (a run may have stored it, see `ran`); 7.2 reports the
+        // stored value alone (the timer registers moved into the sysreg table; measured:
+        // 6.12 adds ISTATUS, 7.2 does not; the 7.0 boundary is inferred).
         if self.release.at_least(7, 0) {
-            return stored & !4;
+            return stored;
         }
-        (stored & !4) | if counter >= cval { 4 } else { 0 }
+        stored | if counter >= cval { 4 } else { 0 }
     }
 
     /// KVM_SET_ONE_REG of a non-firmware id on `vcpu` from `data`, which has the id's size
@@ -489,6 +507,7 @@ impl VcpuModel {
             limit: self.limits[pos],
             current: self.word_at(vcpu, pos),
             writable: self.writable[pos],
+            checked: self.checked[pos],
             has_run: self.has_run,
             raz: slot.raz,
             write_ignored: slot.write_ignored,

@@ -367,6 +367,8 @@ pub struct IdCheck {
     pub current: u64,
     /// The writable mask (6.7+), 0 where the probe saw none.
     pub writable: u64,
+    /// The bits of the fields that lie wholly inside the writable mask ([`checked_fields`]).
+    pub checked: u64,
     /// A vCPU of the VM has run.
     pub has_run: bool,
     /// The register reads as zero (unallocated, or hidden for the vCPU's features).
@@ -443,6 +445,19 @@ pub fn id_set(encoding: (u8, u8, u8, u8, u8), c: IdCheck, value: u64) -> Result<
     id_check_features(encoding, c, value).map(|()| value)
 }
 
+/// The bits of the fields of `fields` that lie wholly inside `writable`: the `mask` that
+/// `arm64_check_features()` builds; bits outside it must equal the host's.
+#[must_use]
+pub fn checked_fields(fields: Option<&ftr::FtrReg>, writable: u64) -> u64 {
+    fields.map_or(0, |reg| {
+        reg.fields
+            .iter()
+            .map(ftr::field_mask)
+            .filter(|&fm| fm & writable == fm)
+            .fold(0, |acc, fm| acc | fm)
+    })
+}
+
 /// The has-run rule and `arm64_check_features()` (6.7+).
 fn id_check_features(encoding: (u8, u8, u8, u8, u8), c: IdCheck, value: u64) -> Result<(), Errno> {
     if c.has_run {
@@ -463,26 +478,36 @@ fn id_check_features(encoding: (u8, u8, u8, u8, u8), c: IdCheck, value: u64) -> 
     let Some(reg) = c.fields else {
         return Err(Errno::EINVAL);
     };
-    let mut mask = 0u64;
-    for f in reg.fields {
+    // The kernel walks every field and then compares the bits outside the checked fields
+    // with the host's; the same answer comes from doing that comparison first and judging
+    // only the fields with a changed bit (an unchanged field passes: f_val == f_lim). The
+    // fields are disjoint, so a changed bit inside `checked` lies in a checked field.
+    let changed = value ^ c.limit;
+    if changed & !c.checked != 0 {
+        return Err(Errno::EINVAL);
+    }
+    // Walk the changed bits, lowest first; the fields are sorted by shift, highest first,
+    // and disjoint (what sort_ftr_regs() checks at boot, and `ftr`'s tests), so the field
+    // holding a bit is found by a binary search.
+    let mut rest = changed;
+    while rest != 0 {
+        let bit = rest.trailing_zeros();
+        let i = reg.fields.partition_point(|f| u32::from(f.shift) > bit);
+        let Some(f) = reg.fields.get(i) else {
+            return Err(Errno::EINVAL);
+        };
         let fm = ftr::field_mask(f);
-        if fm & c.writable != fm {
-            continue;
+        if fm & 1 << bit == 0 {
+            return Err(Errno::EINVAL);
         }
-        mask |= fm;
+        rest &= !fm;
         let v = ftr::field_value(f, value);
         let lim = ftr::field_value(f, c.limit);
-        if v == lim {
-            continue;
-        }
         let mut field = *f;
         field.kind = ftr::kvm_kind(encoding, f);
         if ftr::safe_value(&field, v, lim) != v {
             return Err(Errno::EINVAL);
         }
-    }
-    if value & !mask != c.limit & !mask {
-        return Err(Errno::EINVAL);
     }
     Ok(())
 }
