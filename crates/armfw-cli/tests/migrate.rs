@@ -267,7 +267,7 @@ fn bad_state_files_are_one_line_errors_with_exit_2() {
     let profile = write("profile.json", br#"{"format": "armfw-profile/1"}"#);
     let newer = write(
         "newer.json",
-        text.replace("armfw-snapshot/1.0", "armfw-snapshot/2.0")
+        text.replace("armfw-snapshot/1.0", "armfw-snapshot/3.0")
             .as_bytes(),
     );
     let edited = write(
@@ -285,7 +285,7 @@ fn bad_state_files_are_one_line_errors_with_exit_2() {
     for (path, needle) in [
         (&not_json, "not JSON"),
         (&profile, "not an armfw snapshot"),
-        (&newer, "format version 2.0 is not readable"),
+        (&newer, "format version 3.0 is not readable"),
         (&edited, "checksum"),
         (&field, "vcpus[0].mp_state"),
         (&truncated, "truncated"),

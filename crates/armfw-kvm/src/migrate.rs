@@ -11,7 +11,7 @@
 use armfw::abi::Errno as AbiErrno;
 use armfw::compat::{Baseline, Report};
 use armfw::firmware::{Conduit, MpState};
-use armfw::migrate::sequence::{self, RestoreTarget, SaveContext, SaveSource};
+use armfw::migrate::sequence::{self, RestoreTarget, SaveContext, SaveSource, VcpuInit};
 use armfw::snapshot::{FilterRange, PendingStart, Snapshot, Source, Step};
 
 use crate::{CallExit, Error, TestVm, VmSpec};
@@ -61,6 +61,7 @@ pub fn save(
         has_run,
         system_suspend: spec.system_suspend,
         smccc_filter,
+        machine: None,
     };
     sequence::save_from(&Live(vm), ctx).map_err(|f| Error::Sys {
         op: f.op,
@@ -128,6 +129,10 @@ impl SaveSource for Live<'_> {
         self.0.get_u64(vcpu, id)
     }
 
+    fn get_reg(&self, vcpu: usize, id: u64) -> Result<Vec<u8>, AbiErrno> {
+        self.0.get_one_reg(vcpu, id)
+    }
+
     fn mp_state(&self, vcpu: usize) -> Result<MpState, AbiErrno> {
         let raw = self.0.mp_state(vcpu)?;
         // arm64 KVM reports RUNNABLE, STOPPED and SUSPENDED only.
@@ -145,7 +150,24 @@ impl RestoreTarget for Live<'_> {
         Err(AbiErrno::EINVAL)
     }
 
-    fn create_vcpus(&mut self, count: usize, _psci_0_2: bool) -> Result<(), (usize, AbiErrno)> {
+    fn enable_writable_imp_id_regs(&mut self) -> Result<(), AbiErrno> {
+        // Also a capability of VM creation, before any vCPU exists.
+        Err(AbiErrno::EINVAL)
+    }
+
+    fn set_counter_offset(&mut self, offset: u64) -> Result<(), AbiErrno> {
+        self.0.set_counter_offset(offset)
+    }
+
+    fn listed_ids(&self, vcpu: usize) -> Result<Vec<u64>, AbiErrno> {
+        self.0.reg_list(vcpu)
+    }
+
+    fn set_reg(&mut self, vcpu: usize, id: u64, data: &[u8]) -> Result<(), AbiErrno> {
+        self.0.set_one_reg(vcpu, id, data)
+    }
+
+    fn create_vcpus(&mut self, count: usize, _init: &VcpuInit) -> Result<(), (usize, AbiErrno)> {
         if count == self.0.vcpu_count() {
             Ok(())
         } else {
@@ -205,9 +227,32 @@ impl RestoreTarget for NewVm {
         Ok(())
     }
 
-    fn create_vcpus(&mut self, count: usize, psci_0_2: bool) -> Result<(), (usize, AbiErrno)> {
+    fn enable_writable_imp_id_regs(&mut self) -> Result<(), AbiErrno> {
+        let cap = kvm_bindings::KVM_CAP_ARM_WRITABLE_IMP_ID_REGS;
+        if crate::check_extension(cap)? <= 0 {
+            return Err(AbiErrno::EINVAL);
+        }
+        self.spec.writable_imp_id_regs = true;
+        Ok(())
+    }
+
+    fn set_counter_offset(&mut self, offset: u64) -> Result<(), AbiErrno> {
+        self.live()?.set_counter_offset(offset)
+    }
+
+    fn listed_ids(&self, vcpu: usize) -> Result<Vec<u64>, AbiErrno> {
+        self.live()?.listed_ids(vcpu)
+    }
+
+    fn set_reg(&mut self, vcpu: usize, id: u64, data: &[u8]) -> Result<(), AbiErrno> {
+        self.live()?.set_reg(vcpu, id, data)
+    }
+
+    fn create_vcpus(&mut self, count: usize, init: &VcpuInit) -> Result<(), (usize, AbiErrno)> {
         self.spec.vcpus = count;
-        self.spec.psci_0_2 = psci_0_2;
+        self.spec.psci_0_2 = init.psci_0_2;
+        self.spec.features = init.features;
+        self.spec.sve_vls.clone_from(&init.sve_vls);
         match TestVm::new(&self.spec) {
             Ok(vm) => {
                 self.vm = Some(vm);

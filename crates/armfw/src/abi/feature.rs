@@ -143,7 +143,7 @@ impl fmt::Display for CpuFeatures {
 
 impl Serialize for CpuFeatures {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut seq = s.serialize_seq(None)?;
+        let mut seq = s.serialize_seq(Some(self.iter().count()))?;
         for f in self.iter() {
             seq.serialize_element(f.name())?;
         }

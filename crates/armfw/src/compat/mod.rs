@@ -45,6 +45,7 @@ mod finding;
 mod report;
 mod rule;
 mod strict;
+pub mod whole;
 
 pub use baseline::{
     ApplyError, BASELINE_FORMAT, Baseline, BaselineError, BaselineJson, BaselineRegisterJson,

@@ -214,7 +214,8 @@ pub fn from_value_at<'de, T: Deserialize<'de>>(
     strict::from_value_at(path, value)
 }
 
-/// A number under the shared rule (see the module doc). Serialised as its [`hex`] string.
+/// A number under the shared rule (see the module doc). Serialised as its [`hex`] string in
+/// human-readable formats (JSON), as a `u64` in binary ones (the snapshot's canonical body).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Number(pub u64);
 
@@ -232,13 +233,21 @@ impl From<Number> for u64 {
 
 impl Serialize for Number {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&hex(self.0))
+        if s.is_human_readable() {
+            s.serialize_str(&hex(self.0))
+        } else {
+            s.serialize_u64(self.0)
+        }
     }
 }
 
 impl<'de> Deserialize<'de> for Number {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(NumberVisitor)
+        if d.is_human_readable() {
+            d.deserialize_any(NumberVisitor)
+        } else {
+            d.deserialize_u64(NumberVisitor)
+        }
     }
 }
 
@@ -317,7 +326,7 @@ pub fn hex_le_bytes(bytes: &[u8]) -> String {
 /// JSON integer from 0 to 2^64−1 or `0x` and one or more hex digits (no upper bound: the
 /// reader of a field says how wide it may be, with [`Wide::fit`]); written as [`hex_le_bytes`]
 /// writes it. For register values of every size (128-bit V registers, 2048-bit Z registers,
-/// the 512-bit SVE_VLS).
+/// the 512-bit SVE_VLS). Binary formats carry the bytes as they are.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Wide {
     /// The bytes, least significant first, as many as the digits need (at least one).
@@ -369,7 +378,11 @@ impl From<u64> for Wide {
 
 impl Serialize for Wide {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&hex_le_bytes(&self.bytes))
+        if s.is_human_readable() {
+            s.serialize_str(&hex_le_bytes(&self.bytes))
+        } else {
+            s.serialize_bytes(&self.bytes)
+        }
     }
 }
 
@@ -395,8 +408,15 @@ impl<'de> Deserialize<'de> for Wide {
                     E::custom(format!("expected 0x followed by hex digits, found {s:?}"))
                 })
             }
+            fn visit_bytes<E: de::Error>(self, b: &[u8]) -> Result<Wide, E> {
+                Ok(Wide::from_le(b))
+            }
         }
-        d.deserialize_any(V)
+        if d.is_human_readable() {
+            d.deserialize_any(V)
+        } else {
+            d.deserialize_bytes(V)
+        }
     }
 }
 

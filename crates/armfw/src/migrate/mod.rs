@@ -10,6 +10,8 @@
 mod model;
 pub mod sequence;
 
+pub use model::ModelVm;
+
 use crate::abi::Errno;
 use crate::compat::Finding;
 use crate::firmware::{FilterAction, Firmware, KVM_MAX_VCPUS, MpState, VcpuFeatures, VcpuStart};
@@ -72,12 +74,18 @@ pub enum RestoreError {
 }
 
 /// Why a model VM could not be saved.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum SaveError {
     /// The VM has no vCPUs.
     #[error("the VM has no vCPUs")]
     NoVcpus,
+    /// The host refuses the vCPU set-up (a feature it does not offer).
+    #[error("{0}")]
+    Setup(String),
+    /// A whole-VM save of a VM whose profile has no whole-vCPU part (profile format 1).
+    #[error("the profile has no whole-vCPU part (profile format 1: re-probe the host)")]
+    NoWholeVcpu,
     /// A vCPU is not initialised (KVM answers ONE_REG on it with ENOEXEC).
     #[error("vCPU {0} is not initialised")]
     NotInitialised(usize),
@@ -110,68 +118,90 @@ impl Firmware {
     /// ([`crate::firmware::Action::StartVcpu`]) and has not applied yet. (Real KVM applies a
     /// pending reset before any register access, so a save through KVM passes none.)
     pub fn save_with_pending(&self, pending: &[VcpuStart]) -> Result<Snapshot, SaveError> {
-        let first = self.vcpu_features(0).ok_or(if self.vcpu_count() == 0 {
-            SaveError::NoVcpus
-        } else {
-            SaveError::NotInitialised(0)
-        })?;
-        let mut vcpus = Vec::with_capacity(self.vcpu_count());
-        for i in 0..self.vcpu_count() {
-            let f = self.vcpu_features(i).ok_or(SaveError::NotInitialised(i))?;
-            if f.psci_0_2 != first.psci_0_2 {
-                return Err(SaveError::MixedPsciFamilies(i));
-            }
-            let mp_state = self.mp_state(i).map_err(|_| SaveError::NotInitialised(i))?;
-            vcpus.push(VcpuState {
-                mp_state,
-                pending_start: None,
-                pv_time_ipa: self.pv_time_ipa(i),
-            });
-        }
-        for s in pending {
-            match vcpus.get_mut(s.vcpu) {
-                Some(v) if v.mp_state == MpState::Runnable => {
-                    v.pending_start = Some(PendingStart {
-                        entry: s.entry,
-                        context_id: s.context_id,
-                    });
-                }
-                _ => return Err(SaveError::BadPendingStart(s.vcpu)),
-            }
-        }
-        let reserved = crate::firmware::filter_reserved_ranges();
-        let smccc_filter = self
-            .smccc_filter()
-            .ranges()
-            .iter()
-            .filter(|&&(f, l, a)| !(a == FilterAction::Handle && reserved.contains(&(f, l))))
-            .map(|&(first, last, action)| FilterRange {
-                base: first,
-                // `last >= first` holds for every range the filter accepted.
-                nr_functions: last.wrapping_sub(first).wrapping_add(1),
-                action,
-            })
-            .collect();
-        let profile = self.profile();
-        let ctx = sequence::SaveContext {
-            source: Source {
-                profile: profile.name().to_string(),
-                kernel: profile.kernel().to_string(),
-            },
-            psci_0_2: first.psci_0_2,
-            has_run: self.has_run(),
-            system_suspend: self.system_suspend_enabled(),
-            smccc_filter,
-        };
-        let mut snapshot = sequence::save_from(self, ctx).map_err(|f| SaveError::Register {
-            id: f.id.unwrap_or(0),
-            errno: f.errno,
-        })?;
-        for (state, saved) in snapshot.vcpus.iter_mut().zip(vcpus) {
-            state.pending_start = saved.pending_start;
-        }
-        Ok(snapshot)
+        save_model(self, self, pending, None)
     }
+}
+
+impl ModelVm {
+    /// Save the whole VM (format 2.0): the firmware state as [`Firmware::save`] does, and
+    /// every register KVM_GET_REG_LIST names with the set-up `setup` records.
+    pub fn save(&self, setup: sequence::MachineSetup) -> Result<Snapshot, SaveError> {
+        if self.vcpu.is_none() {
+            return Err(SaveError::NoWholeVcpu);
+        }
+        save_model(&self.fw, self, &[], Some(setup))
+    }
+}
+
+/// The save of a model VM: `fw`'s firmware facts, the registers through `source`.
+fn save_model(
+    fw: &Firmware,
+    source: &impl sequence::SaveSource,
+    pending: &[VcpuStart],
+    machine: Option<sequence::MachineSetup>,
+) -> Result<Snapshot, SaveError> {
+    let first = fw.vcpu_features(0).ok_or(if fw.vcpu_count() == 0 {
+        SaveError::NoVcpus
+    } else {
+        SaveError::NotInitialised(0)
+    })?;
+    let mut vcpus = Vec::with_capacity(fw.vcpu_count());
+    for i in 0..fw.vcpu_count() {
+        let f = fw.vcpu_features(i).ok_or(SaveError::NotInitialised(i))?;
+        if f.psci_0_2 != first.psci_0_2 {
+            return Err(SaveError::MixedPsciFamilies(i));
+        }
+        let mp_state = fw.mp_state(i).map_err(|_| SaveError::NotInitialised(i))?;
+        vcpus.push(VcpuState {
+            mp_state,
+            pending_start: None,
+            pv_time_ipa: fw.pv_time_ipa(i),
+        });
+    }
+    for s in pending {
+        match vcpus.get_mut(s.vcpu) {
+            Some(v) if v.mp_state == MpState::Runnable => {
+                v.pending_start = Some(PendingStart {
+                    entry: s.entry,
+                    context_id: s.context_id,
+                });
+            }
+            _ => return Err(SaveError::BadPendingStart(s.vcpu)),
+        }
+    }
+    let reserved = crate::firmware::filter_reserved_ranges();
+    let smccc_filter = fw
+        .smccc_filter()
+        .ranges()
+        .iter()
+        .filter(|&&(f, l, a)| !(a == FilterAction::Handle && reserved.contains(&(f, l))))
+        .map(|&(first, last, action)| FilterRange {
+            base: first,
+            // `last >= first` holds for every range the filter accepted.
+            nr_functions: last.wrapping_sub(first).wrapping_add(1),
+            action,
+        })
+        .collect();
+    let profile = fw.profile();
+    let ctx = sequence::SaveContext {
+        source: Source {
+            profile: profile.name().to_string(),
+            kernel: profile.kernel().to_string(),
+        },
+        psci_0_2: first.psci_0_2,
+        has_run: fw.has_run(),
+        system_suspend: fw.system_suspend_enabled(),
+        smccc_filter,
+        machine,
+    };
+    let mut snapshot = sequence::save_from(source, ctx).map_err(|f| SaveError::Register {
+        id: f.id.unwrap_or(0),
+        errno: f.errno,
+    })?;
+    for (state, saved) in snapshot.vcpus.iter_mut().zip(vcpus) {
+        state.pending_start = saved.pending_start;
+    }
+    Ok(snapshot)
 }
 
 impl Snapshot {
@@ -195,5 +225,50 @@ impl Snapshot {
         }
         fw.vcpu_run(0).map_err(|_| SaveError::NotInitialised(0))?;
         fw.save()
+    }
+
+    /// The whole state (format 2.0) of a VM created on the host `profile` describes with the
+    /// vCPU features `features` (the host's default SVE lengths) and otherwise as
+    /// [`Snapshot::created_on`]: every register at the value KVM gives it, after vCPU 0's
+    /// first run when `run` is set, before any run otherwise.
+    pub fn created_whole_on(
+        profile: &crate::Profile,
+        vcpus: usize,
+        features: crate::abi::CpuFeatures,
+        run: bool,
+    ) -> Result<Snapshot, SaveError> {
+        let n = vcpus.clamp(1, KVM_MAX_VCPUS);
+        let mut fw = Firmware::new(profile);
+        for i in 0..n {
+            let reg = |errno| SaveError::Register { id: 0, errno };
+            fw.add_vcpu().map_err(reg)?;
+            fw.init_vcpu(
+                i,
+                VcpuFeatures {
+                    psci_0_2: profile.capabilities().psci_0_2,
+                    power_off: i > 0,
+                },
+            )
+            .map_err(reg)?;
+        }
+        let setup = crate::vcpu::VcpuSetup {
+            vcpus: n,
+            features,
+            ..crate::vcpu::VcpuSetup::default()
+        };
+        let registers = match crate::vcpu::VcpuModel::new(profile, &setup) {
+            None => return Err(SaveError::NoWholeVcpu),
+            Some(Err(e)) => return Err(SaveError::Setup(e.to_string())),
+            Some(Ok(m)) => m,
+        };
+        let mut vm = ModelVm::new(fw);
+        vm.vcpu = Some(registers);
+        if run {
+            vm.run(0).map_err(|_| SaveError::NotInitialised(0))?;
+        }
+        vm.save(sequence::MachineSetup {
+            features,
+            ..sequence::MachineSetup::default()
+        })
     }
 }

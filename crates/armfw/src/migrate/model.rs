@@ -1,12 +1,13 @@
 //! The model VM under the one sequence: save, restore (atomically, under a policy) and
 //! baseline application for [`Firmware`].
 
-use super::sequence::{self, RestoreTarget, SaveSource};
+use super::sequence::{self, RestoreTarget, SaveSource, VcpuInit};
 use super::{RestoreError, RestorePolicy, Restored};
-use crate::abi::Errno;
+use crate::abi::{Errno, OneRegId};
 use crate::compat::{self, ApplyError, Baseline, Verdict};
 use crate::firmware::{Firmware, MpState, VcpuFeatures, VcpuStart};
 use crate::snapshot::{FilterRange, PendingStart, Snapshot};
+use crate::vcpu::{VcpuModel, VcpuSetup};
 
 impl Firmware {
     /// Restore `snapshot` into this VM, atomically: on success the VM holds the snapshot's
@@ -50,10 +51,7 @@ impl Firmware {
                 return Err(RestoreError::VcpuFeatures(i));
             }
         }
-        let mut work = ModelVm {
-            fw: self.clone(),
-            starts: Vec::new(),
-        };
+        let mut work = ModelVm::new(self.clone());
         sequence::restore_into(&mut work, snapshot, report.as_ref())
             .map_err(|(step, errno)| RestoreError::Failed { step, errno })?;
         *self = work.fw;
@@ -63,12 +61,47 @@ impl Firmware {
     }
 }
 
-/// A model VM as the restore sequence's target: the engine, and the CPU_ON starts the
-/// restore hands to the VMM.
+/// A model VM as the restore sequence's target: the engine, the whole-vCPU registers once
+/// the vCPUs exist (on a profile that has them), and the CPU_ON starts the restore hands to
+/// the VMM.
 #[derive(Debug)]
-pub(crate) struct ModelVm {
+pub struct ModelVm {
     pub(crate) fw: Firmware,
+    pub(crate) vcpu: Option<VcpuModel>,
+    pub(crate) imp_writable: bool,
     pub(crate) starts: Vec<VcpuStart>,
+}
+
+impl ModelVm {
+    /// A VM on the model, holding `fw` (vCPUs made by the restore get their registers from
+    /// `fw`'s profile).
+    pub fn new(fw: Firmware) -> ModelVm {
+        ModelVm {
+            fw,
+            vcpu: None,
+            imp_writable: false,
+            starts: Vec::new(),
+        }
+    }
+
+    /// The firmware engine.
+    pub fn firmware(&self) -> &Firmware {
+        &self.fw
+    }
+
+    /// The whole-vCPU registers, once the vCPUs exist on a profile that has them.
+    pub fn registers(&self) -> Option<&VcpuModel> {
+        self.vcpu.as_ref()
+    }
+
+    /// KVM_RUN of `vcpu` that enters the guest and comes back (the first run's changes).
+    pub fn run(&mut self, vcpu: usize) -> Result<(), crate::firmware::VcpuError> {
+        self.fw.vcpu_run(vcpu)?;
+        if let Some(v) = self.vcpu.as_mut() {
+            v.ran(vcpu);
+        }
+        Ok(())
+    }
 }
 
 impl SaveSource for Firmware {
@@ -92,6 +125,14 @@ impl SaveSource for Firmware {
     fn pv_time_ipa(&self, vcpu: usize) -> Result<Option<u64>, Errno> {
         Ok(Firmware::pv_time_ipa(self, vcpu))
     }
+
+    fn get_reg(&self, vcpu: usize, id: u64) -> Result<Vec<u8>, Errno> {
+        Firmware::get_one_reg(self, vcpu, id).map(|v| {
+            let mut buf = v.to_le_bytes().to_vec();
+            buf.resize(OneRegId(id).size_bytes(), 0);
+            buf
+        })
+    }
 }
 
 impl SaveSource for ModelVm {
@@ -100,11 +141,22 @@ impl SaveSource for ModelVm {
     }
 
     fn reg_list(&self, vcpu: usize) -> Result<Vec<u64>, Errno> {
-        self.fw.reg_list(vcpu)
+        self.listed_ids(vcpu)
     }
 
     fn get_one_reg(&self, vcpu: usize, id: u64) -> Result<u64, Errno> {
         self.fw.get_one_reg(vcpu, id)
+    }
+
+    fn get_reg(&self, vcpu: usize, id: u64) -> Result<Vec<u8>, Errno> {
+        match &self.vcpu {
+            Some(v) if !OneRegId(id).is_firmware_class() => v.get(vcpu, id),
+            _ => self.fw.get_one_reg(vcpu, id).map(|v| {
+                let mut buf = v.to_le_bytes().to_vec();
+                buf.resize(OneRegId(id).size_bytes(), 0);
+                buf
+            }),
+        }
     }
 
     fn mp_state(&self, vcpu: usize) -> Result<MpState, Errno> {
@@ -121,7 +173,20 @@ impl RestoreTarget for ModelVm {
         self.fw.enable_system_suspend()
     }
 
-    fn create_vcpus(&mut self, count: usize, psci_0_2: bool) -> Result<(), (usize, Errno)> {
+    fn enable_writable_imp_id_regs(&mut self) -> Result<(), Errno> {
+        let has = self
+            .fw
+            .profile()
+            .vcpu()
+            .is_some_and(|v| v.capabilities.writable_imp_id_regs);
+        if !has || self.fw.vcpu_count() != 0 {
+            return Err(Errno::EINVAL);
+        }
+        self.imp_writable = true;
+        Ok(())
+    }
+
+    fn create_vcpus(&mut self, count: usize, init: &VcpuInit) -> Result<(), (usize, Errno)> {
         // A VM whose vCPUs exist was checked against the snapshot before the sequence.
         if self.fw.vcpu_count() != 0 {
             return Ok(());
@@ -129,12 +194,55 @@ impl RestoreTarget for ModelVm {
         for vcpu in 0..count {
             self.fw.add_vcpu().map_err(|e| (vcpu, e))?;
             let features = VcpuFeatures {
-                psci_0_2,
+                psci_0_2: init.psci_0_2,
                 power_off: false,
             };
             self.fw.init_vcpu(vcpu, features).map_err(|e| (vcpu, e))?;
         }
+        let setup = VcpuSetup {
+            vcpus: count,
+            features: init.features,
+            sve_vls: init.sve_vls.clone(),
+            writable_imp_id_regs: self.imp_writable,
+        };
+        self.vcpu = match VcpuModel::new(self.fw.profile(), &setup) {
+            Some(Ok(model)) => Some(model),
+            // KVM_ARM_VCPU_INIT (a feature the host lacks) or the SVE_VLS write refused it.
+            Some(Err(_)) => return Err((0, Errno::EINVAL)),
+            // A version-1 profile answers for the firmware registers alone.
+            None if init.features == crate::abi::CpuFeatures::NONE => None,
+            None => return Err((0, Errno::EINVAL)),
+        };
         Ok(())
+    }
+
+    fn set_counter_offset(&mut self, offset: u64) -> Result<(), Errno> {
+        self.vcpu
+            .as_mut()
+            .ok_or(Errno::EINVAL)?
+            .set_counter_offset(offset)
+    }
+
+    fn listed_ids(&self, vcpu: usize) -> Result<Vec<u64>, Errno> {
+        self.fw.reg_list(vcpu)?;
+        Ok(match &self.vcpu {
+            Some(v) => v.reg_list(),
+            None => self.fw.reg_list(vcpu)?,
+        })
+    }
+
+    fn set_reg(&mut self, vcpu: usize, id: u64, data: &[u8]) -> Result<(), Errno> {
+        match self.vcpu.as_mut() {
+            Some(v) if !OneRegId(id).is_firmware_class() => v.set(vcpu, id, data),
+            // Without the whole-vCPU part the host's other ids are unknown: not listed.
+            None if !OneRegId(id).is_firmware_class() => Err(Errno::ENOENT),
+            _ => {
+                if data.len() != OneRegId(id).size_bytes() {
+                    return Err(Errno::EINVAL);
+                }
+                self.fw.set_one_reg(vcpu, id, crate::json::le_u64(data))
+            }
+        }
     }
 
     fn set_smccc_filter(&mut self, range: &FilterRange) -> Result<(), Errno> {
@@ -178,10 +286,7 @@ impl Baseline {
             return Err(ApplyError::HasRun);
         }
         let features = fw.vcpu_features(0).ok_or(ApplyError::NoVcpu)?;
-        let mut work = ModelVm {
-            fw: fw.clone(),
-            starts: Vec::new(),
-        };
+        let mut work = ModelVm::new(fw.clone());
         sequence::apply_baseline(&mut work, features.psci_0_2, self)?;
         *fw = work.fw;
         Ok(())

@@ -12,12 +12,14 @@
 //! them) before the first KVM_RUN, then the stolen-time IPAs and MP states, and last the
 //! CPU_ON starts that were pending.
 
-use crate::abi::{Errno, FwReg, OneRegId};
+use crate::abi::{CpuFeatures, Errno, FwReg, OneRegId};
 use crate::compat::{ApplyError, Baseline, PlanAction, Report};
 use crate::firmware::MpState;
-use crate::register;
+use crate::register::{self, RegClass};
+use crate::snapshot::machine::is_vm_wide;
 use crate::snapshot::{
-    FilterRange, PendingStart, SavedReg, Snapshot, Source, Step, VcpuState, VmState,
+    FilterRange, Machine, PendingStart, RegValue, SavedReg, Snapshot, Source, Step, VcpuState,
+    VmState,
 };
 
 /// What a save reads of a VM, through KVM's vCPU interface.
@@ -28,6 +30,8 @@ pub trait SaveSource {
     fn reg_list(&self, vcpu: usize) -> Result<Vec<u64>, Errno>;
     /// KVM_GET_ONE_REG of a 64-bit register.
     fn get_one_reg(&self, vcpu: usize, id: u64) -> Result<u64, Errno>;
+    /// KVM_GET_ONE_REG of a register of any size: the buffer.
+    fn get_reg(&self, vcpu: usize, id: u64) -> Result<Vec<u8>, Errno>;
     /// KVM_GET_MP_STATE.
     fn mp_state(&self, vcpu: usize) -> Result<MpState, Errno>;
     /// KVM_GET_DEVICE_ATTR(KVM_ARM_VCPU_PVTIME_IPA): the stolen-time IPA, if set.
@@ -39,9 +43,19 @@ pub trait SaveSource {
 pub trait RestoreTarget {
     /// KVM_ENABLE_CAP(KVM_CAP_ARM_SYSTEM_SUSPEND) on the VM, before the vCPUs exist.
     fn enable_system_suspend(&mut self) -> Result<(), Errno>;
-    /// Create `count` vCPUs and KVM_ARM_VCPU_INIT each with PSCI_0_2 as given (a target whose
-    /// vCPUs already exist checks them instead). The error names the vCPU.
-    fn create_vcpus(&mut self, count: usize, psci_0_2: bool) -> Result<(), (usize, Errno)>;
+    /// KVM_ENABLE_CAP(KVM_CAP_ARM_WRITABLE_IMP_ID_REGS) on the VM, before the vCPUs exist.
+    fn enable_writable_imp_id_regs(&mut self) -> Result<(), Errno>;
+    /// Create `count` vCPUs and set each up as `init` says: KVM_ARM_VCPU_INIT with PSCI_0_2
+    /// and the features, then with SVE the SVE_VLS write and KVM_ARM_VCPU_FINALIZE, with the
+    /// PMU its initialisation (a target whose vCPUs already exist checks them instead). The
+    /// error names the vCPU.
+    fn create_vcpus(&mut self, count: usize, init: &VcpuInit) -> Result<(), (usize, Errno)>;
+    /// KVM_ARM_SET_COUNTER_OFFSET on the VM.
+    fn set_counter_offset(&mut self, offset: u64) -> Result<(), Errno>;
+    /// KVM_GET_REG_LIST of a vCPU of the target (what QEMU compares the incoming ids with).
+    fn listed_ids(&self, vcpu: usize) -> Result<Vec<u64>, Errno>;
+    /// KVM_SET_ONE_REG of a register of any size from `data` (the id's size).
+    fn set_reg(&mut self, vcpu: usize, id: u64, data: &[u8]) -> Result<(), Errno>;
     /// KVM_SET_DEVICE_ATTR(KVM_ARM_VM_SMCCC_FILTER) of one range.
     fn set_smccc_filter(&mut self, range: &FilterRange) -> Result<(), Errno>;
     /// KVM_SET_ONE_REG of a 64-bit register.
@@ -53,6 +67,137 @@ pub trait RestoreTarget {
     /// Apply a CPU_ON start that was pending at save time (the model hands it to the VMM;
     /// a real VMM resets the vCPU to the entry point).
     fn start_vcpu(&mut self, vcpu: usize, start: PendingStart) -> Result<(), Errno>;
+}
+
+/// How the vCPUs of a restored VM are set up before any register is written.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct VcpuInit {
+    /// KVM_ARM_VCPU_PSCI_0_2.
+    pub psci_0_2: bool,
+    /// The other vCPU features.
+    pub features: CpuFeatures,
+    /// With SVE, the SVE_VLS value written before finalizing (none: the host's default).
+    pub sve_vls: Option<Vec<u8>>,
+}
+
+/// What a whole-VM save needs besides KVM's answers: how the VMM created the VM.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MachineSetup {
+    /// The vCPU features of every vCPU.
+    pub features: CpuFeatures,
+    /// With SVE, the SVE_VLS value in force (it is read back from vCPU 0 when `None`).
+    pub sve_vls: Option<Vec<u8>>,
+    /// KVM_CAP_ARM_WRITABLE_IMP_ID_REGS was enabled.
+    pub writable_imp_id_regs: bool,
+    /// The value given to KVM_ARM_SET_COUNTER_OFFSET, if the VMM used it.
+    pub counter_offset: Option<u64>,
+}
+
+/// How a VMM writes a whole-VM state back, as today's VMMs do. armfw's own plan is
+/// [`Writes::Plan`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum VmmPolicy {
+    /// Firecracker, Cloud Hypervisor: every saved register in the saved list order on each
+    /// vCPU; the first write KVM refuses ends the restore.
+    FirstRefusal,
+    /// Every saved register in the saved list order on each vCPU, every refusal reported;
+    /// the restore fails if any write was refused.
+    WriteAll,
+    /// QEMU: the core and SVE registers travel apart; the other ids of each vCPU (its
+    /// "cpreg" list, sorted) must be no more than the destination lists and each one listed
+    /// there, else the load fails before any write; then the core and SVE registers are
+    /// written, then the others in ascending id order, every refusal reported.
+    Qemu,
+}
+
+impl VmmPolicy {
+    /// Every policy, in the order reports show them.
+    pub const ALL: [VmmPolicy; 3] = [
+        VmmPolicy::FirstRefusal,
+        VmmPolicy::WriteAll,
+        VmmPolicy::Qemu,
+    ];
+
+    /// The name in reports and on the command line.
+    pub const fn name(self) -> &'static str {
+        match self {
+            VmmPolicy::FirstRefusal => "first-refusal",
+            VmmPolicy::WriteAll => "write-all",
+            VmmPolicy::Qemu => "qemu",
+        }
+    }
+
+    /// Who restores this way.
+    pub const fn who(self) -> &'static str {
+        match self {
+            VmmPolicy::FirstRefusal => "Firecracker, Cloud Hypervisor",
+            VmmPolicy::WriteAll => "a VMM that writes every register and reports each refusal",
+            VmmPolicy::Qemu => "QEMU (cpreg list rules)",
+        }
+    }
+}
+
+/// Which registers a restore writes, in which order.
+#[derive(Clone, Copy, Debug)]
+pub enum Writes<'a> {
+    /// As a VMM does it.
+    Vmm(VmmPolicy),
+    /// armfw's plan for the firmware registers ([`crate::compat::check`]; the caller has
+    /// checked its verdict); the other registers of a whole-VM state are written as
+    /// [`VmmPolicy::FirstRefusal`] does, the VM-wide ones first.
+    Plan(&'a Report),
+}
+
+/// One refused operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Refusal {
+    /// The operation.
+    pub step: Step,
+    /// KVM's answer.
+    pub errno: Errno,
+}
+
+/// Why QEMU refuses an incoming vCPU before writing anything (`cpu_post_load()`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum QemuIdSet {
+    /// More incoming cpreg ids than the destination lists ("Failed to load
+    /// cpu:cpreg_vmstate_array_len").
+    TooMany {
+        /// The vCPU.
+        vcpu: usize,
+        /// Incoming ids.
+        incoming: usize,
+        /// Ids the destination lists.
+        destination: usize,
+    },
+    /// An incoming id the destination does not list (the first, in ascending order).
+    Missing {
+        /// The vCPU.
+        vcpu: usize,
+        /// The id.
+        id: u64,
+    },
+}
+
+/// Why a restore stopped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RestoreStop {
+    /// KVM refused operations: the first one (set-up steps and [`VmmPolicy::FirstRefusal`]),
+    /// or every refused register write of the register phase ([`VmmPolicy::WriteAll`],
+    /// [`VmmPolicy::Qemu`]), in order.
+    Refused(Vec<Refusal>),
+    /// QEMU's id-set rule refused a vCPU before any register write.
+    QemuIdSet(QemuIdSet),
+}
+
+impl RestoreStop {
+    /// The first refused operation, if KVM refused one.
+    pub fn first(&self) -> Option<Refusal> {
+        match self {
+            RestoreStop::Refused(list) => list.first().copied(),
+            RestoreStop::QemuIdSet(_) => None,
+        }
+    }
 }
 
 /// The VM-wide facts a save cannot read through KVM: what the VMM set up and knows.
@@ -68,6 +213,9 @@ pub struct SaveContext {
     pub system_suspend: bool,
     /// The SMCCC filter ranges the VMM installed (KVM cannot read them back).
     pub smccc_filter: Vec<FilterRange>,
+    /// With this, the save is of the whole VM (every listed register, format 2.0); without
+    /// it, of the firmware state alone (format 1.0).
+    pub machine: Option<MachineSetup>,
 }
 
 /// A failed save: the operation and KVM's answer.
@@ -97,10 +245,10 @@ pub fn save_from(source: &impl SaveSource, ctx: SaveContext) -> Result<Snapshot,
         }
     };
     let mut registers = Vec::new();
-    for id in source
+    let list = source
         .reg_list(0)
-        .map_err(fail("KVM_GET_REG_LIST", None, 0))?
-    {
+        .map_err(fail("KVM_GET_REG_LIST", None, 0))?;
+    for &id in &list {
         if OneRegId(id).is_firmware_class() {
             let value = source
                 .get_one_reg(0, id)
@@ -108,6 +256,49 @@ pub fn save_from(source: &impl SaveSource, ctx: SaveContext) -> Result<Snapshot,
             registers.push(SavedReg { id, value });
         }
     }
+    let machine = match ctx.machine {
+        None => None,
+        Some(setup) => {
+            let get = |vcpu: usize, id: u64| {
+                source
+                    .get_reg(vcpu, id)
+                    .map(|value| RegValue { id, value })
+                    .map_err(fail("KVM_GET_ONE_REG", Some(id), vcpu))
+            };
+            let mut vm_registers = Vec::new();
+            for &id in list.iter().filter(|&&id| is_vm_wide(id)) {
+                vm_registers.push(get(0, id)?);
+            }
+            let mut vcpus = Vec::with_capacity(source.vcpu_count());
+            for vcpu in 0..source.vcpu_count() {
+                let own = list
+                    .iter()
+                    .filter(|&&id| !is_vm_wide(id) && !OneRegId(id).is_firmware_class());
+                let mut regs = Vec::new();
+                for &id in own {
+                    regs.push(get(vcpu, id)?);
+                }
+                vcpus.push(regs);
+            }
+            let sve_vls = match setup.sve_vls {
+                Some(v) => Some(v),
+                None if setup.features.has(crate::abi::CpuFeature::Sve) => {
+                    let id = crate::abi::vcpu_reg::SVE_VLS;
+                    Some(get(0, id)?.value)
+                }
+                None => None,
+            };
+            Some(Machine {
+                features: setup.features,
+                sve_vls,
+                writable_imp_id_regs: setup.writable_imp_id_regs,
+                counter_offset: setup.counter_offset,
+                reg_list: list,
+                vm_registers,
+                vcpus,
+            })
+        }
+    };
     let mut vcpus = Vec::with_capacity(source.vcpu_count());
     for vcpu in 0..source.vcpu_count() {
         vcpus.push(VcpuState {
@@ -123,6 +314,7 @@ pub fn save_from(source: &impl SaveSource, ctx: SaveContext) -> Result<Snapshot,
         });
     }
     Ok(Snapshot {
+        machine,
         source: ctx.source,
         vm: VmState {
             psci_0_2: ctx.psci_0_2,
@@ -135,67 +327,205 @@ pub fn save_from(source: &impl SaveSource, ctx: SaveContext) -> Result<Snapshot,
     })
 }
 
-/// Restore `snapshot` into `target` in KVM's order: the capability, the vCPUs, the SMCCC
-/// filter ranges, every vCPU's registers — every saved register in saved order (`plan` =
-/// `None`, the strict policy of today's VMMs) or the writes of armfw's plan (`Some(report)`,
-/// whose verdict the caller has checked) — then each vCPU's stolen-time IPA, MP state and
-/// pending start. The first refused operation ends it.
+/// Restore `snapshot` into `target` in KVM's order ([`restore_with`]): every saved register
+/// in saved order (`plan` = `None`, [`VmmPolicy::FirstRefusal`], the strict policy of today's
+/// VMMs) or the writes of armfw's plan (`Some(report)`, whose verdict the caller has checked).
+/// The first refused operation ends it.
 pub fn restore_into(
     target: &mut impl RestoreTarget,
     snapshot: &Snapshot,
     plan: Option<&Report>,
 ) -> Result<(), (Step, Errno)> {
+    let writes = plan.map_or(Writes::Vmm(VmmPolicy::FirstRefusal), Writes::Plan);
+    restore_with(target, snapshot, writes).map_err(|stop| match stop.first() {
+        Some(r) => (r.step, r.errno),
+        // Only the QEMU policy stops on the id set, and it is not asked for here.
+        None => (Step::InitVcpu { vcpu: 0 }, Errno::EINVAL),
+    })
+}
+
+/// Restore `snapshot` into `target` in the order KVM requires: the capabilities (system
+/// suspend; with the whole-vCPU part, writable implementation ids), the vCPUs (INIT with the
+/// saved features, SVE_VLS, finalize, PMU), the counter offset, the SMCCC filter ranges,
+/// every vCPU's registers as `writes` says, then each vCPU's stolen-time IPA, MP state and
+/// pending start. A set-up step KVM refuses ends it; so does the register phase if any write
+/// was refused (after the first one under [`VmmPolicy::FirstRefusal`] and the plan, after
+/// all of them under the others).
+pub fn restore_with(
+    target: &mut impl RestoreTarget,
+    snapshot: &Snapshot,
+    writes: Writes<'_>,
+) -> Result<(), RestoreStop> {
+    let one = |step: Step| move |errno| RestoreStop::Refused(vec![Refusal { step, errno }]);
     let vm = &snapshot.vm;
+    let machine = snapshot.machine.as_ref();
     if vm.system_suspend {
         target
             .enable_system_suspend()
-            .map_err(|e| (Step::EnableSystemSuspend, e))?;
+            .map_err(one(Step::EnableSystemSuspend))?;
     }
+    if machine.is_some_and(|m| m.writable_imp_id_regs) {
+        target
+            .enable_writable_imp_id_regs()
+            .map_err(one(Step::EnableWritableImpIdRegs))?;
+    }
+    let init = VcpuInit {
+        psci_0_2: vm.psci_0_2,
+        features: machine.map_or(CpuFeatures::NONE, |m| m.features),
+        sve_vls: machine.and_then(|m| m.sve_vls.clone()),
+    };
     target
-        .create_vcpus(snapshot.vcpus.len(), vm.psci_0_2)
-        .map_err(|(vcpu, e)| (Step::InitVcpu { vcpu }, e))?;
+        .create_vcpus(snapshot.vcpus.len(), &init)
+        .map_err(|(vcpu, errno)| one(Step::InitVcpu { vcpu })(errno))?;
+    if let Some(offset) = machine.and_then(|m| m.counter_offset) {
+        target
+            .set_counter_offset(offset)
+            .map_err(one(Step::SetCounterOffset))?;
+    }
     for (range, r) in vm.smccc_filter.iter().enumerate() {
         target
             .set_smccc_filter(r)
-            .map_err(|e| (Step::SetSmcccFilter { range }, e))?;
+            .map_err(one(Step::SetSmcccFilter { range }))?;
     }
-    for vcpu in 0..snapshot.vcpus.len() {
-        let mut write = |id, value| {
-            target
-                .set_one_reg(vcpu, id, value)
-                .map_err(|e| (Step::SetOneReg { vcpu, id }, e))
-        };
-        match plan {
-            None => {
-                for r in &vm.registers {
-                    write(r.id, r.value)?;
-                }
-            }
-            Some(report) => {
-                for action in report.plan() {
-                    if let PlanAction::Write { id, value } = *action {
-                        write(id, value)?;
-                    }
-                }
-            }
-        }
-    }
+    write_registers(target, snapshot, writes)?;
     for (vcpu, v) in snapshot.vcpus.iter().enumerate() {
         if let Some(ipa) = v.pv_time_ipa {
             target
                 .set_pv_time_ipa(vcpu, ipa)
-                .map_err(|e| (Step::SetPvTimeIpa { vcpu }, e))?;
+                .map_err(one(Step::SetPvTimeIpa { vcpu }))?;
         }
         target
             .set_mp_state(vcpu, v.mp_state)
-            .map_err(|e| (Step::SetMpState { vcpu }, e))?;
+            .map_err(one(Step::SetMpState { vcpu }))?;
         if let Some(p) = v.pending_start {
             target
                 .start_vcpu(vcpu, p)
-                .map_err(|e| (Step::StartVcpu { vcpu }, e))?;
+                .map_err(one(Step::StartVcpu { vcpu }))?;
         }
     }
     Ok(())
+}
+
+/// The saved buffer of `id` on `vcpu`: the firmware part's value, or the whole-vCPU part's.
+fn saved_value(snapshot: &Snapshot, vcpu: usize, id: u64) -> Option<Vec<u8>> {
+    if OneRegId(id).is_firmware_class() {
+        return snapshot
+            .vm
+            .registers
+            .iter()
+            .find(|r| r.id == id)
+            .map(|r| r.value.to_le_bytes().to_vec());
+    }
+    snapshot
+        .machine
+        .as_ref()?
+        .value(vcpu, id)
+        .map(|r| r.value.clone())
+}
+
+/// QEMU's cpreg ids: everything but the core and SVE registers
+/// (`kvm_arm_reg_syncs_via_cpreg_list()`).
+fn is_cpreg(id: u64) -> bool {
+    !matches!(
+        RegClass::from_value(OneRegId(id).class()),
+        Some(RegClass::Core | RegClass::Sve)
+    )
+}
+
+/// The register phase of [`restore_with`].
+fn write_registers(
+    target: &mut impl RestoreTarget,
+    snapshot: &Snapshot,
+    writes: Writes<'_>,
+) -> Result<(), RestoreStop> {
+    let firmware_ids: Vec<u64> = snapshot.vm.registers.iter().map(|r| r.id).collect();
+    let list: &[u64] = snapshot
+        .machine
+        .as_ref()
+        .map_or(&firmware_ids, |m| &m.reg_list);
+    let mut refused = Vec::new();
+    for vcpu in 0..snapshot.vcpus.len() {
+        // The ids in the order this policy writes them, with the plan's firmware values.
+        let order: Vec<(u64, Option<Vec<u8>>)> = match writes {
+            Writes::Vmm(VmmPolicy::FirstRefusal | VmmPolicy::WriteAll) => {
+                list.iter().map(|&id| (id, None)).collect()
+            }
+            Writes::Vmm(VmmPolicy::Qemu) => {
+                let incoming: Vec<u64> = {
+                    let mut v: Vec<u64> = list.iter().copied().filter(|&id| is_cpreg(id)).collect();
+                    v.sort_unstable();
+                    v
+                };
+                let dest = target.listed_ids(vcpu).map_err(|errno| {
+                    RestoreStop::Refused(vec![Refusal {
+                        step: Step::InitVcpu { vcpu },
+                        errno,
+                    }])
+                })?;
+                let dest: Vec<u64> = dest.into_iter().filter(|&id| is_cpreg(id)).collect();
+                if incoming.len() > dest.len() {
+                    return Err(RestoreStop::QemuIdSet(QemuIdSet::TooMany {
+                        vcpu,
+                        incoming: incoming.len(),
+                        destination: dest.len(),
+                    }));
+                }
+                if let Some(&id) = incoming.iter().find(|id| !dest.contains(id)) {
+                    return Err(RestoreStop::QemuIdSet(QemuIdSet::Missing { vcpu, id }));
+                }
+                list.iter()
+                    .copied()
+                    .filter(|&id| !is_cpreg(id))
+                    .chain(incoming)
+                    .map(|id| (id, None))
+                    .collect()
+            }
+            Writes::Plan(report) => {
+                let wide = list.iter().copied().filter(|&id| is_vm_wide(id));
+                let plan = report.plan().filter_map(|a| match *a {
+                    PlanAction::Write { id, value } => {
+                        Some((id, Some(value.to_le_bytes().to_vec())))
+                    }
+                    _ => None,
+                });
+                let rest = list
+                    .iter()
+                    .copied()
+                    .filter(|&id| !is_vm_wide(id) && !OneRegId(id).is_firmware_class());
+                wide.map(|id| (id, None))
+                    .chain(plan)
+                    .chain(rest.map(|id| (id, None)))
+                    .collect()
+            }
+        };
+        for (id, planned) in order {
+            let Some(data) = planned.or_else(|| saved_value(snapshot, vcpu, id)) else {
+                continue;
+            };
+            let result = if OneRegId(id).is_firmware_class() {
+                target.set_one_reg(vcpu, id, crate::json::le_u64(&data))
+            } else {
+                target.set_reg(vcpu, id, &data)
+            };
+            if let Err(errno) = result {
+                refused.push(Refusal {
+                    step: Step::SetOneReg { vcpu, id },
+                    errno,
+                });
+                if matches!(
+                    writes,
+                    Writes::Plan(_) | Writes::Vmm(VmmPolicy::FirstRefusal)
+                ) {
+                    return Err(RestoreStop::Refused(refused));
+                }
+            }
+        }
+    }
+    if refused.is_empty() {
+        Ok(())
+    } else {
+        Err(RestoreStop::Refused(refused))
+    }
 }
 
 /// Write `baseline`'s registers on every vCPU of a VM before it first runs: PSCI_VERSION (on

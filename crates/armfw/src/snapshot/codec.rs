@@ -1,8 +1,16 @@
 //! The binary form of a snapshot: the canonical body (which the checksum covers in both forms)
 //! and its framed file.
+//!
+//! A 1.0 body is the firmware part in the hand-written layout below. A 2.0 body is that same
+//! firmware part as a byte string followed by the whole-vCPU part, both in postcard's wire
+//! format, from the serde types the JSON form uses ([`super::machine`]): one definition, two
+//! encodings.
 
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::machine::MachineFile;
 use super::{
-    Error, FORMAT_VERSION, FilterRange, FormatVersion, MAGIC, MAX_FILTER_RANGES, MAX_REGISTERS,
+    Error, FORMAT_1_0, FilterRange, FormatVersion, MAGIC, MAX_FILTER_RANGES, MAX_REGISTERS,
     MAX_TEXT, PendingStart, SavedReg, Snapshot, Source, VcpuState, VmState,
 };
 use crate::firmware::{FilterAction, KVM_MAX_VCPUS, MpState};
@@ -86,18 +94,35 @@ impl Snapshot {
         b
     }
 
-    /// The CRC-32 of [`Snapshot::canonical_body`].
-    pub fn checksum(&self) -> u32 {
-        crc32(&self.canonical_body())
+    /// The body of the snapshot's format version ([`Snapshot::format_version`]): the
+    /// canonical body alone (1.0), or with the whole-vCPU part (2.0).
+    pub fn body(&self) -> Vec<u8> {
+        match &self.machine {
+            None => self.canonical_body(),
+            Some(m) => {
+                let body = Body2 {
+                    firmware: Bytes(self.canonical_body()),
+                    machine: MachineFile::from(m),
+                };
+                // Plain data with known lengths: postcard encodes it.
+                postcard::to_allocvec(&body).unwrap_or_default()
+            }
+        }
     }
 
-    /// The binary form: magic, version, body length, canonical body, CRC-32 of the body.
+    /// The CRC-32 of [`Snapshot::body`].
+    pub fn checksum(&self) -> u32 {
+        crc32(&self.body())
+    }
+
+    /// The binary form: magic, version, body length, body, CRC-32 of the body.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let body = self.canonical_body();
+        let body = self.body();
+        let version = self.format_version();
         let mut out = Vec::with_capacity(body.len() + FRAME);
         out.extend_from_slice(&MAGIC);
-        out.extend_from_slice(&FORMAT_VERSION.major.to_le_bytes());
-        out.extend_from_slice(&FORMAT_VERSION.minor.to_le_bytes());
+        out.extend_from_slice(&version.major.to_le_bytes());
+        out.extend_from_slice(&version.minor.to_le_bytes());
         out.extend_from_slice(&u32::try_from(body.len()).unwrap_or(u32::MAX).to_le_bytes());
         out.extend_from_slice(&body);
         out.extend_from_slice(&crc32(&body).to_le_bytes());
@@ -131,7 +156,11 @@ impl Snapshot {
         if stored != computed {
             return Err(Error::Checksum { stored, computed });
         }
-        let s = decode_body(body)?;
+        let s = if found == FORMAT_1_0 {
+            decode_body(body)?
+        } else {
+            decode_body_2(body)?
+        };
         s.validate()?;
         Ok(s)
     }
@@ -155,6 +184,48 @@ fn field(path: &str, message: impl Into<String>) -> FieldError {
         path: path.to_string(),
         message: message.into(),
     }
+}
+
+/// The 2.0 body.
+#[derive(Deserialize, Serialize)]
+struct Body2 {
+    firmware: Bytes,
+    machine: MachineFile,
+}
+
+/// A byte string (postcard: a length and the bytes).
+struct Bytes(Vec<u8>);
+
+impl Serialize for Bytes {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Bytes {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Bytes;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("bytes")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, b: &[u8]) -> Result<Bytes, E> {
+                Ok(Bytes(b.to_vec()))
+            }
+        }
+        d.deserialize_bytes(V)
+    }
+}
+
+/// A 2.0 body: postcard reads from the body slice, so what it allocates is bounded by the
+/// body's length (a length prefix longer than the bytes left fails before the allocation).
+fn decode_body_2(body: &[u8]) -> Result<Snapshot, Error> {
+    let parsed: Body2 = postcard::from_bytes(body)
+        .map_err(|e| Error::from(field("machine", format!("not a 2.0 body ({e})"))))?;
+    let mut s = decode_body(&parsed.firmware.0)?;
+    s.machine = Some(parsed.machine.into_machine()?);
+    Ok(s)
 }
 
 fn decode_body(body: &[u8]) -> Result<Snapshot, Error> {
@@ -248,6 +319,7 @@ fn decode_body(body: &[u8]) -> Result<Snapshot, Error> {
         return Err(Error::TrailingBytes(body.len() - r.pos));
     }
     Ok(Snapshot {
+        machine: None,
         source: Source { profile, kernel },
         vm: VmState {
             psci_0_2: flags & FLAG_PSCI_0_2 != 0,

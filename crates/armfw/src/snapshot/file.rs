@@ -4,8 +4,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::machine::MachineFile;
 use super::{
-    Error, FORMAT_NAME, FORMAT_VERSION, FilterRange, FormatVersion, MAX_FILTER_RANGES,
+    Error, FORMAT_1_0, FORMAT_NAME, FORMAT_VERSION, FilterRange, FormatVersion, MAX_FILTER_RANGES,
     MAX_REGISTERS, MAX_TEXT, PendingStart, SavedReg, Snapshot, Source, VcpuState, VmState,
 };
 use crate::abi::FwReg;
@@ -20,6 +21,9 @@ struct SnapshotFile {
     source: SourceFile,
     vm: VmFile,
     vcpus: Vec<VcpuFile>,
+    /// The whole-vCPU part: in 2.0 files only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    machine: Option<MachineFile>,
     checksum: String,
 }
 
@@ -252,7 +256,7 @@ impl Snapshot {
     /// The JSON form (see `docs/migration.md`), with its checksum.
     pub fn to_json(&self) -> Value {
         let file = SnapshotFile {
-            format: format!("{FORMAT_NAME}/{FORMAT_VERSION}"),
+            format: format!("{FORMAT_NAME}/{}", self.format_version()),
             source: SourceFile {
                 profile: Text(self.source.profile.clone()),
                 kernel: Text(self.source.kernel.clone()),
@@ -285,6 +289,7 @@ impl Snapshot {
                     pv_time_ipa: v.pv_time_ipa.map(Number),
                 })
                 .collect(),
+            machine: self.machine.as_ref().map(MachineFile::from),
             checksum: format!("crc32:{:#010x}", self.checksum()),
         };
         // Plain data: the file form always serialises.
@@ -344,8 +349,26 @@ impl Snapshot {
                     ),
                 )
             })?;
+        let machine = match (file.machine, found == FORMAT_1_0) {
+            (Some(_), true) => {
+                return Err(FieldError::bad_value(
+                    "machine",
+                    format!("the whole-vCPU part needs format {FORMAT_VERSION}"),
+                )
+                .into());
+            }
+            (None, false) => {
+                return Err(FieldError::bad_value(
+                    "machine",
+                    format!("is required in format {found}"),
+                )
+                .into());
+            }
+            (m, _) => m.map(MachineFile::into_machine).transpose()?,
+        };
         let vm = file.vm.0;
         let s = Snapshot {
+            machine,
             source: Source {
                 profile: file.source.profile.0,
                 kernel: file.source.kernel.0,

@@ -49,9 +49,11 @@
 
 mod codec;
 mod file;
+pub mod machine;
 mod step;
 
 pub use codec::crc32;
+pub use machine::{Machine, RegValue};
 pub use step::Step;
 
 use crate::abi::reg::{KVM_REG_SIZE_MASK, KVM_REG_SIZE_U64};
@@ -63,8 +65,17 @@ use crate::release::Release;
 /// The format name, before `/major.minor` in the JSON `format` field.
 pub const FORMAT_NAME: &str = "armfw-snapshot";
 
-/// The format version this crate writes, and the newest it reads.
-pub const FORMAT_VERSION: FormatVersion = FormatVersion { major: 1, minor: 0 };
+/// The format version of a snapshot with the whole-vCPU part ([`Machine`]), and the newest
+/// this crate reads.
+pub const FORMAT_VERSION: FormatVersion = FormatVersion { major: 2, minor: 0 };
+
+/// The format version of a firmware-only snapshot: one without [`Machine`] is written as
+/// 1.0, so that every reader of 1.0 keeps reading it.
+pub const FORMAT_1_0: FormatVersion = FormatVersion { major: 1, minor: 0 };
+
+/// The most ids a saved register list may hold (KVM lists 240 to 400 on the hosts the
+/// project boots; room for nested virtualization's EL2 registers).
+pub const MAX_REG_LIST: usize = 4096;
 
 /// The first eight bytes of the binary form.
 pub const MAGIC: [u8; 8] = *b"ARMFWSNP";
@@ -88,10 +99,13 @@ pub struct FormatVersion {
 }
 
 impl FormatVersion {
-    /// Whether this crate reads snapshots of version `self` (same major, minor not newer).
+    /// Whether this crate reads snapshots of version `self`: 1.0, or 2.x with x not newer
+    /// than [`FORMAT_VERSION`]'s.
     pub const fn is_readable(self) -> bool {
         // `minor <= FORMAT_VERSION.minor`, written so that it stays meaningful at minor 0.
-        self.major == FORMAT_VERSION.major && FORMAT_VERSION.minor.checked_sub(self.minor).is_some()
+        (self.major == FORMAT_1_0.major && self.minor == FORMAT_1_0.minor)
+            || (self.major == FORMAT_VERSION.major
+                && FORMAT_VERSION.minor.checked_sub(self.minor).is_some())
     }
 }
 
@@ -141,7 +155,7 @@ pub enum Error {
     TrailingBytes(usize),
     /// A format version this crate does not read.
     #[error(
-        "format version {found} is not readable: this armfw reads {FORMAT_NAME} {}.0 to {}",
+        "format version {found} is not readable: this armfw reads {FORMAT_NAME} {FORMAT_1_0} and {}.0 to {}",
         FORMAT_VERSION.major,
         FORMAT_VERSION
     )]
@@ -232,6 +246,8 @@ pub struct Snapshot {
     pub(crate) vm: VmState,
     /// Per-vCPU state, by vCPU index.
     pub(crate) vcpus: Vec<VcpuState>,
+    /// The whole-vCPU part (format 2.0), if the state has it.
+    pub(crate) machine: Option<Machine>,
 }
 
 impl Snapshot {
@@ -239,9 +255,40 @@ impl Snapshot {
     /// made by [`crate::migrate::sequence::save_from`] or read with [`Snapshot::from_json`],
     /// [`Snapshot::from_value`] and [`Snapshot::from_bytes`].
     pub fn new(source: Source, vm: VmState, vcpus: Vec<VcpuState>) -> Result<Snapshot, FieldError> {
-        let s = Snapshot { source, vm, vcpus };
+        let s = Snapshot {
+            source,
+            vm,
+            vcpus,
+            machine: None,
+        };
         s.validate()?;
         Ok(s)
+    }
+
+    /// This snapshot with the whole-vCPU part `machine`, if the result passes
+    /// [`Snapshot::validate`].
+    pub fn with_machine(self, machine: Machine) -> Result<Snapshot, FieldError> {
+        let s = Snapshot {
+            machine: Some(machine),
+            ..self
+        };
+        s.validate()?;
+        Ok(s)
+    }
+
+    /// The whole-vCPU part, if the snapshot has it (format 2.0).
+    pub fn machine(&self) -> Option<&Machine> {
+        self.machine.as_ref()
+    }
+
+    /// The format version the snapshot is written in: [`FORMAT_VERSION`] with the
+    /// whole-vCPU part, [`FORMAT_1_0`] without.
+    pub fn format_version(&self) -> FormatVersion {
+        if self.machine.is_some() {
+            FORMAT_VERSION
+        } else {
+            FORMAT_1_0
+        }
     }
 
     /// A snapshot from its parts without [`Snapshot::validate`]: not part of the API, only for
@@ -249,7 +296,12 @@ impl Snapshot {
     /// refuse an invalid one without panicking).
     #[doc(hidden)]
     pub fn from_parts_unchecked(source: Source, vm: VmState, vcpus: Vec<VcpuState>) -> Snapshot {
-        Snapshot { source, vm, vcpus }
+        Snapshot {
+            source,
+            vm,
+            vcpus,
+            machine: None,
+        }
     }
 
     /// The parts, to edit and build again with [`Snapshot::new`].
@@ -302,6 +354,11 @@ impl Snapshot {
     ///   order (non-zero count, no wrap, no overlap with each other or the reserved ranges).
     /// - `vcpus`: 1 to [`KVM_MAX_VCPUS`]; a pending start only on a RUNNABLE vCPU; a stolen-
     ///   time IPA 64-byte aligned.
+    /// - `machine`, where present: the features KVM can initialise together; SVE_VLS exactly
+    ///   with the sve feature; a register list of 1 to [`MAX_REG_LIST`] distinct arm64 ids
+    ///   whose firmware ids are those of `vm.registers`; `vm_registers` exactly its VM-wide
+    ///   ids and each vCPU's registers exactly the others (firmware ids aside), in list
+    ///   order, each value the size of its id; one entry per vCPU.
     pub fn validate(&self) -> Result<(), FieldError> {
         for (path, text) in [
             ("source.profile", &self.source.profile),
@@ -351,6 +408,10 @@ impl Snapshot {
                     "must be 64-byte aligned",
                 );
             }
+        }
+        if let Some(m) = &self.machine {
+            let firmware: Vec<u64> = self.vm.registers.iter().map(|r| r.id).collect();
+            m.validate(&firmware, self.vcpus.len())?;
         }
         Ok(())
     }

@@ -204,37 +204,47 @@ fn binary_body_with_a_valid_checksum_but_bad_fields_names_the_field() {
 #[test]
 fn newer_versions_and_other_formats_are_refused_with_clear_errors() {
     let mut v = saved(M612).to_json();
+    let reads = "this armfw reads armfw-snapshot 1.0 and 2.0 to 2.0";
     for (format, want) in [
         (
-            "armfw-snapshot/2.0",
-            "format version 2.0 is not readable: this armfw reads armfw-snapshot 1.0 to 1.0",
+            "armfw-snapshot/3.0",
+            format!("format version 3.0 is not readable: {reads}"),
+        ),
+        (
+            "armfw-snapshot/2.1",
+            format!("format version 2.1 is not readable: {reads}"),
         ),
         (
             "armfw-snapshot/1.1",
-            "format version 1.1 is not readable: this armfw reads armfw-snapshot 1.0 to 1.0",
+            format!("format version 1.1 is not readable: {reads}"),
         ),
         (
             "armfw-snapshot/0.9",
-            "format version 0.9 is not readable: this armfw reads armfw-snapshot 1.0 to 1.0",
+            format!("format version 0.9 is not readable: {reads}"),
+        ),
+        (
+            "armfw-snapshot/2.0",
+            "machine: is required in format 2.0".to_string(),
         ),
         (
             "armfw-profile/1",
-            "not an armfw snapshot: format is \"armfw-profile/1\", expected \"armfw-snapshot/1.0\"",
+            "not an armfw snapshot: format is \"armfw-profile/1\", expected \"armfw-snapshot/2.0\""
+                .to_string(),
         ),
         (
             "armfw-snapshot/1",
-            "format: \"armfw-snapshot/1\": the version must be major.minor, e.g. 1.0",
+            "format: \"armfw-snapshot/1\": the version must be major.minor, e.g. 2.0".to_string(),
         ),
     ] {
         v["format"] = json!(format);
         assert_eq!(Snapshot::from_value(&v).unwrap_err().to_string(), want);
     }
     let mut b = saved(M612).to_bytes();
-    b[8] = 2;
+    b[8] = 3;
     assert_eq!(
         Snapshot::from_bytes(&b),
         Err(Error::UnsupportedVersion {
-            found: FormatVersion { major: 2, minor: 0 }
+            found: FormatVersion { major: 3, minor: 0 }
         })
     );
 }
