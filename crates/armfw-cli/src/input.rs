@@ -13,9 +13,10 @@ use anyhow::{Context, Result};
 
 use crate::errors::InFile;
 
-/// The largest input armfw reads: 1 MiB (a state file of 512 vCPUs, the most KVM allows, is
-/// about 22 KB; profiles and scenarios are a few KB).
-pub const MAX_INPUT: u64 = 1 << 20;
+/// The largest input armfw reads: 32 MiB (a whole-VM state of 512 vCPUs, the most KVM
+/// allows, with every vCPU feature is about 14 MB as JSON; a firmware-only one about 22 KB;
+/// profiles and scenarios are a few KB).
+pub const MAX_INPUT: u64 = 32 << 20;
 
 /// An input over [`MAX_INPUT`].
 #[derive(Debug)]

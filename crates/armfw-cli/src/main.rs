@@ -264,7 +264,7 @@ fn probe(_cpu: Option<String>, _name: Option<String>) -> Result<ExitCode> {
 }
 
 /// `--features`: comma-separated vCPU feature names, each once.
-fn parse_features(text: &str) -> Result<armfw::abi::CpuFeatures, String> {
+pub(crate) fn parse_features(text: &str) -> Result<armfw::abi::CpuFeatures, String> {
     let mut set = armfw::abi::CpuFeatures::NONE;
     for name in text.split(',').filter(|n| !n.is_empty()) {
         let f = armfw::abi::CpuFeature::from_name(name).ok_or_else(|| {

@@ -53,6 +53,15 @@ pub struct SaveArgs {
     /// offers (refused without it: the VM could not move to each host).
     #[arg(long, requires = "pool")]
     outside_baseline: bool,
+    /// Save the whole VM (format armfw-snapshot/2.0): every register KVM_GET_REG_LIST
+    /// names, with the vCPU features and set-up a restore repeats. Without it, the firmware
+    /// state alone (format 1.0).
+    #[arg(long)]
+    whole: bool,
+    /// With --whole: the vCPU features, comma-separated (pmu_v3, sve, ptrauth_address,
+    /// ptrauth_generic; default none).
+    #[arg(long, value_parser = crate::parse_features, default_value = "", requires = "whole")]
+    features: armfw::abi::CpuFeatures,
     /// Write the compact binary form instead of JSON.
     #[arg(long)]
     binary: bool,
@@ -94,6 +103,13 @@ pub struct CheckArgs {
     /// Instead of a state file: a VM created with the defaults of this host (name or file).
     #[arg(long, value_name = "PROFILE")]
     from: Option<String>,
+    /// With --from: the whole VM (every register of a fresh vCPU of the source host, run
+    /// once), not its firmware state alone.
+    #[arg(long, requires = "from")]
+    whole: bool,
+    /// With --from --whole: the vCPU features of that VM, comma-separated (default none).
+    #[arg(long, value_parser = crate::parse_features, default_value = "", requires = "whole")]
+    features: armfw::abi::CpuFeatures,
     /// The destination host (built-in profile name or profile file).
     #[arg(long, value_name = "PROFILE")]
     to: String,
@@ -210,8 +226,17 @@ pub fn save(a: SaveArgs) -> Result<ExitCode> {
             _ => {}
         }
     }
-    fw.vcpu_run(0).map_err(|e| anyhow!("running vCPU 0: {e}"))?;
-    let snapshot = fw.save()?;
+    let snapshot = if a.whole {
+        let mut vm = armfw::migrate::ModelVm::with_registers(fw, a.features)?;
+        vm.run(0).map_err(|e| anyhow!("running vCPU 0: {e}"))?;
+        vm.save(armfw::migrate::sequence::MachineSetup {
+            features: a.features,
+            ..Default::default()
+        })?
+    } else {
+        fw.vcpu_run(0).map_err(|e| anyhow!("running vCPU 0: {e}"))?;
+        fw.save()?
+    };
     let bytes = if a.binary {
         snapshot.to_bytes()
     } else {
@@ -234,20 +259,34 @@ pub fn check(a: CheckArgs) -> Result<ExitCode> {
         (Some(path), _) => load_state(path)?,
         (None, Some(from)) => {
             let p = load_profile(Some(from))?;
-            Snapshot::created_on(&p, 1).with_context(|| format!("a default VM on {}", p.name()))?
+            if a.whole {
+                Snapshot::created_whole_on(&p, 1, a.features, true)
+                    .with_context(|| format!("a default VM on {}", p.name()))?
+            } else {
+                Snapshot::created_on(&p, 1)
+                    .with_context(|| format!("a default VM on {}", p.name()))?
+            }
         }
         (None, None) => bail!("give --state FILE or --from PROFILE"),
     };
     let report = compat::check(&snapshot, &dest);
+    let doc = report.document(&snapshot, &dest);
     if json {
-        outln!(
-            "{}",
-            serde_json::to_string_pretty(&report.to_json(&snapshot, &dest))?
-        )?;
+        outln!("{}", serde_json::to_string_pretty(&doc)?)?;
     } else {
         print_report(&report, &snapshot, &dest)?;
+        if let Some(w) = &doc.whole_vm {
+            print_whole(w)?;
+        }
     }
+    // A whole VM that today's VMMs cannot write back is refused: armfw's plan covers the
+    // firmware registers only so far.
+    let whole_refused = doc
+        .whole_vm
+        .as_ref()
+        .is_some_and(|w| w.policies.iter().any(|p| p.result != "succeeds"));
     Ok(ExitCode::from(match report.verdict {
+        _ if whole_refused => EXIT_INCOMPATIBLE,
         Verdict::Compatible => 0,
         Verdict::CompatibleWithPlan => EXIT_PLAN,
         Verdict::Incompatible => EXIT_INCOMPATIBLE,
@@ -396,13 +435,62 @@ fn parse_set(s: &str) -> Result<(FwReg, u64)> {
     Ok((reg, value))
 }
 
+/// The whole-VM section of `armfw check`: each VMM policy's outcome and its refusals.
+fn print_whole(w: &compat::whole::WholeVmJson) -> Result<()> {
+    outln!()?;
+    outln!(
+        "whole VM ({} registers per vCPU, features: {}): a restore as today's VMMs write it back",
+        w.registers,
+        if w.features.iter().next().is_none() {
+            "none".to_string()
+        } else {
+            w.features
+                .iter()
+                .map(|f| f.name())
+                .collect::<Vec<_>>()
+                .join(",")
+        }
+    )?;
+    for p in &w.policies {
+        let what = match p.result.as_str() {
+            "succeeds" => "KVM accepts every write".to_string(),
+            "ids_refused" => format!(
+                "refused before any write: {}",
+                p.ids.as_deref().unwrap_or("")
+            ),
+            _ => format!("{} refused", p.refusals.len()),
+        };
+        outln!("  {} ({}): {what}", p.policy, p.who)?;
+        for r in &p.refusals {
+            let saved = r
+                .saved
+                .as_deref()
+                .map_or(String::new(), |v| format!(" = {v}"));
+            outln!("    {}{saved}: {}", r.what, r.errno)?;
+        }
+    }
+    if w.policies.iter().all(|p| p.result == "succeeds") {
+        outln!("whole VM: today's VMMs restore it")?;
+    } else {
+        outln!(
+            "whole VM: incompatible: today's VMMs cannot restore it (armfw's plan covers the firmware registers only)"
+        )?;
+    }
+    Ok(())
+}
+
 fn print_report(r: &Report, s: &Snapshot, dest: &Profile) -> Result<()> {
     outln!(
-        "{} (kernel {}) -> {} (kernel {}): {}",
+        "{} (kernel {}) -> {} (kernel {}): {}{}",
         shown(&s.source().profile),
         shown(&s.source().kernel),
         shown(dest.name()),
         shown(dest.kernel()),
+        if s.machine().is_some() {
+            "firmware "
+        } else {
+            ""
+        },
         match r.verdict {
             Verdict::Compatible => "compatible",
             Verdict::CompatibleWithPlan => "compatible with armfw's plan",

@@ -84,7 +84,7 @@ fn every_bad_input_is_one_line_exit_2_and_changes_nothing() {
     let huge = d.join("huge.json");
     std::fs::File::create(&huge)
         .unwrap()
-        .set_len((2 << 20) + 1)
+        .set_len((32 << 20) + 1)
         .unwrap();
     let huge = huge.to_str().unwrap().to_string();
     let deep = write(

@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 const HOST: &str = "linux-6.12.117-max";
 const BIN: &str = env!("CARGO_BIN_EXE_armfw");
 /// docs/cli.md: the input cap.
-const CAP: u64 = 1 << 20;
+const CAP: u64 = 32 << 20;
 /// [`CAP`] as a length.
-const CAP_LEN: usize = 1 << 20;
+const CAP_LEN: usize = 32 << 20;
 
 fn scratch() -> PathBuf {
     static N: AtomicUsize = AtomicUsize::new(0);
@@ -97,7 +97,7 @@ fn files_over_the_cap_are_refused_before_reading() {
     ] {
         let t = Instant::now();
         let o = run(&args, Stdio::null());
-        assert_refused(&o, &[name, "too big", "the limit is 1048576"]);
+        assert_refused(&o, &[name, "too big", "the limit is 33554432"]);
         assert!(t.elapsed() < Duration::from_secs(5));
     }
     assert_eq!(contents(&d), before);

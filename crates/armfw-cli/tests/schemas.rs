@@ -307,3 +307,53 @@ fn errors_with_json_are_one_document_and_match_the_schema() {
         );
     }
 }
+
+#[test]
+fn whole_vm_check_documents_match_the_schema_and_set_the_exit_code() {
+    let v = validator("armfw-check-1");
+    let names = builtin();
+    let mut outcomes = std::collections::BTreeSet::new();
+    let sources: [&[&str]; 4] = [
+        &["--from", "linux-6.1.192-max", "--whole"],
+        &["--from", "linux-6.12.117-max", "--whole"],
+        &[
+            "--from",
+            "linux-7.2.13-max",
+            "--whole",
+            "--features",
+            "pmu_v3",
+        ],
+        &[
+            "--from",
+            "linux-7.2.13-a64fx",
+            "--whole",
+            "--features",
+            "sve",
+        ],
+    ];
+    for source in sources {
+        for to in &names {
+            let mut args = vec!["check"];
+            args.extend_from_slice(source);
+            args.extend(["--to", to, "--json"]);
+            let o = armfw(&args);
+            let doc = json_of(&o);
+            let what = format!("{} -> {to}", source.join(" "));
+            assert_valid(&v, &doc, &what);
+            let policies = doc["whole_vm"]["policies"].as_array().unwrap();
+            let all_succeed = policies.iter().all(|p| p["result"] == "succeeds");
+            let code = match doc["verdict"].as_str().unwrap() {
+                _ if !all_succeed => 1,
+                "compatible" => 0,
+                "compatible_with_plan" => 3,
+                _ => 1,
+            };
+            assert_eq!(o.status.code(), Some(code), "{what}");
+            for p in policies {
+                outcomes.insert(p["result"].as_str().unwrap().to_string());
+            }
+        }
+    }
+    // Every kind of outcome occurs among these moves.
+    assert_eq!(outcomes.len(), 3, "{outcomes:?}");
+}

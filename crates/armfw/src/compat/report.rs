@@ -300,6 +300,9 @@ pub struct CheckJson {
     pub plan: Option<Vec<PlanJson>>,
     /// The strict restore's predicted outcome.
     pub strict: StrictJson,
+    /// For a whole-VM state (snapshot format 2.0): the restore under each VMM policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub whole_vm: Option<super::whole::WholeVmJson>,
 }
 
 /// A host: profile name and kernel release.
@@ -448,6 +451,12 @@ impl Report {
             strict: self
                 .strict
                 .document(self.strict_result() == StrictResult::GuestChanges),
+            whole_vm: snapshot.machine().map(|_| {
+                super::whole::WholeVmJson::new(
+                    snapshot,
+                    &super::whole::vmm_outcomes(snapshot, dest),
+                )
+            }),
         }
     }
 

@@ -123,6 +123,27 @@ impl Firmware {
 }
 
 impl ModelVm {
+    /// A model VM of `fw`'s vCPUs (created and initialised) with their whole-vCPU registers,
+    /// the vCPU features `features` and the host's default SVE lengths, before any run.
+    pub fn with_registers(
+        fw: Firmware,
+        features: crate::abi::CpuFeatures,
+    ) -> Result<ModelVm, SaveError> {
+        let setup = crate::vcpu::VcpuSetup {
+            vcpus: fw.vcpu_count(),
+            features,
+            ..crate::vcpu::VcpuSetup::default()
+        };
+        let registers = match crate::vcpu::VcpuModel::new(fw.profile(), &setup) {
+            None => return Err(SaveError::NoWholeVcpu),
+            Some(Err(e)) => return Err(SaveError::Setup(e)),
+            Some(Ok(m)) => m,
+        };
+        let mut vm = ModelVm::new(fw);
+        vm.vcpu = Some(registers);
+        Ok(vm)
+    }
+
     /// Save the whole VM (format 2.0): the firmware state as [`Firmware::save`] does, and
     /// every register KVM_GET_REG_LIST names with the set-up `setup` records.
     pub fn save(&self, setup: sequence::MachineSetup) -> Result<Snapshot, SaveError> {
@@ -251,18 +272,7 @@ impl Snapshot {
             )
             .map_err(reg)?;
         }
-        let setup = crate::vcpu::VcpuSetup {
-            vcpus: n,
-            features,
-            ..crate::vcpu::VcpuSetup::default()
-        };
-        let registers = match crate::vcpu::VcpuModel::new(profile, &setup) {
-            None => return Err(SaveError::NoWholeVcpu),
-            Some(Err(e)) => return Err(SaveError::Setup(e.to_string())),
-            Some(Ok(m)) => m,
-        };
-        let mut vm = ModelVm::new(fw);
-        vm.vcpu = Some(registers);
+        let mut vm = ModelVm::with_registers(fw, features)?;
         if run {
             vm.run(0).map_err(|_| SaveError::NotInitialised(0))?;
         }

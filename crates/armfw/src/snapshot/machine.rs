@@ -271,11 +271,17 @@ struct VcpuFile {
 
 impl From<&Machine> for MachineFile {
     fn from(m: &Machine) -> MachineFile {
+        // The value's significant bytes (at least one): a register buffer is mostly zeros
+        // (SVE Z registers are 256 bytes), and reading fits it back to the id's size.
+        let trimmed = |v: &[u8]| {
+            let used = v.iter().rposition(|&b| b != 0).map_or(1, |i| i + 1);
+            Wide::from_le(&v[..used.min(v.len())])
+        };
         let regs = |list: &[RegValue]| {
             list.iter()
                 .map(|r| RegFile {
                     id: Number(r.id),
-                    value: Wide::from_le(&r.value),
+                    value: trimmed(&r.value),
                 })
                 .collect()
         };

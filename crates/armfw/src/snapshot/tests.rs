@@ -508,3 +508,68 @@ fn json_with_huge_counts_is_refused_before_allocation() {
     let e = Snapshot::from_value(&v).unwrap_err();
     assert_eq!(e.to_string(), "vm.registers: more than 16 registers");
 }
+
+#[test]
+fn whole_vm_parts_are_validated_field_by_field() {
+    let p = crate::profile::builtin_named("linux-7.2.13-max").unwrap();
+    let whole = Snapshot::created_whole_on(&p, 2, crate::abi::CpuFeatures::NONE, true).unwrap();
+    assert_eq!(whole.format_version(), FORMAT_VERSION);
+    let m = whole.machine().unwrap().clone();
+    assert_eq!(m.vcpus.len(), 2);
+    let (source, vm, vcpus) = whole.clone().into_parts();
+    let base = Snapshot::new(source, vm, vcpus).unwrap();
+    assert_eq!(base.format_version(), FORMAT_1_0);
+    let bad = |edit: &dyn Fn(&mut Machine)| {
+        let mut m = m.clone();
+        edit(&mut m);
+        base.clone().with_machine(m).unwrap_err().path
+    };
+    assert_eq!(
+        bad(&|m| {
+            m.vcpus.pop();
+        }),
+        "machine.vcpus"
+    );
+    assert_eq!(bad(&|m| m.sve_vls = Some(vec![1; 64])), "machine.sve_vls");
+    assert_eq!(
+        bad(&|m| m.features = crate::abi::CpuFeatures::of(&[crate::abi::CpuFeature::Sve])),
+        "machine.sve_vls"
+    );
+    assert_eq!(
+        bad(&|m| {
+            let first = m.reg_list[0];
+            m.reg_list.push(first);
+        }),
+        format!("machine.reg_list[{}]", m.reg_list.len())
+    );
+    assert_eq!(
+        bad(&|m| {
+            m.vm_registers.pop();
+        }),
+        "machine.vm_registers"
+    );
+    assert_eq!(
+        bad(&|m| m.vcpus[1][0].value.push(0)),
+        "machine.vcpus[1].registers[0].value"
+    );
+    assert_eq!(
+        bad(&|m| m.vcpus[0].swap(0, 1)),
+        "machine.vcpus[0].registers[0].id"
+    );
+    assert_eq!(
+        bad(&|m| m.reg_list.retain(|&id| !OneRegId(id).is_firmware_class())),
+        "machine.reg_list"
+    );
+    // Both forms carry the part; a 1.0 reader's file has none.
+    assert_eq!(Snapshot::from_bytes(&whole.to_bytes()).unwrap(), whole);
+    assert_eq!(
+        Snapshot::from_json(&whole.to_json().to_string()).unwrap(),
+        whole
+    );
+    let mut v = whole.to_json();
+    v["format"] = json!("armfw-snapshot/1.0");
+    assert_eq!(
+        Snapshot::from_value(&v).unwrap_err().to_string(),
+        "machine: the whole-vCPU part needs format 2.0"
+    );
+}

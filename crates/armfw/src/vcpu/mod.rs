@@ -500,6 +500,7 @@ impl VcpuModel {
         }
     }
 
+    #[inline]
     fn id_check(&self, vcpu: usize, pos: usize) -> IdCheck {
         let slot = self.slots[pos];
         IdCheck {

@@ -426,6 +426,7 @@ fn id_pre_check(encoding: (u8, u8, u8, u8, u8), c: &IdCheck, value: u64) -> Resu
 
 /// `set_id_reg()` of the register at `encoding` with `value` (after the register's own
 /// `set_user` checks): the value KVM stores (the caller stores it VM-wide), or the errno.
+#[inline]
 pub fn id_set(encoding: (u8, u8, u8, u8, u8), c: IdCheck, value: u64) -> Result<u64, Errno> {
     if c.write_ignored {
         return Ok(c.current);
@@ -442,7 +443,7 @@ pub fn id_set(encoding: (u8, u8, u8, u8, u8), c: IdCheck, value: u64) -> Result<
     } else {
         id_pre_check(encoding, &c, value)?
     };
-    id_check_features(encoding, c, value).map(|()| value)
+    id_check_features(encoding, &c, value).map(|()| value)
 }
 
 /// The bits of the fields of `fields` that lie wholly inside `writable`: the `mask` that
@@ -459,7 +460,7 @@ pub fn checked_fields(fields: Option<&ftr::FtrReg>, writable: u64) -> u64 {
 }
 
 /// The has-run rule and `arm64_check_features()` (6.7+).
-fn id_check_features(encoding: (u8, u8, u8, u8, u8), c: IdCheck, value: u64) -> Result<(), Errno> {
+fn id_check_features(encoding: (u8, u8, u8, u8, u8), c: &IdCheck, value: u64) -> Result<(), Errno> {
     if c.has_run {
         return if value == c.current {
             Ok(())
