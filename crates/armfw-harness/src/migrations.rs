@@ -136,7 +136,9 @@ mod guest {
     use std::path::Path;
 
     use armfw::Profile;
+    use armfw::abi::CpuFeatures;
     use armfw::compat::{self, StrictOutcome, Verdict};
+    use armfw::migrate::sequence::{RestoreStop, VmmPolicy, Writes};
     use armfw::snapshot::{Snapshot, Source};
     use armfw_harness::records::{MigrationRecord, Row, StateRecord, Writer};
     use armfw_kvm::migrate::{self, RestoreFailure};
@@ -222,6 +224,35 @@ mod guest {
             .collect::<Result<_>>()?;
         let baseline =
             compat::baseline(&pool).map_err(|e| Error::msg(format!("pool baseline: {e}")))?;
+        // The whole VM with no vCPU features and with every feature the host offers.
+        let all = profile
+            .vcpu()
+            .and_then(|v| {
+                v.feature_sets
+                    .iter()
+                    .map(|f| f.features)
+                    .max_by_key(|f| f.iter().count())
+            })
+            .unwrap_or(CpuFeatures::NONE);
+        for (config, features) in [("whole", CpuFeatures::NONE), ("whole-all", all)] {
+            let spec = VmSpec { features, ..spec() };
+            let mut vm = TestVm::new(&spec)?;
+            let ram = vm.guest_memory_range();
+            vm.set_pv_time_ipa(0, ram.end - 64)?;
+            let view = migrate::guest_view(&mut vm)?;
+            let source = Source {
+                profile: profile.name().to_string(),
+                kernel: profile.kernel().to_string(),
+            };
+            let snap = migrate::save_whole(&vm, &spec, source, true, Vec::new())?;
+            vm.leak();
+            rec.emit(&MigrationRecord::State(StateRecord {
+                host: profile.name().to_string(),
+                config: config.to_string(),
+                snapshot: snap.to_json(),
+                view: view_strings(&view),
+            }));
+        }
         let spec = spec();
         for config in ["default", "baseline"] {
             let mut vm = TestVm::new(&spec)?;
@@ -249,6 +280,70 @@ mod guest {
         Ok(true)
     }
 
+    /// A restore's stop in one line: each refused operation with its errno, or QEMU's id-set
+    /// refusal.
+    fn stop_text(stop: &RestoreStop) -> String {
+        match stop {
+            RestoreStop::Refused(list) => list
+                .iter()
+                .map(|r| format!("{}: {}", r.step, r.errno.name()))
+                .collect::<Vec<_>>()
+                .join("; "),
+            RestoreStop::QemuIdSet(ids) => armfw::compat::whole::qemu_ids_text(ids),
+        }
+    }
+
+    /// A whole-VM state restored on this host under each VMM policy, each after the model of
+    /// this host predicted it; after a success the guest-view calls run again and the VM-wide
+    /// registers are read back, and both must match the source.
+    fn restore_whole(snap: &Snapshot, s: &StateRecord, profile: &Profile, rec: &mut Records) {
+        for policy in VmmPolicy::ALL {
+            let writes = Writes::Vmm(policy);
+            let predicted = armfw::compat::whole::restore_on_model(snap, profile, writes);
+            let (predicted, predicted_detail) = match &predicted {
+                Ok(()) => ("ok", None),
+                Err(stop) => ("fail", Some(stop_text(stop))),
+            };
+            let (real, detail, same) = match migrate::restore_with(snap, writes) {
+                Ok(mut vm) => {
+                    let ids_same = snap.machine().is_some_and(|m| {
+                        m.vm_registers
+                            .iter()
+                            .all(|r| vm.get_one_reg(0, r.id).is_ok_and(|v| v == r.value))
+                    });
+                    let same = match migrate::guest_view(&mut vm) {
+                        Ok(view) => json!(view_strings(&view) == s.view && ids_same),
+                        Err(e) => json!(format!("guest calls failed: {e}")),
+                    };
+                    vm.leak();
+                    ("ok", None, same)
+                }
+                Err(migrate::WholeFailure::Stopped(stop)) => {
+                    ("fail", Some(stop_text(&stop)), Value::Null)
+                }
+                Err(migrate::WholeFailure::Other(e)) => ("error", Some(e), Value::Null),
+            };
+            rec.emit(&MigrationRecord::Row(Row {
+                from: s.host.clone(),
+                to: profile.name().to_string(),
+                config: s.config.clone(),
+                policy: policy.name().to_string(),
+                predicted: predicted.to_string(),
+                predicted_detail,
+                real: real.to_string(),
+                detail,
+                guest_view_same: same,
+                verdict: if predicted == "ok" {
+                    "restores"
+                } else {
+                    "refused"
+                }
+                .to_string(),
+                why: None,
+            }));
+        }
+    }
+
     fn restore(profile: &Profile, root: &Path, rec: &mut Records) -> Result<bool> {
         let states = records_in(&root.join("states"))?
             .into_iter()
@@ -259,6 +354,10 @@ mod guest {
         for s in states {
             let snap =
                 Snapshot::from_value(&s.snapshot).map_err(|e| Error::msg(format!("state: {e}")))?;
+            if snap.machine().is_some() {
+                restore_whole(&snap, &s, profile, rec);
+                continue;
+            }
             // The prediction, before any restore.
             let report = compat::check(&snap, profile);
             for policy in ["strict", "armfw"] {

@@ -11,7 +11,9 @@
 use armfw::abi::Errno as AbiErrno;
 use armfw::compat::{Baseline, Report};
 use armfw::firmware::{Conduit, MpState};
-use armfw::migrate::sequence::{self, RestoreTarget, SaveContext, SaveSource, VcpuInit};
+use armfw::migrate::sequence::{
+    self, RestoreStop, RestoreTarget, SaveContext, SaveSource, VcpuInit, VmmPolicy, Writes,
+};
 use armfw::snapshot::{FilterRange, PendingStart, Snapshot, Source, Step};
 
 use crate::{CallExit, Error, TestVm, VmSpec};
@@ -55,13 +57,44 @@ pub fn save(
     has_run: bool,
     smccc_filter: Vec<FilterRange>,
 ) -> Result<Snapshot, Error> {
+    save_from(vm, spec, source, has_run, smccc_filter, None)
+}
+
+/// The whole state of `vm` (snapshot format 2.0), as [`save`] and with every register
+/// KVM_GET_REG_LIST names, and the set-up `spec` made (vCPU features, SVE_VLS, the
+/// writable-implementation-id capability). The VMM here never calls
+/// KVM_ARM_SET_COUNTER_OFFSET, so the counters travel as TIMER_CNT/PTIMER_CNT.
+pub fn save_whole(
+    vm: &TestVm,
+    spec: &VmSpec,
+    source: Source,
+    has_run: bool,
+    smccc_filter: Vec<FilterRange>,
+) -> Result<Snapshot, Error> {
+    let machine = sequence::MachineSetup {
+        features: spec.features,
+        sve_vls: spec.sve_vls.clone(),
+        writable_imp_id_regs: spec.writable_imp_id_regs,
+        counter_offset: None,
+    };
+    save_from(vm, spec, source, has_run, smccc_filter, Some(machine))
+}
+
+fn save_from(
+    vm: &TestVm,
+    spec: &VmSpec,
+    source: Source,
+    has_run: bool,
+    smccc_filter: Vec<FilterRange>,
+    machine: Option<sequence::MachineSetup>,
+) -> Result<Snapshot, Error> {
     let ctx = SaveContext {
         source,
         psci_0_2: spec.psci_0_2,
         has_run,
         system_suspend: spec.system_suspend,
         smccc_filter,
-        machine: None,
+        machine,
     };
     sequence::save_from(&Live(vm), ctx).map_err(|f| Error::Sys {
         op: f.op,
@@ -92,6 +125,32 @@ pub fn restore(snapshot: &Snapshot, plan: Option<&Report>) -> Result<TestVm, Res
             )));
         }
     }
+    let writes = plan.map_or(Writes::Vmm(VmmPolicy::FirstRefusal), Writes::Plan);
+    restore_with(snapshot, writes).map_err(|e| match e {
+        WholeFailure::Stopped(stop) => match stop.first() {
+            Some(r) => RestoreFailure::Refused {
+                step: r.step,
+                errno: r.errno,
+            },
+            None => RestoreFailure::Other(format!("{stop:?}")),
+        },
+        WholeFailure::Other(e) => RestoreFailure::Other(e),
+    })
+}
+
+/// Why [`restore_with`] gave no VM.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WholeFailure {
+    /// The restore stopped where KVM (or QEMU's id-set rule) refused.
+    Stopped(RestoreStop),
+    /// Something other than the restore itself failed (creating the VM).
+    Other(String),
+}
+
+/// Restore `snapshot` (firmware-only or whole) into a new VM on this host through the core's
+/// one sequence ([`sequence::restore_with`], the one the model's prediction runs), writing
+/// the registers as `writes` says: the VM, or where it stopped.
+pub fn restore_with(snapshot: &Snapshot, writes: Writes<'_>) -> Result<TestVm, WholeFailure> {
     let mut target = NewVm {
         spec: VmSpec {
             vcpus: snapshot.vcpus().len(),
@@ -103,17 +162,16 @@ pub fn restore(snapshot: &Snapshot, plan: Option<&Report>) -> Result<TestVm, Res
         vm: None,
         error: None,
     };
-    let result = sequence::restore_into(&mut target, snapshot, plan);
+    let result = sequence::restore_with(&mut target, snapshot, writes);
     if let Some(e) = target.error {
-        return Err(RestoreFailure::Other(e.to_string()));
+        return Err(WholeFailure::Other(e.to_string()));
     }
-    result.map_err(|(step, errno)| RestoreFailure::Refused { step, errno })?;
+    result.map_err(WholeFailure::Stopped)?;
     target
         .vm
-        .ok_or_else(|| RestoreFailure::Other("the restore created no VM".into()))
+        .ok_or_else(|| WholeFailure::Other("the restore created no VM".into()))
 }
 
-/// A VM that exists, as the save sequence's source (and the baseline's target).
 struct Live<'a>(&'a TestVm);
 
 impl SaveSource for Live<'_> {

@@ -52,7 +52,9 @@ const SOURCES: [(&str, &str); 8] = [
 ];
 
 /// What the real destination answered: `None` when its VM set-up failed (a feature it does not
-/// offer), else the refused writes as (id, errno) in order.
+/// offer), else the refused writes as (id, errno) in order. SVE_VLS is left out: the
+/// scenario writes it after set-up has finalized SVE (EPERM), while a restore writes it at
+/// set-up, before finalizing, as Cloud Hypervisor and QEMU do.
 fn real_refusals(scenario: &Value, host: &str, name: &str) -> Option<Vec<(u64, Errno)>> {
     let doc = json(&repo().join(format!("scenarios/expected/{host}/{name}.json")));
     let results = doc["results"].as_array().expect("results");
@@ -73,6 +75,9 @@ fn real_refusals(scenario: &Value, host: &str, name: &str) -> Option<Vec<(u64, E
                 let errno = r.get("errno")?.as_str()?;
                 let id = step["reg"].as_str()?;
                 let id = u64::from_str_radix(id.trim_start_matches("0x"), 16).ok()?;
+                if id == armfw::abi::vcpu_reg::SVE_VLS {
+                    return None;
+                }
                 Some((id, Errno::from_name(errno).expect("an errno name")))
             })
             .collect(),

@@ -499,6 +499,11 @@ fn write_registers(
             }
         };
         for (id, planned) in order {
+            // SVE_VLS is written at the vCPUs' set-up, before finalizing, as Firecracker,
+            // Cloud Hypervisor and QEMU do (after it KVM answers EPERM).
+            if id == crate::abi::vcpu_reg::SVE_VLS {
+                continue;
+            }
             let Some(data) = planned.or_else(|| saved_value(snapshot, vcpu, id)) else {
                 continue;
             };
