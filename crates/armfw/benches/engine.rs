@@ -268,6 +268,27 @@ fn checks(c: &mut Criterion) {
     g.finish();
 }
 
+/// Whole-VM checks (snapshot format 2.0): the restore of a saved whole VM under each VMM
+/// policy, run on the model of the destination (`compat::whole::vmm_outcomes`).
+fn whole_checks(c: &mut Criterion) {
+    let mut g = c.benchmark_group("whole-VM check");
+    g.sample_size(20);
+    let none = armfw::abi::CpuFeatures::NONE;
+    for n in [1usize, 64] {
+        let from =
+            Snapshot::created_whole_on(&host("linux-6.12.117-max"), n, none, true).expect("state");
+        g.throughput(Throughput::Elements(1));
+        for to in ["linux-7.2.13-max", "linux-6.12.117-max"] {
+            let dest = host(to);
+            g.bench_function(
+                format!("6.12 max default, {n} vCPUs, onto {to}, 3 policies"),
+                |b| b.iter(|| compat::whole::vmm_outcomes(black_box(&from), black_box(&dest))),
+            );
+        }
+    }
+    g.finish();
+}
+
 fn baselines(c: &mut Criterion) {
     let mut g = c.benchmark_group("baseline");
     g.sample_size(20);
@@ -289,6 +310,7 @@ criterion_group!(
     vcpu_registers,
     snapshots,
     checks,
+    whole_checks,
     baselines
 );
 criterion_main!(benches);

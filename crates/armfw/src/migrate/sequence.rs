@@ -406,21 +406,51 @@ pub fn restore_with(
     Ok(())
 }
 
-/// The saved buffer of `id` on `vcpu`: the firmware part's value, or the whole-vCPU part's.
-fn saved_value(snapshot: &Snapshot, vcpu: usize, id: u64) -> Option<Vec<u8>> {
-    if OneRegId(id).is_firmware_class() {
-        return snapshot
-            .vm
-            .registers
-            .iter()
-            .find(|r| r.id == id)
-            .map(|r| r.value.to_le_bytes().to_vec());
-    }
-    snapshot
-        .machine
-        .as_ref()?
-        .value(vcpu, id)
-        .map(|r| r.value.clone())
+/// Where the saved value of each register-list position is.
+#[derive(Clone, Copy)]
+enum Src {
+    /// `vm.registers[i]`.
+    Firmware(usize),
+    /// `machine.vm_registers[i]`.
+    VmWide(usize),
+    /// `machine.vcpus[vcpu][i]`.
+    Own(usize),
+}
+
+/// One write of the register phase.
+#[derive(Clone, Copy)]
+enum Write {
+    /// The saved value of register-list position `i`.
+    Saved(usize),
+    /// A firmware register with the plan's value.
+    Planned { id: u64, value: u64 },
+}
+
+/// The saved-value location of every position of `list` (the snapshot's register list): a
+/// validated snapshot holds the VM-wide and each vCPU's registers in list order.
+fn sources(snapshot: &Snapshot, list: &[u64]) -> Vec<Src> {
+    let (mut fw, mut wide, mut own) = (0, 0, 0);
+    list.iter()
+        .map(|&id| {
+            let next = |n: &mut usize| {
+                *n += 1;
+                *n - 1
+            };
+            if OneRegId(id).is_firmware_class() {
+                let i = snapshot
+                    .vm
+                    .registers
+                    .iter()
+                    .position(|r| r.id == id)
+                    .unwrap_or_else(|| next(&mut fw));
+                Src::Firmware(i)
+            } else if is_vm_wide(id) {
+                Src::VmWide(next(&mut wide))
+            } else {
+                Src::Own(next(&mut own))
+            }
+        })
+        .collect()
 }
 
 /// QEMU's cpreg ids: everything but the core and SVE registers
@@ -439,88 +469,86 @@ fn write_registers(
     writes: Writes<'_>,
 ) -> Result<(), RestoreStop> {
     let firmware_ids: Vec<u64> = snapshot.vm.registers.iter().map(|r| r.id).collect();
-    let list: &[u64] = snapshot
-        .machine
-        .as_ref()
-        .map_or(&firmware_ids, |m| &m.reg_list);
+    let machine = snapshot.machine.as_ref();
+    let list: &[u64] = machine.map_or(&firmware_ids, |m| &m.reg_list);
+    let src = sources(snapshot, list);
+    // The positions in the order the policy writes them (the same on every vCPU).
+    let positions = 0..list.len();
+    let order: Vec<Write> = match writes {
+        Writes::Vmm(VmmPolicy::FirstRefusal | VmmPolicy::WriteAll) => {
+            positions.map(Write::Saved).collect()
+        }
+        Writes::Vmm(VmmPolicy::Qemu) => {
+            let mut cpregs: Vec<usize> = positions.clone().filter(|&i| is_cpreg(list[i])).collect();
+            cpregs.sort_unstable_by_key(|&i| list[i]);
+            positions
+                .filter(|&i| !is_cpreg(list[i]))
+                .chain(cpregs)
+                .map(Write::Saved)
+                .collect()
+        }
+        Writes::Plan(report) => {
+            let wide = positions.clone().filter(|&i| is_vm_wide(list[i]));
+            let plan = report.plan().filter_map(|a| match *a {
+                PlanAction::Write { id, value } => Some(Write::Planned { id, value }),
+                _ => None,
+            });
+            let rest = positions
+                .filter(|&i| !is_vm_wide(list[i]) && !OneRegId(list[i]).is_firmware_class());
+            wide.map(Write::Saved)
+                .chain(plan)
+                .chain(rest.map(Write::Saved))
+                .collect()
+        }
+    };
+    let stop_at_first = matches!(
+        writes,
+        Writes::Plan(_) | Writes::Vmm(VmmPolicy::FirstRefusal)
+    );
+    if matches!(writes, Writes::Vmm(VmmPolicy::Qemu)) {
+        // QEMU loads every vCPU's section before it writes any register.
+        for vcpu in 0..snapshot.vcpus.len() {
+            qemu_id_set(target, vcpu, list)?;
+        }
+    }
     let mut refused = Vec::new();
     for vcpu in 0..snapshot.vcpus.len() {
-        // The ids in the order this policy writes them, with the plan's firmware values.
-        let order: Vec<(u64, Option<Vec<u8>>)> = match writes {
-            Writes::Vmm(VmmPolicy::FirstRefusal | VmmPolicy::WriteAll) => {
-                list.iter().map(|&id| (id, None)).collect()
-            }
-            Writes::Vmm(VmmPolicy::Qemu) => {
-                let incoming: Vec<u64> = {
-                    let mut v: Vec<u64> = list.iter().copied().filter(|&id| is_cpreg(id)).collect();
-                    v.sort_unstable();
-                    v
-                };
-                let dest = target.listed_ids(vcpu).map_err(|errno| {
-                    RestoreStop::Refused(vec![Refusal {
-                        step: Step::InitVcpu { vcpu },
-                        errno,
-                    }])
-                })?;
-                let dest: Vec<u64> = dest.into_iter().filter(|&id| is_cpreg(id)).collect();
-                if incoming.len() > dest.len() {
-                    return Err(RestoreStop::QemuIdSet(QemuIdSet::TooMany {
-                        vcpu,
-                        incoming: incoming.len(),
-                        destination: dest.len(),
-                    }));
-                }
-                if let Some(&id) = incoming.iter().find(|id| !dest.contains(id)) {
-                    return Err(RestoreStop::QemuIdSet(QemuIdSet::Missing { vcpu, id }));
-                }
-                list.iter()
-                    .copied()
-                    .filter(|&id| !is_cpreg(id))
-                    .chain(incoming)
-                    .map(|id| (id, None))
-                    .collect()
-            }
-            Writes::Plan(report) => {
-                let wide = list.iter().copied().filter(|&id| is_vm_wide(id));
-                let plan = report.plan().filter_map(|a| match *a {
-                    PlanAction::Write { id, value } => {
-                        Some((id, Some(value.to_le_bytes().to_vec())))
+        for &w in &order {
+            let (id, result) = match w {
+                Write::Planned { id, value } => (id, target.set_one_reg(vcpu, id, value)),
+                Write::Saved(i) => {
+                    let id = list[i];
+                    // SVE_VLS is written at the vCPUs' set-up, before finalizing, as Cloud
+                    // Hypervisor and QEMU do (after it KVM answers EPERM).
+                    if id == crate::abi::vcpu_reg::SVE_VLS {
+                        continue;
                     }
-                    _ => None,
-                });
-                let rest = list
-                    .iter()
-                    .copied()
-                    .filter(|&id| !is_vm_wide(id) && !OneRegId(id).is_firmware_class());
-                wide.map(|id| (id, None))
-                    .chain(plan)
-                    .chain(rest.map(|id| (id, None)))
-                    .collect()
-            }
-        };
-        for (id, planned) in order {
-            // SVE_VLS is written at the vCPUs' set-up, before finalizing, as Firecracker,
-            // Cloud Hypervisor and QEMU do (after it KVM answers EPERM).
-            if id == crate::abi::vcpu_reg::SVE_VLS {
-                continue;
-            }
-            let Some(data) = planned.or_else(|| saved_value(snapshot, vcpu, id)) else {
-                continue;
-            };
-            let result = if OneRegId(id).is_firmware_class() {
-                target.set_one_reg(vcpu, id, crate::json::le_u64(&data))
-            } else {
-                target.set_reg(vcpu, id, &data)
+                    let result = match (src[i], machine) {
+                        (Src::Firmware(k), _) => match snapshot.vm.registers.get(k) {
+                            Some(r) => target.set_one_reg(vcpu, id, r.value),
+                            None => continue,
+                        },
+                        (Src::VmWide(k), Some(m)) => match m.vm_registers.get(k) {
+                            Some(r) => target.set_reg(vcpu, id, &r.value),
+                            None => continue,
+                        },
+                        (Src::Own(k), Some(m)) => {
+                            match m.vcpus.get(vcpu).and_then(|regs| regs.get(k)) {
+                                Some(r) => target.set_reg(vcpu, id, &r.value),
+                                None => continue,
+                            }
+                        }
+                        (_, None) => continue,
+                    };
+                    (id, result)
+                }
             };
             if let Err(errno) = result {
                 refused.push(Refusal {
                     step: Step::SetOneReg { vcpu, id },
                     errno,
                 });
-                if matches!(
-                    writes,
-                    Writes::Plan(_) | Writes::Vmm(VmmPolicy::FirstRefusal)
-                ) {
+                if stop_at_first {
                     return Err(RestoreStop::Refused(refused));
                 }
             }
@@ -531,6 +559,32 @@ fn write_registers(
     } else {
         Err(RestoreStop::Refused(refused))
     }
+}
+
+/// QEMU's `cpu_post_load()` rule for `vcpu`: the incoming cpreg ids must be no more than the
+/// destination lists, and each of them listed there.
+fn qemu_id_set(target: &impl RestoreTarget, vcpu: usize, list: &[u64]) -> Result<(), RestoreStop> {
+    let mut incoming: Vec<u64> = list.iter().copied().filter(|&id| is_cpreg(id)).collect();
+    incoming.sort_unstable();
+    let dest = target.listed_ids(vcpu).map_err(|errno| {
+        RestoreStop::Refused(vec![Refusal {
+            step: Step::InitVcpu { vcpu },
+            errno,
+        }])
+    })?;
+    let mut dest: Vec<u64> = dest.into_iter().filter(|&id| is_cpreg(id)).collect();
+    dest.sort_unstable();
+    if incoming.len() > dest.len() {
+        return Err(RestoreStop::QemuIdSet(QemuIdSet::TooMany {
+            vcpu,
+            incoming: incoming.len(),
+            destination: dest.len(),
+        }));
+    }
+    if let Some(&id) = incoming.iter().find(|id| dest.binary_search(id).is_err()) {
+        return Err(RestoreStop::QemuIdSet(QemuIdSet::Missing { vcpu, id }));
+    }
+    Ok(())
 }
 
 /// Write `baseline`'s registers on every vCPU of a VM before it first runs: PSCI_VERSION (on

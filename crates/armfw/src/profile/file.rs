@@ -177,7 +177,7 @@ impl TryFrom<ProfileFile> for Profile {
 
 impl From<Profile> for ProfileFile {
     fn from(p: Profile) -> ProfileFile {
-        let p = p.parts;
+        let p = p.into_parts();
         ProfileFile {
             format: if p.vcpu.is_some() {
                 FormatTag::V2

@@ -108,7 +108,9 @@ pub struct ProfileParts {
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(try_from = "ProfileFile", into = "ProfileFile")]
 pub struct Profile {
-    parts: ProfileParts,
+    /// Shared: a profile is cloned into every VM made from it (the whole-vCPU part holds
+    /// every register of every feature set), and never changes once made.
+    parts: std::sync::Arc<ProfileParts>,
 }
 
 /// Why a profile was refused.
@@ -144,19 +146,21 @@ impl Profile {
     /// A profile from its parts, if they pass [`Profile::validate`].
     pub fn new(parts: ProfileParts) -> Result<Profile, FieldError> {
         parts.validate()?;
-        Ok(Profile { parts })
+        Ok(Profile {
+            parts: std::sync::Arc::new(parts),
+        })
     }
 
     /// The parts, to edit and build again with [`Profile::new`].
     pub fn into_parts(self) -> ProfileParts {
-        self.parts
+        std::sync::Arc::unwrap_or_clone(self.parts)
     }
 
     /// The parts, to edit in place without validation: for the crate's tests that need an
     /// invalid or edited profile.
     #[cfg(test)]
     pub(crate) fn parts_mut(&mut self) -> &mut ProfileParts {
-        &mut self.parts
+        std::sync::Arc::make_mut(&mut self.parts)
     }
 
     /// A short unique name, e.g. `linux-6.12.117-cortex-a72`.
