@@ -279,18 +279,25 @@ pub fn check(a: CheckArgs) -> Result<ExitCode> {
             print_whole(w)?;
         }
     }
-    // A whole VM that today's VMMs cannot write back is refused: armfw's plan covers the
-    // firmware registers only so far.
-    let whole_refused = doc
-        .whole_vm
-        .as_ref()
-        .is_some_and(|w| w.policies.iter().any(|p| p.result != "succeeds"));
-    Ok(ExitCode::from(match report.verdict {
-        _ if whole_refused => EXIT_INCOMPATIBLE,
-        Verdict::Compatible => 0,
-        Verdict::CompatibleWithPlan => EXIT_PLAN,
-        Verdict::Incompatible => EXIT_INCOMPATIBLE,
-    }))
+    // A whole VM: 0 when today's VMMs restore it and its firmware stays the same, 3 when
+    // only armfw's plan does, 1 when nothing does.
+    let code = match (&doc.whole_vm, report.verdict) {
+        (Some(w), v) => {
+            let vmm_ok = w.policies.iter().all(|p| p.result == "succeeds");
+            match (
+                vmm_ok && v == Verdict::Compatible,
+                w.plan.result == "restores",
+            ) {
+                (true, _) => 0,
+                (false, true) => EXIT_PLAN,
+                (false, false) => EXIT_INCOMPATIBLE,
+            }
+        }
+        (None, Verdict::Compatible) => 0,
+        (None, Verdict::CompatibleWithPlan) => EXIT_PLAN,
+        (None, Verdict::Incompatible) => EXIT_INCOMPATIBLE,
+    };
+    Ok(ExitCode::from(code))
 }
 
 /// `armfw baseline`.
@@ -469,13 +476,33 @@ fn print_whole(w: &compat::whole::WholeVmJson) -> Result<()> {
             outln!("    {}{saved}: {}", r.what, r.errno)?;
         }
     }
-    if w.policies.iter().all(|p| p.result == "succeeds") {
-        outln!("whole VM: today's VMMs restore it")?;
-    } else {
+    if w.plan.result == "restores" {
         outln!(
-            "whole VM: incompatible: today's VMMs cannot restore it (armfw's plan covers the firmware registers only)"
+            "  armfw's plan: restores it (the firmware plan above, the VM-wide registers first)"
         )?;
+        for s in &w.plan.skipped {
+            outln!(
+                "    leave out {} ({}): the destination does not list it, and the VM presents {} = 0",
+                s.register,
+                s.id,
+                s.field
+            )?;
+        }
+    } else {
+        outln!("  armfw's plan: refused")?;
+        for why in &w.plan.refused {
+            outln!("    {why}")?;
+        }
     }
+    let verdict = match (
+        w.policies.iter().all(|p| p.result == "succeeds"),
+        w.plan.result == "restores",
+    ) {
+        (true, _) => "today's VMMs restore it",
+        (false, true) => "compatible with armfw's plan",
+        (false, false) => "incompatible",
+    };
+    outln!("whole VM: {verdict}")?;
     Ok(())
 }
 

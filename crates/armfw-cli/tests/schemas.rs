@@ -342,12 +342,13 @@ fn whole_vm_check_documents_match_the_schema_and_set_the_exit_code() {
             assert_valid(&v, &doc, &what);
             let policies = doc["whole_vm"]["policies"].as_array().unwrap();
             let all_succeed = policies.iter().all(|p| p["result"] == "succeeds");
-            let code = match doc["verdict"].as_str().unwrap() {
-                _ if !all_succeed => 1,
-                "compatible" => 0,
-                "compatible_with_plan" => 3,
-                _ => 1,
+            let plan = doc["whole_vm"]["plan"]["result"] == "restores";
+            let code = match (all_succeed && doc["verdict"] == "compatible", plan) {
+                (true, _) => 0,
+                (false, true) => 3,
+                (false, false) => 1,
             };
+            outcomes.insert(format!("plan {}", doc["whole_vm"]["plan"]["result"]));
             assert_eq!(o.status.code(), Some(code), "{what}");
             for p in policies {
                 outcomes.insert(p["result"].as_str().unwrap().to_string());
@@ -355,5 +356,5 @@ fn whole_vm_check_documents_match_the_schema_and_set_the_exit_code() {
         }
     }
     // Every kind of outcome occurs among these moves.
-    assert_eq!(outcomes.len(), 3, "{outcomes:?}");
+    assert_eq!(outcomes.len(), 5, "{outcomes:?}");
 }

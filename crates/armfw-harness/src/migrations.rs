@@ -138,7 +138,7 @@ mod guest {
     use armfw::Profile;
     use armfw::abi::CpuFeatures;
     use armfw::compat::{self, StrictOutcome, Verdict};
-    use armfw::migrate::sequence::{RestoreStop, VmmPolicy, Writes};
+    use armfw::migrate::sequence::{VmmPolicy, Writes};
     use armfw::snapshot::{Snapshot, Source};
     use armfw_harness::records::{MigrationRecord, Row, StateRecord, Writer};
     use armfw_kvm::migrate::{self, RestoreFailure};
@@ -280,31 +280,40 @@ mod guest {
         Ok(true)
     }
 
-    /// A restore's stop in one line: each refused operation with its errno, or QEMU's id-set
-    /// refusal.
-    fn stop_text(stop: &RestoreStop) -> String {
-        match stop {
-            RestoreStop::Refused(list) => list
-                .iter()
-                .map(|r| format!("{}: {}", r.step, r.errno.name()))
-                .collect::<Vec<_>>()
-                .join("; "),
-            RestoreStop::QemuIdSet(ids) => armfw::compat::whole::qemu_ids_text(ids),
-        }
-    }
-
-    /// A whole-VM state restored on this host under each VMM policy, each after the model of
-    /// this host predicted it; after a success the guest-view calls run again and the VM-wide
-    /// registers are read back, and both must match the source.
+    /// A whole-VM state restored on this host under each VMM policy and under armfw's plan,
+    /// each after the model of this host predicted it; after a success the guest-view calls
+    /// run again and the VM-wide registers are read back, and both must match the source
+    /// (required for armfw's plan).
     fn restore_whole(snap: &Snapshot, s: &StateRecord, profile: &Profile, rec: &mut Records) {
-        for policy in VmmPolicy::ALL {
-            let writes = Writes::Vmm(policy);
-            let predicted = armfw::compat::whole::restore_on_model(snap, profile, writes);
-            let (predicted, predicted_detail) = match &predicted {
-                Ok(()) => ("ok", None),
-                Err(stop) => ("fail", Some(stop_text(stop))),
+        let plan = armfw::compat::whole::plan(snap, profile);
+        let skip = plan.skip_ids();
+        let policies = VmmPolicy::ALL.map(|p| (p.name(), Writes::Vmm(p)));
+        let armfw = (
+            "armfw",
+            Writes::Plan {
+                report: &plan.firmware,
+                skip: &skip,
+            },
+        );
+        for (name, writes) in policies.into_iter().chain([armfw]) {
+            let predicted = match writes {
+                Writes::Plan { .. } if !plan.refused.is_empty() => None,
+                _ => Some(armfw::compat::whole::restore_on_model(
+                    snap, profile, writes,
+                )),
             };
-            let (real, detail, same) = match migrate::restore_with(snap, writes) {
+            let (predicted_text, predicted_detail) = match &predicted {
+                None => ("fail", Some("armfw refuses".to_string())),
+                Some(Ok(())) => ("ok", None),
+                Some(Err(stop)) => ("fail", Some(armfw::compat::whole::stop_line(stop))),
+            };
+            let real = if predicted.is_none() {
+                // armfw refuses before touching the destination.
+                Err(migrate::WholeFailure::Other("armfw refuses".into()))
+            } else {
+                migrate::restore_with(snap, writes)
+            };
+            let (real, detail, same) = match real {
                 Ok(mut vm) => {
                     let ids_same = snap.machine().is_some_and(|m| {
                         m.vm_registers
@@ -318,28 +327,47 @@ mod guest {
                     vm.leak();
                     ("ok", None, same)
                 }
-                Err(migrate::WholeFailure::Stopped(stop)) => {
-                    ("fail", Some(stop_text(&stop)), Value::Null)
+                Err(migrate::WholeFailure::Stopped(stop)) => (
+                    "fail",
+                    Some(armfw::compat::whole::stop_line(&stop)),
+                    Value::Null,
+                ),
+                Err(migrate::WholeFailure::Other(e)) if e == "armfw refuses" => {
+                    ("fail", Some(e), Value::Null)
                 }
                 Err(migrate::WholeFailure::Other(e)) => ("error", Some(e), Value::Null),
+            };
+            let why = match name {
+                "armfw" if !plan.refused.is_empty() => Some(plan.refused.join("; ")),
+                "armfw" if !plan.skipped.is_empty() => Some(
+                    plan.skipped
+                        .iter()
+                        .map(|k| {
+                            let reg = armfw::vcpu::names::reg_name(k.id);
+                            format!("leave out {reg} ({} = 0)", k.field)
+                        })
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                ),
+                _ => None,
             };
             rec.emit(&MigrationRecord::Row(Row {
                 from: s.host.clone(),
                 to: profile.name().to_string(),
                 config: s.config.clone(),
-                policy: policy.name().to_string(),
-                predicted: predicted.to_string(),
+                policy: name.to_string(),
+                predicted: predicted_text.to_string(),
                 predicted_detail,
                 real: real.to_string(),
                 detail,
                 guest_view_same: same,
-                verdict: if predicted == "ok" {
+                verdict: if predicted_text == "ok" {
                     "restores"
                 } else {
                     "refused"
                 }
                 .to_string(),
-                why: None,
+                why,
             }));
         }
     }

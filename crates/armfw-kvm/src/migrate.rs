@@ -125,7 +125,9 @@ pub fn restore(snapshot: &Snapshot, plan: Option<&Report>) -> Result<TestVm, Res
             )));
         }
     }
-    let writes = plan.map_or(Writes::Vmm(VmmPolicy::FirstRefusal), Writes::Plan);
+    let writes = plan.map_or(Writes::Vmm(VmmPolicy::FirstRefusal), |report| {
+        Writes::Plan { report, skip: &[] }
+    });
     restore_with(snapshot, writes).map_err(|e| match e {
         WholeFailure::Stopped(stop) => match stop.first() {
             Some(r) => RestoreFailure::Refused {

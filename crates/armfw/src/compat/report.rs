@@ -455,6 +455,7 @@ impl Report {
                 super::whole::WholeVmJson::new(
                     snapshot,
                     &super::whole::vmm_outcomes(snapshot, dest),
+                    &super::whole::plan(snapshot, dest),
                 )
             }),
         }

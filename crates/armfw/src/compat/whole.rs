@@ -9,9 +9,13 @@
 
 use crate::Profile;
 use crate::Snapshot;
+use crate::abi::vcpu_reg::sysreg_id;
+use crate::abi::{Errno, OneRegId};
+use crate::compat::{Report, Verdict};
 use crate::firmware::Firmware;
 use crate::migrate::ModelVm;
 use crate::migrate::sequence::{self, RestoreStop, VmmPolicy, Writes};
+use crate::snapshot::Step;
 
 /// What a restore under one VMM policy meets.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -51,6 +55,140 @@ pub fn restore_on_model(
     sequence::restore_with(&mut vm, snapshot, writes)
 }
 
+/// Registers KVM lists only while a feature is present (the visibility functions of
+/// `arch/arm64/kvm/sys_regs.c`, 6.13 and later: `tcr2_visibility()`, `s1pie_visibility()`,
+/// `s1poe_visibility()`), with the ID-register field that says so: (register, ID register,
+/// field shift, field name). A guest reads that field before it uses the register, so where
+/// the VM's own ID register shows the feature absent, the register is not observable.
+const FEATURE_GATED: [(u64, u64, u32, &str); 5] = [
+    (sysreg_id(3, 0, 2, 0, 3), MMFR3, 0, "ID_AA64MMFR3_EL1.TCRX"),
+    (
+        sysreg_id(3, 0, 10, 2, 2),
+        MMFR3,
+        8,
+        "ID_AA64MMFR3_EL1.S1PIE",
+    ),
+    (
+        sysreg_id(3, 0, 10, 2, 3),
+        MMFR3,
+        8,
+        "ID_AA64MMFR3_EL1.S1PIE",
+    ),
+    (
+        sysreg_id(3, 3, 10, 2, 4),
+        MMFR3,
+        16,
+        "ID_AA64MMFR3_EL1.S1POE",
+    ),
+    (
+        sysreg_id(3, 0, 10, 2, 4),
+        MMFR3,
+        16,
+        "ID_AA64MMFR3_EL1.S1POE",
+    ),
+];
+
+/// ID_AA64MMFR3_EL1.
+const MMFR3: u64 = sysreg_id(3, 0, 0, 7, 3);
+
+/// A register armfw leaves out of a whole-VM restore.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Skipped {
+    /// The register.
+    pub id: u64,
+    /// Why the guest cannot observe it: the ID-register field the VM presents as 0.
+    pub field: &'static str,
+}
+
+/// armfw's plan for a whole-VM state on a destination.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WholePlan {
+    /// The firmware registers' check (their plan is part of this one).
+    pub firmware: Report,
+    /// Registers the destination does not list and the guest cannot observe: left out.
+    pub skipped: Vec<Skipped>,
+    /// Why there is no plan: the guest has seen something the destination cannot present
+    /// (each refused operation of a write-all restore that nothing makes safe), or a
+    /// firmware refusal. Empty when there is a plan.
+    pub refused: Vec<String>,
+    /// The plan's restore on the model of the destination, when there is a plan.
+    pub result: Option<Result<(), RestoreStop>>,
+}
+
+impl WholePlan {
+    /// Whether the plan restores the VM.
+    pub fn restores(&self) -> bool {
+        matches!(self.result, Some(Ok(())))
+    }
+
+    /// The ids left out, for [`Writes::Plan`].
+    pub fn skip_ids(&self) -> Vec<u64> {
+        self.skipped.iter().map(|s| s.id).collect()
+    }
+}
+
+/// armfw's plan for `snapshot` (with the whole-vCPU part) on `dest`: the firmware plan, the
+/// registers the guest cannot observe that the destination does not list left out, every
+/// other register written back (the VM-wide ones first); refused where any other write would
+/// be refused. The plan's restore is then run on the model.
+pub fn plan(snapshot: &Snapshot, dest: &Profile) -> WholePlan {
+    let firmware = crate::compat::check(snapshot, dest);
+    let mut skipped = Vec::new();
+    let mut refused = Vec::new();
+    if firmware.verdict == Verdict::Incompatible {
+        refused.extend(
+            firmware
+                .findings()
+                .filter(|f| f.is_refused())
+                .map(|f| format!("{}: {}", f.subject, f.rule.name())),
+        );
+    }
+    let mmfr3 = snapshot
+        .machine()
+        .and_then(|m| m.value(0, MMFR3))
+        .map_or(0, |r| r.low_u64());
+    match restore_on_model(snapshot, dest, Writes::Vmm(VmmPolicy::WriteAll)) {
+        Ok(()) => {}
+        Err(RestoreStop::QemuIdSet(_)) => {}
+        Err(RestoreStop::Refused(list)) => {
+            for r in list {
+                let Step::SetOneReg { id, .. } = r.step else {
+                    refused.push(format!("{}: {}", r.step, r.errno));
+                    continue;
+                };
+                if OneRegId(id).is_firmware_class() || skipped.iter().any(|s: &Skipped| s.id == id)
+                {
+                    continue;
+                }
+                let gate = FEATURE_GATED
+                    .iter()
+                    .find(|g| g.0 == id && (mmfr3 >> g.2) & 0xf == 0);
+                match (r.errno, gate) {
+                    (Errno::ENOENT, Some(&(_, _, _, field))) => skipped.push(Skipped { id, field }),
+                    _ => refused.push(format!("{}: {}", r.step, r.errno)),
+                }
+            }
+        }
+    }
+    let result = refused.is_empty().then(|| {
+        let skip: Vec<u64> = skipped.iter().map(|s| s.id).collect();
+        restore_on_model(
+            snapshot,
+            dest,
+            Writes::Plan {
+                report: &firmware,
+                skip: &skip,
+            },
+        )
+    });
+    WholePlan {
+        firmware,
+        skipped,
+        refused,
+        result,
+    }
+}
+
 /// The `whole_vm` object of `armfw check --json` (docs/schemas/armfw-check-1.schema.json).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -61,6 +199,33 @@ pub struct WholeVmJson {
     pub registers: usize,
     /// One per policy, in [`VmmPolicy::ALL`] order.
     pub policies: Vec<PolicyJson>,
+    /// armfw's plan.
+    pub plan: WholePlanJson,
+}
+
+/// armfw's whole-VM plan in `armfw check --json`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WholePlanJson {
+    /// `restores` or `refused`.
+    pub result: String,
+    /// Registers left out: `{id, register, field}` (the ID-register field the VM presents
+    /// as 0).
+    pub skipped: Vec<SkippedJson>,
+    /// Why there is no plan (one line each).
+    pub refused: Vec<String>,
+}
+
+/// A register left out.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SkippedJson {
+    /// The id.
+    pub id: String,
+    /// Its architectural name.
+    pub register: String,
+    /// The ID-register field that shows the feature absent.
+    pub field: String,
 }
 
 /// One policy's outcome.
@@ -118,7 +283,7 @@ pub fn qemu_ids_text(ids: &sequence::QemuIdSet) -> String {
 
 impl WholeVmJson {
     /// The document of `outcomes` for `snapshot` (which has the whole-vCPU part).
-    pub fn new(snapshot: &Snapshot, outcomes: &[PolicyOutcome]) -> WholeVmJson {
+    pub fn new(snapshot: &Snapshot, outcomes: &[PolicyOutcome], plan: &WholePlan) -> WholeVmJson {
         let machine = snapshot.machine();
         let policies = outcomes
             .iter()
@@ -149,6 +314,27 @@ impl WholeVmJson {
             features: machine.map_or(crate::abi::CpuFeatures::NONE, |m| m.features),
             registers: machine.map_or(snapshot.vm().registers.len(), |m| m.reg_list.len()),
             policies,
+            plan: WholePlanJson {
+                result: if plan.restores() {
+                    "restores"
+                } else {
+                    "refused"
+                }
+                .to_string(),
+                skipped: plan
+                    .skipped
+                    .iter()
+                    .map(|s| SkippedJson {
+                        id: crate::json::hex(s.id),
+                        register: crate::vcpu::names::reg_name(s.id),
+                        field: s.field.to_string(),
+                    })
+                    .collect(),
+                refused: match &plan.result {
+                    Some(Err(stop)) => vec![stop_line(stop)],
+                    _ => plan.refused.clone(),
+                },
+            },
         }
     }
 }
@@ -183,4 +369,16 @@ pub fn saved_text(snapshot: &Snapshot, vcpu: usize, id: u64) -> Option<String> {
         .machine()?
         .value(vcpu, id)
         .map(|r| crate::json::hex_le_bytes(&r.value))
+}
+
+/// A restore's stop in one line: each refused operation with its errno, or QEMU's refusal.
+pub fn stop_line(stop: &RestoreStop) -> String {
+    match stop {
+        RestoreStop::Refused(list) => list
+            .iter()
+            .map(|r| format!("{}: {}", r.step, r.errno.name()))
+            .collect::<Vec<_>>()
+            .join("; "),
+        RestoreStop::QemuIdSet(ids) => qemu_ids_text(ids),
+    }
 }

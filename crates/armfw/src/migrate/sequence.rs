@@ -142,10 +142,17 @@ impl VmmPolicy {
 pub enum Writes<'a> {
     /// As a VMM does it.
     Vmm(VmmPolicy),
-    /// armfw's plan for the firmware registers ([`crate::compat::check`]; the caller has
-    /// checked its verdict); the other registers of a whole-VM state are written as
-    /// [`VmmPolicy::FirstRefusal`] does, the VM-wide ones first.
-    Plan(&'a Report),
+    /// armfw's plan: the firmware registers as [`crate::compat::check`]'s plan says (the
+    /// caller has checked its verdict); the other registers of a whole-VM state in list
+    /// order, the VM-wide ones first, leaving out `skip` (the ids the guest cannot observe
+    /// that the destination does not list, [`crate::compat::whole::plan`]); the first
+    /// refused write ends it.
+    Plan {
+        /// The firmware check's report.
+        report: &'a Report,
+        /// Registers left out.
+        skip: &'a [u64],
+    },
 }
 
 /// One refused operation.
@@ -336,7 +343,9 @@ pub fn restore_into(
     snapshot: &Snapshot,
     plan: Option<&Report>,
 ) -> Result<(), (Step, Errno)> {
-    let writes = plan.map_or(Writes::Vmm(VmmPolicy::FirstRefusal), Writes::Plan);
+    let writes = plan.map_or(Writes::Vmm(VmmPolicy::FirstRefusal), |report| {
+        Writes::Plan { report, skip: &[] }
+    });
     restore_with(target, snapshot, writes).map_err(|stop| match stop.first() {
         Some(r) => (r.step, r.errno),
         // Only the QEMU policy stops on the id set, and it is not asked for here.
@@ -487,14 +496,19 @@ fn write_registers(
                 .map(Write::Saved)
                 .collect()
         }
-        Writes::Plan(report) => {
-            let wide = positions.clone().filter(|&i| is_vm_wide(list[i]));
+        Writes::Plan { report, skip } => {
+            let kept = |i: &usize| !skip.contains(&list[*i]);
+            let wide = positions
+                .clone()
+                .filter(|&i| is_vm_wide(list[i]))
+                .filter(kept);
             let plan = report.plan().filter_map(|a| match *a {
                 PlanAction::Write { id, value } => Some(Write::Planned { id, value }),
                 _ => None,
             });
             let rest = positions
-                .filter(|&i| !is_vm_wide(list[i]) && !OneRegId(list[i]).is_firmware_class());
+                .filter(|&i| !is_vm_wide(list[i]) && !OneRegId(list[i]).is_firmware_class())
+                .filter(kept);
             wide.map(Write::Saved)
                 .chain(plan)
                 .chain(rest.map(Write::Saved))
@@ -503,7 +517,7 @@ fn write_registers(
     };
     let stop_at_first = matches!(
         writes,
-        Writes::Plan(_) | Writes::Vmm(VmmPolicy::FirstRefusal)
+        Writes::Plan { .. } | Writes::Vmm(VmmPolicy::FirstRefusal)
     );
     if matches!(writes, Writes::Vmm(VmmPolicy::Qemu)) {
         // QEMU loads every vCPU's section before it writes any register.
