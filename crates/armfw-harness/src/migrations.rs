@@ -7,11 +7,14 @@
 //! - `probe`: the host's profile;
 //! - `save`: with the profiles of the whole pool (the `probe` records under
 //!   `/armfw/pool/`), two VMs — KVM's defaults (`default`) and the pool baseline applied at
-//!   creation (`baseline`) — run the guest-view calls and are saved (`state` records);
-//! - `restore`: every saved state (under `/armfw/states/`) is restored into a new VM under
-//!   the `strict` policy (every saved register written back, as today's VMMs do) and the
-//!   `armfw` policy (armfw's plan), each after armfw predicted the outcome with this host's
-//!   probed profile (`row` records).
+//!   creation (`baseline`) — run the guest-view calls and are saved (`state` records); and
+//!   two whole VMs (format 2.0: `whole` without vCPU features, `whole-all` with every
+//!   feature the host offers);
+//! - `restore`: every saved firmware state (under `/armfw/states/`) is restored into a new
+//!   VM under the `strict` policy (every saved register written back, as today's VMMs do)
+//!   and the `armfw` policy (armfw's plan); every whole state under the three VMM policies
+//!   (`first-refusal`, `write-all`, `qemu`) and armfw's whole-VM plan; each after armfw
+//!   predicted the outcome with this host's probed profile (`row` records).
 //!
 //! `armfw-harness migrations-report` then prints the rows as a markdown table, writes them
 //! as JSON, and ends with `migrations: N passed, M failed`. A row passes when the prediction
