@@ -3,6 +3,7 @@
 mod cmdline;
 mod errors;
 mod extras;
+mod fleet;
 mod input;
 mod migrate;
 mod output;
@@ -46,6 +47,7 @@ impl Cli {
             Command::Save(a) => a.json,
             Command::Check(a) => a.json,
             Command::Baseline(a) => a.json,
+            Command::Fleet(a) => a.json,
         }
     }
 }
@@ -141,6 +143,8 @@ output cannot be written; 141 standard output closed early.")]
     Check(migrate::CheckArgs),
     /// The firmware configuration every host of a pool accepts.
     Baseline(migrate::BaselineArgs),
+    /// Which hosts a VM of each host can move to, and the groups it moves freely within.
+    Fleet(fleet::FleetArgs),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -221,6 +225,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Check(args) => migrate::check(args),
         Command::Baseline(args) => migrate::baseline(args),
+        Command::Fleet(args) => fleet::fleet(args),
     }
 }
 

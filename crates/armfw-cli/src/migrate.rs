@@ -1,7 +1,7 @@
 //! `armfw save`, `armfw check` and `armfw baseline`: firmware state files, migration checks
 //! and pool baselines.
 
-use crate::output::{outln, shown};
+use crate::output::{outln, print_rows, shown};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -572,26 +572,5 @@ fn print_report(r: &Report, s: &Snapshot, dest: &Profile) -> Result<()> {
         other => other.text().to_string(),
     };
     outln!("strict restore (every saved register written back, as today's VMMs do): {strict}")?;
-    Ok(())
-}
-
-fn print_rows<const N: usize>(rows: &[[String; N]]) -> Result<()> {
-    let mut widths = [0usize; N];
-    for r in rows {
-        for (w, c) in widths.iter_mut().zip(r) {
-            *w = (*w).max(c.chars().count());
-        }
-    }
-    for r in rows {
-        let mut line = String::new();
-        for (i, (c, w)) in r.iter().zip(widths).enumerate() {
-            if i + 1 == N {
-                line.push_str(c);
-            } else {
-                line.push_str(&format!("{c:<w$}  "));
-            }
-        }
-        outln!("{}", line.trim_end())?;
-    }
     Ok(())
 }

@@ -157,3 +157,27 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     }
     Ok(())
 }
+
+/// Print `rows` as columns padded to their widest cell (the last column unpadded).
+pub fn print_rows<R: AsRef<[String]>>(rows: &[R]) -> anyhow::Result<()> {
+    let n = rows.iter().map(|r| r.as_ref().len()).max().unwrap_or(0);
+    let mut widths = vec![0usize; n];
+    for r in rows {
+        for (w, c) in widths.iter_mut().zip(r.as_ref()) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    for r in rows {
+        let r = r.as_ref();
+        let mut line = String::new();
+        for (i, (c, w)) in r.iter().zip(&widths).enumerate() {
+            if i + 1 == r.len() {
+                line.push_str(c);
+            } else {
+                line.push_str(&format!("{c:<w$}  "));
+            }
+        }
+        outln!("{}", line.trim_end())?;
+    }
+    Ok(())
+}

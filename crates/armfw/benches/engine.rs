@@ -289,6 +289,33 @@ fn whole_checks(c: &mut Criterion) {
     g.finish();
 }
 
+/// Fleet mobility over an inventory of many hosts that share few profiles (the built-ins).
+fn fleets(c: &mut Criterion) {
+    let mut g = c.benchmark_group("fleet");
+    g.sample_size(10);
+    // 50 distinct profiles: the built-ins, and copies of them under another kernel build
+    // string (other facts, so checked on their own).
+    let mut hosts = armfw::profile::builtin();
+    let copies: Vec<Profile> = hosts
+        .iter()
+        .take(50 - hosts.len())
+        .map(|p| {
+            let mut parts = p.clone().into_parts();
+            parts.name.push_str("-rebuilt");
+            parts.kernel.push_str("-rebuilt");
+            Profile::new(parts).expect("a valid profile")
+        })
+        .collect();
+    hosts.extend(copies);
+    let inventory: Vec<Profile> = hosts.iter().cycle().take(100_000).cloned().collect();
+    let scope = compat::fleet::Scope::Whole(armfw::abi::CpuFeatures::NONE);
+    g.bench_function(
+        format!("100000 hosts over {} profiles, whole VMs", hosts.len()),
+        |b| b.iter(|| compat::fleet::mobility(black_box(&inventory), scope)),
+    );
+    g.finish();
+}
+
 fn baselines(c: &mut Criterion) {
     let mut g = c.benchmark_group("baseline");
     g.sample_size(20);
@@ -311,6 +338,7 @@ criterion_group!(
     snapshots,
     checks,
     whole_checks,
+    fleets,
     baselines
 );
 criterion_main!(benches);

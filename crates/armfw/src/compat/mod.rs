@@ -42,6 +42,7 @@
 mod baseline;
 mod check;
 mod finding;
+pub mod fleet;
 mod report;
 mod rule;
 mod strict;

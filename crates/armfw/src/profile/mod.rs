@@ -151,6 +151,12 @@ impl Profile {
         })
     }
 
+    /// Whether `other` is a clone of this profile (the same shared facts): a cheap test
+    /// before comparing field by field.
+    pub fn shares_facts_with(&self, other: &Profile) -> bool {
+        std::sync::Arc::ptr_eq(&self.parts, &other.parts)
+    }
+
     /// The parts, to edit and build again with [`Profile::new`].
     pub fn into_parts(self) -> ProfileParts {
         std::sync::Arc::unwrap_or_clone(self.parts)
