@@ -289,15 +289,8 @@ mod guest {
     /// (required for armfw's plan).
     fn restore_whole(snap: &Snapshot, s: &StateRecord, profile: &Profile, rec: &mut Records) {
         let plan = armfw::compat::whole::plan(snap, profile);
-        let skip = plan.skip_ids();
         let policies = VmmPolicy::ALL.map(|p| (p.name(), Writes::Vmm(p)));
-        let armfw = (
-            "armfw",
-            Writes::Plan {
-                report: &plan.firmware,
-                skip: &skip,
-            },
-        );
+        let armfw = ("armfw", plan.writes());
         for (name, writes) in policies.into_iter().chain([armfw]) {
             let predicted = match writes {
                 Writes::Plan { .. } if !plan.refused.is_empty() => None,

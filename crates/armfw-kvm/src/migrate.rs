@@ -126,7 +126,12 @@ pub fn restore(snapshot: &Snapshot, plan: Option<&Report>) -> Result<TestVm, Res
         }
     }
     let writes = plan.map_or(Writes::Vmm(VmmPolicy::FirstRefusal), |report| {
-        Writes::Plan { report, skip: &[] }
+        Writes::Plan {
+            report,
+            skip: &[],
+            imp_ids: false,
+            all: false,
+        }
     });
     restore_with(snapshot, writes).map_err(|e| match e {
         WholeFailure::Stopped(stop) => match stop.first() {

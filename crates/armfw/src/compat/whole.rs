@@ -107,6 +107,11 @@ pub struct WholePlan {
     pub firmware: Report,
     /// Registers the destination does not list and the guest cannot observe: left out.
     pub skipped: Vec<Skipped>,
+    /// The ids of `skipped`.
+    skip_ids: Vec<u64>,
+    /// The plan enables KVM_CAP_ARM_WRITABLE_IMP_ID_REGS on the destination (6.15+), so the
+    /// guest keeps the MIDR_EL1, REVIDR_EL1 and AIDR_EL1 it saw.
+    pub imp_ids: bool,
     /// Why there is no plan: the guest has seen something the destination cannot present
     /// (each refused operation of a write-all restore that nothing makes safe), or a
     /// firmware refusal. Empty when there is a plan.
@@ -121,9 +126,14 @@ impl WholePlan {
         matches!(self.result, Some(Ok(())))
     }
 
-    /// The ids left out, for [`Writes::Plan`].
-    pub fn skip_ids(&self) -> Vec<u64> {
-        self.skipped.iter().map(|s| s.id).collect()
+    /// The restore's writes under this plan.
+    pub fn writes(&self) -> Writes<'_> {
+        Writes::Plan {
+            report: &self.firmware,
+            skip: &self.skip_ids,
+            imp_ids: self.imp_ids,
+            all: false,
+        }
     }
 }
 
@@ -147,7 +157,18 @@ pub fn plan(snapshot: &Snapshot, dest: &Profile) -> WholePlan {
         .machine()
         .and_then(|m| m.value(0, MMFR3))
         .map_or(0, |r| r.low_u64());
-    match restore_on_model(snapshot, dest, Writes::Vmm(VmmPolicy::WriteAll)) {
+    // On a 6.15+ destination the implementation ids become writable with the capability.
+    let imp_ids = snapshot.machine().is_some()
+        && dest
+            .vcpu()
+            .is_some_and(|v| v.capabilities.writable_imp_id_regs);
+    let every_write = Writes::Plan {
+        report: &firmware,
+        skip: &[],
+        imp_ids,
+        all: true,
+    };
+    match restore_on_model(snapshot, dest, every_write) {
         Ok(()) => {}
         Err(RestoreStop::QemuIdSet(_)) => {}
         Err(RestoreStop::Refused(list)) => {
@@ -170,23 +191,19 @@ pub fn plan(snapshot: &Snapshot, dest: &Profile) -> WholePlan {
             }
         }
     }
-    let result = refused.is_empty().then(|| {
-        let skip: Vec<u64> = skipped.iter().map(|s| s.id).collect();
-        restore_on_model(
-            snapshot,
-            dest,
-            Writes::Plan {
-                report: &firmware,
-                skip: &skip,
-            },
-        )
-    });
-    WholePlan {
+    let skip_ids: Vec<u64> = skipped.iter().map(|s| s.id).collect();
+    let mut plan = WholePlan {
         firmware,
         skipped,
+        skip_ids,
+        imp_ids,
         refused,
-        result,
+        result: None,
+    };
+    if plan.refused.is_empty() {
+        plan.result = Some(restore_on_model(snapshot, dest, plan.writes()));
     }
+    plan
 }
 
 /// The `whole_vm` object of `armfw check --json` (docs/schemas/armfw-check-1.schema.json).
@@ -214,6 +231,8 @@ pub struct WholePlanJson {
     pub skipped: Vec<SkippedJson>,
     /// Why there is no plan (one line each).
     pub refused: Vec<String>,
+    /// The plan enables KVM_CAP_ARM_WRITABLE_IMP_ID_REGS on the destination.
+    pub writable_imp_id_regs: bool,
 }
 
 /// A register left out.
@@ -334,6 +353,7 @@ impl WholeVmJson {
                     Some(Err(stop)) => vec![stop_line(stop)],
                     _ => plan.refused.clone(),
                 },
+                writable_imp_id_regs: plan.imp_ids,
             },
         }
     }

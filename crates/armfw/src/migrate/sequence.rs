@@ -152,6 +152,12 @@ pub enum Writes<'a> {
         report: &'a Report,
         /// Registers left out.
         skip: &'a [u64],
+        /// Enable KVM_CAP_ARM_WRITABLE_IMP_ID_REGS before the vCPUs exist (a 6.15+
+        /// destination), so that the saved MIDR_EL1, REVIDR_EL1 and AIDR_EL1 can be written.
+        imp_ids: bool,
+        /// Write every register and report every refusal (what the plan is made from)
+        /// instead of stopping at the first.
+        all: bool,
     },
 }
 
@@ -344,7 +350,12 @@ pub fn restore_into(
     plan: Option<&Report>,
 ) -> Result<(), (Step, Errno)> {
     let writes = plan.map_or(Writes::Vmm(VmmPolicy::FirstRefusal), |report| {
-        Writes::Plan { report, skip: &[] }
+        Writes::Plan {
+            report,
+            skip: &[],
+            imp_ids: false,
+            all: false,
+        }
     });
     restore_with(target, snapshot, writes).map_err(|stop| match stop.first() {
         Some(r) => (r.step, r.errno),
@@ -373,7 +384,8 @@ pub fn restore_with(
             .enable_system_suspend()
             .map_err(one(Step::EnableSystemSuspend))?;
     }
-    if machine.is_some_and(|m| m.writable_imp_id_regs) {
+    let plan_imp_ids = matches!(writes, Writes::Plan { imp_ids: true, .. });
+    if machine.is_some_and(|m| m.writable_imp_id_regs) || plan_imp_ids {
         target
             .enable_writable_imp_id_regs()
             .map_err(one(Step::EnableWritableImpIdRegs))?;
@@ -496,7 +508,7 @@ fn write_registers(
                 .map(Write::Saved)
                 .collect()
         }
-        Writes::Plan { report, skip } => {
+        Writes::Plan { report, skip, .. } => {
             let kept = |i: &usize| !skip.contains(&list[*i]);
             let wide = positions
                 .clone()
@@ -517,7 +529,7 @@ fn write_registers(
     };
     let stop_at_first = matches!(
         writes,
-        Writes::Plan { .. } | Writes::Vmm(VmmPolicy::FirstRefusal)
+        Writes::Plan { all: false, .. } | Writes::Vmm(VmmPolicy::FirstRefusal)
     );
     if matches!(writes, Writes::Vmm(VmmPolicy::Qemu)) {
         // QEMU loads every vCPU's section before it writes any register.
