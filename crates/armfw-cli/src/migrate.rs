@@ -25,7 +25,8 @@ pub const EXIT_INCOMPATIBLE: u8 = 1;
 #[command(after_help = "\
 The VM is created on the model of the host, set up as asked (baseline first, then \
 --psci-version, then each --set, all before the first KVM_RUN), run, and saved. The state \
-file is JSON (format armfw-snapshot/1.0) unless --binary is given.
+file is JSON (format armfw-snapshot/1.0; with --whole, every register of the VM, \
+armfw-snapshot/2.0) unless --binary is given.
 
 A file given with -o is replaced atomically (on failure the old file stays as it was). The \
 binary form is not printed to a terminal without --force.
@@ -91,9 +92,15 @@ The strict prediction is one of: succeeds (KVM accepts every write and the guest
 stays the same); KVM accepts every write, but the guest's firmware changes; KVM refuses it \
 (the step and errno). The plan is printed only for a verdict that has one (not incompatible).
 
+For a whole VM (a state of format 2.0, or --from HOST --whole), also each of today's VMM \
+policies' restore (first-refusal: Firecracker, Cloud Hypervisor; write-all; qemu) with every \
+refused register, and armfw's whole-VM plan (registers the guest cannot observe left out, \
+the implementation ids written with KVM_CAP_ARM_WRITABLE_IMP_ID_REGS on 6.15+).
+
 Exit codes: 0 compatible (the strict restore succeeds and the guest's firmware does not \
-change); 3 compatible only with armfw's plan (the strict restore fails, or succeeds but \
-changes the guest's firmware; the plan keeps it); 1 incompatible; 2 bad input (missing, \
+change; for a whole VM, every VMM policy restores it too); 3 compatible only with armfw's \
+plan (the strict restore fails, or succeeds but changes the guest's firmware; the plan keeps \
+it); 1 incompatible; 2 bad input (missing, \
 unreadable or too big file, not a snapshot, a field that fails validation, a duplicate key, \
 a bad checksum, a truncated file, an unknown profile); 141 standard output closed early.")]
 pub struct CheckArgs {
