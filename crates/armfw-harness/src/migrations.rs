@@ -227,7 +227,7 @@ mod guest {
             .collect::<Result<_>>()?;
         let baseline =
             compat::baseline(&pool).map_err(|e| Error::msg(format!("pool baseline: {e}")))?;
-        // The whole VM with no vCPU features and with every feature the host offers.
+        // Whole VMs with no vCPU features and with every feature the host offers.
         let all = profile
             .vcpu()
             .and_then(|v| {
@@ -237,27 +237,15 @@ mod guest {
                     .max_by_key(|f| f.iter().count())
             })
             .unwrap_or(CpuFeatures::NONE);
-        for (config, features) in [("whole", CpuFeatures::NONE), ("whole-all", all)] {
+        // (config, vCPU features, whole VM).
+        let configs = [
+            ("default", CpuFeatures::NONE, false),
+            ("baseline", CpuFeatures::NONE, false),
+            ("whole", CpuFeatures::NONE, true),
+            ("whole-all", all, true),
+        ];
+        for (config, features, whole) in configs {
             let spec = VmSpec { features, ..spec() };
-            let mut vm = TestVm::new(&spec)?;
-            let ram = vm.guest_memory_range();
-            vm.set_pv_time_ipa(0, ram.end - 64)?;
-            let view = migrate::guest_view(&mut vm)?;
-            let source = Source {
-                profile: profile.name().to_string(),
-                kernel: profile.kernel().to_string(),
-            };
-            let snap = migrate::save_whole(&vm, &spec, source, true, Vec::new())?;
-            vm.leak();
-            rec.emit(&MigrationRecord::State(StateRecord {
-                host: profile.name().to_string(),
-                config: config.to_string(),
-                snapshot: snap.to_json(),
-                view: view_strings(&view),
-            }));
-        }
-        let spec = spec();
-        for config in ["default", "baseline"] {
             let mut vm = TestVm::new(&spec)?;
             if config == "baseline" {
                 migrate::apply_baseline(&vm, &spec, &baseline)?;
@@ -271,7 +259,12 @@ mod guest {
                 profile: profile.name().to_string(),
                 kernel: profile.kernel().to_string(),
             };
-            let snap = migrate::save(&vm, &spec, source, true, Vec::new())?;
+            let save = if whole {
+                migrate::save_whole
+            } else {
+                migrate::save
+            };
+            let snap = save(&vm, &spec, source, true, Vec::new())?;
             vm.leak();
             rec.emit(&MigrationRecord::State(StateRecord {
                 host: profile.name().to_string(),

@@ -12,7 +12,7 @@ use armfw::abi::Errno as AbiErrno;
 use armfw::compat::{Baseline, Report};
 use armfw::firmware::{Conduit, MpState};
 use armfw::migrate::sequence::{
-    self, RestoreStop, RestoreTarget, SaveContext, SaveSource, VcpuInit, VmmPolicy, Writes,
+    self, RestoreStop, RestoreTarget, SaveContext, SaveSource, VcpuInit, Writes,
 };
 use armfw::snapshot::{FilterRange, PendingStart, Snapshot, Source, Step};
 
@@ -125,14 +125,7 @@ pub fn restore(snapshot: &Snapshot, plan: Option<&Report>) -> Result<TestVm, Res
             )));
         }
     }
-    let writes = plan.map_or(Writes::Vmm(VmmPolicy::FirstRefusal), |report| {
-        Writes::Plan {
-            report,
-            skip: &[],
-            imp_ids: false,
-            all: false,
-        }
-    });
+    let writes = Writes::firmware(plan);
     restore_with(snapshot, writes).map_err(|e| match e {
         WholeFailure::Stopped(stop) => match stop.first() {
             Some(r) => RestoreFailure::Refused {

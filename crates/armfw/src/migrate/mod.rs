@@ -225,25 +225,30 @@ fn save_model(
     Ok(snapshot)
 }
 
+/// A VM created with the defaults of the host `profile` describes: `vcpus` vCPUs (clamped to
+/// 1..=[`KVM_MAX_VCPUS`]) with PSCI_0_2 where the host has it, the ones after vCPU 0
+/// powered off.
+fn default_vm(profile: &crate::Profile, vcpus: usize) -> Result<Firmware, SaveError> {
+    let mut fw = Firmware::new(profile);
+    for i in 0..vcpus.clamp(1, KVM_MAX_VCPUS) {
+        let reg = |errno| SaveError::Register { id: 0, errno };
+        fw.add_vcpu().map_err(reg)?;
+        let features = VcpuFeatures {
+            psci_0_2: profile.capabilities().psci_0_2,
+            power_off: i > 0,
+        };
+        fw.init_vcpu(i, features).map_err(reg)?;
+    }
+    Ok(fw)
+}
+
 impl Snapshot {
     /// The state of a VM created with the defaults of the host `profile` describes and then
     /// run: `vcpus` vCPUs (clamped to 1..=[`KVM_MAX_VCPUS`]) with PSCI_0_2 where the host has
     /// it, vCPU 0 RUNNABLE and the others powered off, nothing written. This is what
     /// `armfw check --from` checks.
     pub fn created_on(profile: &crate::Profile, vcpus: usize) -> Result<Snapshot, SaveError> {
-        let mut fw = Firmware::new(profile);
-        for i in 0..vcpus.clamp(1, KVM_MAX_VCPUS) {
-            let reg = |errno| SaveError::Register { id: 0, errno };
-            fw.add_vcpu().map_err(reg)?;
-            fw.init_vcpu(
-                i,
-                VcpuFeatures {
-                    psci_0_2: profile.capabilities().psci_0_2,
-                    power_off: i > 0,
-                },
-            )
-            .map_err(reg)?;
-        }
+        let mut fw = default_vm(profile, vcpus)?;
         fw.vcpu_run(0).map_err(|_| SaveError::NotInitialised(0))?;
         fw.save()
     }
@@ -258,21 +263,7 @@ impl Snapshot {
         features: crate::abi::CpuFeatures,
         run: bool,
     ) -> Result<Snapshot, SaveError> {
-        let n = vcpus.clamp(1, KVM_MAX_VCPUS);
-        let mut fw = Firmware::new(profile);
-        for i in 0..n {
-            let reg = |errno| SaveError::Register { id: 0, errno };
-            fw.add_vcpu().map_err(reg)?;
-            fw.init_vcpu(
-                i,
-                VcpuFeatures {
-                    psci_0_2: profile.capabilities().psci_0_2,
-                    power_off: i > 0,
-                },
-            )
-            .map_err(reg)?;
-        }
-        let mut vm = ModelVm::with_registers(fw, features)?;
+        let mut vm = ModelVm::with_registers(default_vm(profile, vcpus)?, features)?;
         if run {
             vm.run(0).map_err(|_| SaveError::NotInitialised(0))?;
         }

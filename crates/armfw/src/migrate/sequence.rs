@@ -161,6 +161,21 @@ pub enum Writes<'a> {
     },
 }
 
+impl<'a> Writes<'a> {
+    /// The writes of a firmware-state restore: armfw's firmware plan (`Some(report)`), or
+    /// every saved register as [`VmmPolicy::FirstRefusal`] writes it (`None`).
+    pub fn firmware(plan: Option<&'a Report>) -> Writes<'a> {
+        plan.map_or(Writes::Vmm(VmmPolicy::FirstRefusal), |report| {
+            Writes::Plan {
+                report,
+                skip: &[],
+                imp_ids: false,
+                all: false,
+            }
+        })
+    }
+}
+
 /// One refused operation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Refusal {
@@ -349,14 +364,7 @@ pub fn restore_into(
     snapshot: &Snapshot,
     plan: Option<&Report>,
 ) -> Result<(), (Step, Errno)> {
-    let writes = plan.map_or(Writes::Vmm(VmmPolicy::FirstRefusal), |report| {
-        Writes::Plan {
-            report,
-            skip: &[],
-            imp_ids: false,
-            all: false,
-        }
-    });
+    let writes = Writes::firmware(plan);
     restore_with(target, snapshot, writes).map_err(|stop| match stop.first() {
         Some(r) => (r.step, r.errno),
         // Only the QEMU policy stops on the id set, and it is not asked for here.
