@@ -6,12 +6,11 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+mod recorded_hosts;
+
 use armfw::Profile;
 use armfw::scenario::{self, ModelBackend, ResultDocument};
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use recorded_hosts::{recorded_hosts, repo};
 
 /// The built-in profiles, which ship in this crate.
 fn profile_path(host: &str) -> PathBuf {
@@ -27,18 +26,6 @@ fn json_stems(dir: &Path) -> BTreeSet<String> {
         .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "json"))
         .filter_map(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
         .collect()
-}
-
-fn recorded_hosts() -> Vec<String> {
-    let dir = repo().join("scenarios/expected");
-    let mut hosts: Vec<String> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .filter_map(|e| e.ok())
-        .filter(|e| e.path().is_dir())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    hosts.sort();
-    hosts
 }
 
 #[test]

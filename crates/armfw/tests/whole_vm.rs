@@ -7,7 +7,7 @@
 //! the one restore sequence under the write-all policy on the model of each destination,
 //! must meet exactly the refusals the real destination kernel gave, register by register.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use armfw::abi::{CpuFeatures, Errno};
 use armfw::compat::whole::restore_on_model;
@@ -16,20 +16,9 @@ use armfw::snapshot::Step;
 use armfw::{Profile, Snapshot};
 use serde_json::Value;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+mod recorded_hosts;
 
-fn recorded_hosts() -> Vec<String> {
-    let mut hosts: Vec<String> = std::fs::read_dir(repo().join("scenarios/expected"))
-        .expect("scenarios/expected")
-        .filter_map(|e| e.ok())
-        .filter(|e| e.path().is_dir())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    hosts.sort();
-    hosts
-}
+use recorded_hosts::{recorded_hosts, repo};
 
 fn json(path: &Path) -> Value {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
