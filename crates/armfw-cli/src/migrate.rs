@@ -288,21 +288,17 @@ pub fn check(a: CheckArgs) -> Result<ExitCode> {
     }
     // A whole VM: 0 when today's VMMs restore it and its firmware stays the same, 3 when
     // only armfw's plan does, 1 when nothing does.
-    let code = match (&doc.whole_vm, report.verdict) {
-        (Some(w), v) => {
-            let vmm_ok = w.policies.iter().all(|p| p.result == "succeeds");
-            match (
-                vmm_ok && v == Verdict::Compatible,
-                w.plan.result == "restores",
-            ) {
-                (true, _) => 0,
-                (false, true) => EXIT_PLAN,
-                (false, false) => EXIT_INCOMPATIBLE,
-            }
-        }
-        (None, Verdict::Compatible) => 0,
-        (None, Verdict::CompatibleWithPlan) => EXIT_PLAN,
-        (None, Verdict::Incompatible) => EXIT_INCOMPATIBLE,
+    let verdict = doc.whole_vm.as_ref().map_or(report.verdict, |w| {
+        compat::whole::verdict(
+            w.policies.iter().all(|p| p.result == "succeeds"),
+            report.verdict,
+            w.plan.result == "restores",
+        )
+    });
+    let code = match verdict {
+        Verdict::Compatible => 0,
+        Verdict::CompatibleWithPlan => EXIT_PLAN,
+        Verdict::Incompatible => EXIT_INCOMPATIBLE,
     };
     Ok(ExitCode::from(code))
 }

@@ -125,17 +125,17 @@ fn check_move(state: &Snapshot, dest: &Profile, scope: Scope) -> Move {
             let vmm_ok = super::whole::vmm_outcomes(state, dest)
                 .iter()
                 .all(super::whole::PolicyOutcome::succeeds);
-            if vmm_ok && plan.firmware.verdict == Verdict::Compatible {
-                Move::Restores
-            } else if plan.restores() {
-                Move::WithPlan
-            } else {
-                let why = match &plan.result {
-                    Some(Err(stop)) => super::whole::stop_line(stop),
-                    _ => plan.refused.first().cloned().unwrap_or_default(),
-                };
-                // The first refused operation is the reason; the rest follow from it.
-                Move::Refused(why.split("; ").next().unwrap_or_default().to_string())
+            match super::whole::verdict(vmm_ok, plan.firmware.verdict, plan.restores()) {
+                Verdict::Compatible => Move::Restores,
+                Verdict::CompatibleWithPlan => Move::WithPlan,
+                Verdict::Incompatible => {
+                    let why = match &plan.result {
+                        Some(Err(stop)) => super::whole::stop_line(stop),
+                        _ => plan.refused.first().cloned().unwrap_or_default(),
+                    };
+                    // The first refused operation is the reason; the rest follow from it.
+                    Move::Refused(why.split("; ").next().unwrap_or_default().to_string())
+                }
             }
         }
     }

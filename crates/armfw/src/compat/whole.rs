@@ -45,6 +45,20 @@ pub fn vmm_outcomes(snapshot: &Snapshot, dest: &Profile) -> Vec<PolicyOutcome> {
         .collect()
 }
 
+/// The verdict on a whole VM: compatible when every VMM policy restores it (`vmm_restore`)
+/// and its firmware stays the same (`firmware`), compatible with armfw's plan when only the
+/// plan restores it, incompatible otherwise.
+pub fn verdict(vmm_restore: bool, firmware: Verdict, plan_restores: bool) -> Verdict {
+    match (
+        vmm_restore && firmware == Verdict::Compatible,
+        plan_restores,
+    ) {
+        (true, _) => Verdict::Compatible,
+        (false, true) => Verdict::CompatibleWithPlan,
+        (false, false) => Verdict::Incompatible,
+    }
+}
+
 /// Restore `snapshot` into a new VM on the model of `dest` as `writes` says.
 pub fn restore_on_model(
     snapshot: &Snapshot,
