@@ -49,6 +49,10 @@ pub fn row_passes(row: &Row) -> bool {
     if row.real == "fail" && row.predicted_detail != row.detail {
         return false;
     }
+    if row.policy == "armfw" && row.covered == Some(true) && row.real != "ok" {
+        // A VM created with the pool's CPU baseline restores on every host it covers.
+        return false;
+    }
     !(row.real == "ok" && row.policy == "armfw" && row.guest_view_same != true)
 }
 
@@ -216,17 +220,31 @@ mod guest {
         }
     }
 
-    fn save(profile: &Profile, root: &Path, rec: &mut Records) -> Result<bool> {
-        let pool: Vec<Profile> = records_in(&root.join("pool"))?
+    /// The pool's profiles (the `probe` records under `root/pool/`), in file order.
+    fn pool_in(root: &Path) -> Result<Vec<Profile>> {
+        records_in(&root.join("pool"))?
             .iter()
             .filter_map(|r| match r {
                 MigrationRecord::Profile { profile } => Some(profile),
                 _ => None,
             })
             .map(|p| Profile::from_value(p).map_err(|e| Error::msg(format!("pool profile: {e}"))))
-            .collect::<Result<_>>()?;
+            .collect()
+    }
+
+    fn save(profile: &Profile, root: &Path, rec: &mut Records) -> Result<bool> {
+        let pool = pool_in(root)?;
         let baseline =
             compat::baseline(&pool).map_err(|e| Error::msg(format!("pool baseline: {e}")))?;
+        // The pool's CPU for VMs without vCPU features; a host it covers saves one more whole
+        // VM, created with it.
+        let cpu = compat::cpu_baseline(&pool, Some(CpuFeatures::NONE))
+            .map_err(|e| Error::msg(format!("pool CPU baseline: {e}")))?;
+        let covered = pool
+            .iter()
+            .position(|p| p.name() == profile.name())
+            .is_some_and(|i| cpu.covers(i));
+        let recipe = cpu.recipe(profile);
         // Whole VMs with no vCPU features and with every feature the host offers.
         let all = profile
             .vcpu()
@@ -243,12 +261,24 @@ mod guest {
             ("baseline", CpuFeatures::NONE, false),
             ("whole", CpuFeatures::NONE, true),
             ("whole-all", all, true),
+            ("whole-baseline", CpuFeatures::NONE, true),
         ];
         for (config, features, whole) in configs {
-            let spec = VmSpec { features, ..spec() };
+            let mut spec = VmSpec { features, ..spec() };
+            if config == "whole-baseline" {
+                if !covered {
+                    continue;
+                }
+                spec.sve_vls = recipe.sve_vls.clone();
+                spec.writable_imp_id_regs = recipe.writable_imp_id_regs;
+            }
             let mut vm = TestVm::new(&spec)?;
-            if config == "baseline" {
-                migrate::apply_baseline(&vm, &spec, &baseline)?;
+            match config {
+                "baseline" => migrate::apply_baseline(&vm, &spec, Some(&baseline), None)?,
+                "whole-baseline" => {
+                    migrate::apply_baseline(&vm, &spec, Some(&baseline), Some(&recipe))?;
+                }
+                _ => {}
             }
             // A stolen-time structure on vCPU 0 (PV time), so that the state carries one:
             // the guest sees it as PV_TIME_FEATURES = SUCCESS.
@@ -280,7 +310,13 @@ mod guest {
     /// each after the model of this host predicted it; after a success the guest-view calls
     /// run again and the VM-wide registers are read back, and both must match the source
     /// (required for armfw's plan).
-    fn restore_whole(snap: &Snapshot, s: &StateRecord, profile: &Profile, rec: &mut Records) {
+    fn restore_whole(
+        snap: &Snapshot,
+        s: &StateRecord,
+        profile: &Profile,
+        covered: Option<bool>,
+        rec: &mut Records,
+    ) {
         let plan = armfw::compat::whole::plan(snap, profile);
         let policies = VmmPolicy::ALL.map(|p| (p.name(), Writes::Vmm(p)));
         let armfw = ("armfw", plan.writes());
@@ -357,11 +393,18 @@ mod guest {
                 }
                 .to_string(),
                 why,
+                covered,
             }));
         }
     }
 
     fn restore(profile: &Profile, root: &Path, rec: &mut Records) -> Result<bool> {
+        // Whether the pool's CPU baseline covers this host (for the `whole-baseline` states).
+        let pool = pool_in(root)?;
+        let covered = compat::cpu_baseline(&pool, Some(CpuFeatures::NONE))
+            .ok()
+            .zip(pool.iter().position(|p| p.name() == profile.name()))
+            .is_some_and(|(cpu, i)| cpu.covers(i));
         let states = records_in(&root.join("states"))?
             .into_iter()
             .filter_map(|r| match r {
@@ -372,7 +415,8 @@ mod guest {
             let snap =
                 Snapshot::from_value(&s.snapshot).map_err(|e| Error::msg(format!("state: {e}")))?;
             if snap.machine().is_some() {
-                restore_whole(&snap, &s, profile, rec);
+                let covered = (s.config == "whole-baseline").then_some(covered);
+                restore_whole(&snap, &s, profile, covered, rec);
                 continue;
             }
             // The prediction, before any restore.
@@ -437,6 +481,7 @@ mod guest {
                     guest_view_same: same,
                     verdict: report.verdict.name().to_string(),
                     why,
+                    covered: None,
                 }));
             }
         }

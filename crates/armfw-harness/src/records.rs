@@ -303,6 +303,10 @@ pub struct Row {
     pub verdict: String,
     /// The verdict's reason, when it is not plain compatibility.
     pub why: Option<String>,
+    /// For a state created with the pool's CPU baseline: whether the baseline covers the
+    /// destination (armfw's plan must then restore it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub covered: Option<bool>,
 }
 
 // ------------------------------------------------------------------------------------------
@@ -449,6 +453,7 @@ mod tests {
                 guest_view_same: Value::Null,
                 verdict: "incompatible".into(),
                 why: None,
+                covered: Some(true),
             }),
         ];
         let mut w = Writer::new(Vec::new());

@@ -9,7 +9,7 @@
 //! goes into a VM it creates; on failure that VM is dropped: nothing else changed.
 
 use armfw::abi::Errno as AbiErrno;
-use armfw::compat::{Baseline, Report};
+use armfw::compat::{Baseline, CpuRecipe, Report};
 use armfw::firmware::{Conduit, MpState};
 use armfw::migrate::sequence::{
     self, RestoreStop, RestoreTarget, SaveContext, SaveSource, VcpuInit, Writes,
@@ -102,12 +102,20 @@ fn save_from(
     })
 }
 
-/// Writes `baseline`'s registers on every vCPU of `vm`, before it first runs, through the
-/// core's one sequence ([`sequence::apply_baseline`], the one [`armfw::compat::Baseline::apply`]
-/// runs on the model): PSCI_VERSION (on PSCI_0_2 VMs) and the bitmaps; a register the host
-/// lacks is left out where the baseline's value means its absence.
-pub fn apply_baseline(vm: &TestVm, spec: &VmSpec, baseline: &Baseline) -> Result<(), Error> {
-    sequence::apply_baseline(&mut Live(vm), spec.psci_0_2, baseline).map_err(Error::from)
+/// Writes a pool baseline into `vm` before it first runs, through the core's one sequence
+/// ([`sequence::apply_baseline`], the one the model runs for
+/// [`armfw::Snapshot::created_with_baseline`] and [`armfw::compat::Baseline::apply`]): the CPU
+/// recipe's registers (ID registers, implementation ids, CTR_EL0, cache geometry), then
+/// PSCI_VERSION (on PSCI_0_2 VMs) and the bitmaps; a firmware register the host lacks is left
+/// out where the baseline's value means its absence. The recipe's set-up (features, SVE
+/// lengths, the implementation-id capability) must already be in `spec`, which created `vm`.
+pub fn apply_baseline(
+    vm: &TestVm,
+    spec: &VmSpec,
+    baseline: Option<&Baseline>,
+    cpu: Option<&CpuRecipe>,
+) -> Result<(), Error> {
+    sequence::apply_baseline(&mut Live(vm), spec.psci_0_2, baseline, cpu).map_err(Error::from)
 }
 
 /// Restores `snapshot` into a new VM through the core's one restore sequence

@@ -106,7 +106,17 @@ impl CpuFeatures {
         self.iter().all(|f| self.contains(f.group()))
     }
 
-    /// Whether the set is empty.
+    /// The features in both sets.
+    pub const fn intersect(self, other: CpuFeatures) -> CpuFeatures {
+        CpuFeatures(self.0 & other.0)
+    }
+
+    /// How many features.
+    pub const fn count(self) -> u32 {
+        self.0.count_ones()
+    }
+
+    /// Whether there are no features.
     pub const fn is_empty(self) -> bool {
         self.0 == 0
     }

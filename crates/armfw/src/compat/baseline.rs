@@ -102,6 +102,19 @@ pub enum ApplyError {
     /// The VM's host lacks a register the baseline sets to a value other than its absence.
     #[error("the host lacks {0}, which the baseline sets; it is not a host of the pool")]
     MissingRegister(FwReg),
+    /// The VM's host refused a write of the CPU baseline: the baseline does not cover it.
+    #[error(
+        "writing {} = {value:#x}: {errno}; the CPU baseline does not cover the host",
+        crate::vcpu::names::reg_name(*.id)
+    )]
+    CpuRegister {
+        /// The register's ONE_REG id.
+        id: u64,
+        /// The value.
+        value: u64,
+        /// KVM's answer.
+        errno: Errno,
+    },
     /// The VM's host refused a write: it is not a host of the pool.
     #[error("writing {reg} = {value:#x}: {errno}; the host is not a host of the pool")]
     Register {

@@ -144,17 +144,7 @@ fn check_move(state: &Snapshot, dest: &Profile, scope: Scope) -> Move {
 /// The mobility of `profiles` in `scope`.
 pub fn mobility(profiles: &[Profile], scope: Scope) -> Mobility {
     // Identical profiles but for the name give identical answers: check each class once.
-    let mut classes: Vec<usize> = Vec::with_capacity(profiles.len());
-    let mut reps: Vec<usize> = Vec::new();
-    for (i, p) in profiles.iter().enumerate() {
-        match reps.iter().position(|&r| same_facts(&profiles[r], p)) {
-            Some(c) => classes.push(c),
-            None => {
-                classes.push(reps.len());
-                reps.push(i);
-            }
-        }
-    }
+    let (classes, reps) = classes(profiles);
     let states: Vec<Result<Snapshot, String>> = reps
         .iter()
         .map(|&r| default_state(&profiles[r], scope))
@@ -199,6 +189,23 @@ pub fn mobility(profiles: &[Profile], scope: Scope) -> Mobility {
         groups,
         distinct: reps.len(),
     }
+}
+
+/// The classes of identical profiles (the same facts under other names): each profile's
+/// class, and each class's first profile, in pool order.
+pub(crate) fn classes(profiles: &[Profile]) -> (Vec<usize>, Vec<usize>) {
+    let mut classes: Vec<usize> = Vec::with_capacity(profiles.len());
+    let mut reps: Vec<usize> = Vec::new();
+    for (i, p) in profiles.iter().enumerate() {
+        match reps.iter().position(|&r| same_facts(&profiles[r], p)) {
+            Some(c) => classes.push(c),
+            None => {
+                classes.push(reps.len());
+                reps.push(i);
+            }
+        }
+    }
+    (classes, reps)
 }
 
 /// Whether two profiles hold the same facts (everything but the name).

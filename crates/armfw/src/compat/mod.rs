@@ -41,6 +41,7 @@
 
 mod baseline;
 mod check;
+mod cpu;
 mod finding;
 pub mod fleet;
 mod report;
@@ -53,6 +54,9 @@ pub use baseline::{
     WorkaroundJson, WorkaroundSpread, baseline,
 };
 pub use check::{MAX_FINDINGS, Report, check};
+pub use cpu::{
+    CpuBaseline, CpuBaselineError, CpuRecipe, FieldChoice, Implementation, LeftOut, cpu_baseline,
+};
 pub use finding::{
     Accepts, Finding, Need, Outcome, PlanAction, Remedy, StrictOutcome, Subject, Verdict,
     VersionSet,

@@ -13,7 +13,7 @@ pub mod sequence;
 pub use model::ModelVm;
 
 use crate::abi::Errno;
-use crate::compat::Finding;
+use crate::compat::{Baseline, CpuBaseline, Finding};
 use crate::firmware::{FilterAction, Firmware, KVM_MAX_VCPUS, MpState, VcpuFeatures, VcpuStart};
 use crate::json::FieldError;
 use crate::snapshot::{FilterRange, PendingStart, Snapshot, Source, Step, VcpuState};
@@ -83,6 +83,9 @@ pub enum SaveError {
     /// The host refuses the vCPU set-up (a feature it does not offer).
     #[error("{0}")]
     Setup(String),
+    /// The host refused a write of the pool baseline.
+    #[error("applying the baseline: {0}")]
+    Baseline(crate::compat::ApplyError),
     /// A whole-VM save of a VM whose profile has no whole-vCPU part (profile format 1).
     #[error("the profile has no whole-vCPU part (profile format 1: re-probe the host)")]
     NoWholeVcpu,
@@ -129,18 +132,31 @@ impl ModelVm {
         fw: Firmware,
         features: crate::abi::CpuFeatures,
     ) -> Result<ModelVm, SaveError> {
-        let setup = crate::vcpu::VcpuSetup {
-            vcpus: fw.vcpu_count(),
+        let setup = sequence::MachineSetup {
             features,
-            ..crate::vcpu::VcpuSetup::default()
+            ..sequence::MachineSetup::default()
         };
-        let registers = match crate::vcpu::VcpuModel::new(fw.profile(), &setup) {
+        ModelVm::with_setup(fw, &setup)
+    }
+
+    /// A model VM of `fw`'s vCPUs (created and initialised) with their whole-vCPU registers,
+    /// set up as `setup` says (features, SVE lengths, the implementation-id capability;
+    /// a counter offset is not a set-up of the vCPUs and is ignored), before any run.
+    pub fn with_setup(fw: Firmware, setup: &sequence::MachineSetup) -> Result<ModelVm, SaveError> {
+        let vcpus = crate::vcpu::VcpuSetup {
+            vcpus: fw.vcpu_count(),
+            features: setup.features,
+            sve_vls: setup.sve_vls.clone(),
+            writable_imp_id_regs: setup.writable_imp_id_regs,
+        };
+        let registers = match crate::vcpu::VcpuModel::new(fw.profile(), &vcpus) {
             None => return Err(SaveError::NoWholeVcpu),
             Some(Err(e)) => return Err(SaveError::Setup(e)),
             Some(Ok(m)) => m,
         };
         let mut vm = ModelVm::new(fw);
         vm.vcpu = Some(registers);
+        vm.imp_writable = setup.writable_imp_id_regs;
         Ok(vm)
     }
 
@@ -271,5 +287,30 @@ impl Snapshot {
             features,
             ..sequence::MachineSetup::default()
         })
+    }
+
+    /// The whole state (format 2.0) of a VM created on the host `profile` describes with a
+    /// pool baseline, and otherwise as [`Snapshot::created_whole_on`]: the CPU baseline's
+    /// recipe for this host ([`CpuBaseline::recipe`]: the vCPU set-up, then the register
+    /// writes) and the firmware baseline, applied before the first run through the one
+    /// sequence ([`sequence::apply_baseline`]), as armfw-kvm applies them to real vCPUs.
+    pub fn created_with_baseline(
+        profile: &crate::Profile,
+        vcpus: usize,
+        cpu: &CpuBaseline,
+        firmware: Option<&Baseline>,
+        run: bool,
+    ) -> Result<Snapshot, SaveError> {
+        let recipe = cpu.recipe(profile);
+        let setup = recipe.setup();
+        let fw = default_vm(profile, vcpus)?;
+        let psci_0_2 = profile.capabilities().psci_0_2;
+        let mut vm = ModelVm::with_setup(fw, &setup)?;
+        sequence::apply_baseline(&mut vm, psci_0_2, firmware, Some(&recipe))
+            .map_err(SaveError::Baseline)?;
+        if run {
+            vm.run(0).map_err(|_| SaveError::NotInitialised(0))?;
+        }
+        vm.save(setup)
     }
 }

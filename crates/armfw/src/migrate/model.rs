@@ -287,7 +287,7 @@ impl Baseline {
         }
         let features = fw.vcpu_features(0).ok_or(ApplyError::NoVcpu)?;
         let mut work = ModelVm::new(fw.clone());
-        sequence::apply_baseline(&mut work, features.psci_0_2, self)?;
+        sequence::apply_baseline(&mut work, features.psci_0_2, Some(self), None)?;
         *fw = work.fw;
         Ok(())
     }

@@ -13,7 +13,7 @@
 //! CPU_ON starts that were pending.
 
 use crate::abi::{CpuFeatures, Errno, FwReg, OneRegId};
-use crate::compat::{ApplyError, Baseline, PlanAction, Report};
+use crate::compat::{ApplyError, Baseline, CpuRecipe, PlanAction, Report};
 use crate::firmware::MpState;
 use crate::register::{self, RegClass};
 use crate::snapshot::machine::is_vm_wide;
@@ -392,8 +392,13 @@ pub fn restore_with(
             .enable_system_suspend()
             .map_err(one(Step::EnableSystemSuspend))?;
     }
-    let plan_imp_ids = matches!(writes, Writes::Plan { imp_ids: true, .. });
-    if machine.is_some_and(|m| m.writable_imp_id_regs) || plan_imp_ids {
+    // A VMM enables the capability again where the source VM had it; armfw's plan where the
+    // destination has it (without it, the saved ids restore only where they are the host's).
+    let imp_ids = match writes {
+        Writes::Plan { imp_ids, .. } => imp_ids,
+        Writes::Vmm(_) => machine.is_some_and(|m| m.writable_imp_id_regs),
+    };
+    if imp_ids {
         target
             .enable_writable_imp_id_regs()
             .map_err(one(Step::EnableWritableImpIdRegs))?;
@@ -621,20 +626,34 @@ fn qemu_id_set(target: &impl RestoreTarget, vcpu: usize, list: &[u64]) -> Result
     Ok(())
 }
 
-/// Write `baseline`'s registers on every vCPU of a VM before it first runs: PSCI_VERSION (on
-/// PSCI_0_2 VMs) and the bitmaps, in KVM's order. A register the host does not list is left
-/// out where the baseline's value means its absence (the register table's
-/// [`register::RegDesc::absence`]).
+/// Write a pool baseline into a VM before it first runs, in KVM's order: the CPU recipe's
+/// registers first (the ID registers, implementation ids, CTR_EL0 and cache geometry the
+/// pool's CPU baseline gives, [`crate::compat::CpuBaseline::recipe`]; the VM-wide ones on
+/// vCPU 0, the others on every vCPU), then the firmware baseline's PSCI_VERSION (on PSCI_0_2
+/// VMs) and bitmaps on every vCPU. A firmware register the host does not list is left out
+/// where the baseline's value means its absence (the register table's
+/// [`register::RegDesc::absence`]). The recipe's set-up (features, SVE lengths, the
+/// implementation-id capability) is the VM's creation, before this.
 pub fn apply_baseline<T: SaveSource + RestoreTarget>(
     vm: &mut T,
     psci_0_2: bool,
-    baseline: &Baseline,
+    baseline: Option<&Baseline>,
+    cpu: Option<&CpuRecipe>,
 ) -> Result<(), ApplyError> {
     if vm.vcpu_count() == 0 {
         return Err(ApplyError::NoVcpu);
     }
     let listed = vm.reg_list(0).map_err(|_| ApplyError::NoVcpu)?;
-    for (reg, value) in baseline.registers() {
+    for &(id, value) in cpu.map_or(&[][..], |c| &c.writes) {
+        let size = OneRegId(id).size_bytes().min(8);
+        let bytes = value.to_le_bytes();
+        let vcpus = if is_vm_wide(id) { 1 } else { vm.vcpu_count() };
+        for vcpu in 0..vcpus {
+            vm.set_reg(vcpu, id, &bytes[..size])
+                .map_err(|errno| ApplyError::CpuRegister { id, value, errno })?;
+        }
+    }
+    for (reg, value) in baseline.into_iter().flat_map(Baseline::registers) {
         if reg == FwReg::PsciVersion && !psci_0_2 {
             continue;
         }

@@ -123,6 +123,20 @@ impl Slot {
     }
 }
 
+/// What the first KVM_RUN makes of the value `value` of the register `id` on the host whose
+/// probed feature set is `set`: the bits the first run cleared on the probe's fresh VM are
+/// cleared, the bits it set are set (other registers are unchanged). For the VM-wide ID
+/// registers this is `kvm_finalize_sys_regs()` (`arch/arm64/kvm/sys_regs.c`, 6.12 and
+/// later): on a VM without a vGICv3 the GIC fields of ID_AA64PFR0_EL1 and ID_PFR1_EL1 are
+/// cleared whatever was written (the probe's VMs have no vGIC; 6.1 leaves them).
+pub fn after_first_run(set: &FeatureSet, id: u64, value: u64) -> u64 {
+    let (Some(after), Some(reset)) = (set.first_run.get(id), set.reset(id)) else {
+        return value;
+    };
+    let (after, reset) = (after.low_u64(), reset.low_u64());
+    (value & !(reset & !after)) | (after & !reset)
+}
+
 /// A probed physical counter reading (about 18 minutes of uptime at QEMU's 62.5 MHz): what
 /// the model assumes the physical counter reads when no write set the physical offset.
 const PHYS_COUNTER: u64 = 1 << 36;
@@ -250,6 +264,15 @@ impl VcpuModel {
                     if fresh == regs[pos] {
                         regs[pos] = Reg::from_bytes(&after.fit(size).unwrap_or_default());
                     }
+                }
+            }
+        }
+        // A VM-wide register written before the run: the bits the first run changes on a
+        // fresh VM change in the written value too.
+        for (id, _) in &self.set.first_run.0 {
+            if let Some(pos) = self.listed(*id) {
+                if let Some(v) = self.vm_wide[pos] {
+                    self.vm_wide[pos] = Some(after_first_run(&self.set, *id, v));
                 }
             }
         }
