@@ -143,7 +143,11 @@ pub struct BaselineArgs {
     /// The hosts of the pool (built-in profile names or profile files).
     #[arg(required = true, value_name = "PROFILE")]
     profiles: Vec<String>,
-    /// Print JSON (format armfw-baseline/1), also when the pool has no baseline.
+    /// The vCPU features of the VMs the CPU baseline is for, comma-separated (pmu_v3, sve,
+    /// ptrauth_address, ptrauth_generic; default none).
+    #[arg(long, value_parser = crate::parse_features, default_value = "")]
+    features: armfw::abi::CpuFeatures,
+    /// Print JSON (format armfw-baseline/2), also when the pool has no baseline.
     #[arg(long)]
     pub json: bool,
 }
@@ -169,8 +173,8 @@ pub fn save(a: SaveArgs) -> Result<ExitCode> {
             .map_err(|e| anyhow!("initialising vCPU {i}: {e}"))?;
     }
     let mut baseline = None;
-    if !a.pool.is_empty() {
-        let pool = load_pool(&a.pool)?;
+    let pool = load_pool(&a.pool)?;
+    if !pool.is_empty() {
         let b = compat::baseline(&pool)?;
         b.apply(&mut fw)
             .with_context(|| format!("applying the baseline to {}", profile.name()))?;
@@ -234,12 +238,42 @@ pub fn save(a: SaveArgs) -> Result<ExitCode> {
         }
     }
     let snapshot = if a.whole {
-        let mut vm = armfw::migrate::ModelVm::with_registers(fw, a.features)?;
-        vm.run(0).map_err(|e| anyhow!("running vCPU 0: {e}"))?;
-        vm.save(armfw::migrate::sequence::MachineSetup {
+        let mut setup = armfw::migrate::sequence::MachineSetup {
             features: a.features,
             ..Default::default()
-        })?
+        };
+        let mut recipe = None;
+        if !pool.is_empty() {
+            // The pool's CPU: the recipe's set-up, then its writes.
+            let cpu = compat::cpu_baseline(&pool, Some(a.features))
+                .map_err(|e| anyhow!("the --baseline pool has no CPU baseline: {e}"))?;
+            let left = pool
+                .iter()
+                .position(|p| p.name() == profile.name())
+                .and_then(|i| cpu.left_out.iter().find(|l| l.host == i));
+            if let Some(l) = left {
+                bail!(
+                    "{} is left out of the --baseline pool's CPU baseline: {}",
+                    profile.name(),
+                    l.reason
+                );
+            }
+            let r = cpu.recipe(&profile);
+            setup = r.setup();
+            recipe = Some(r);
+        }
+        let mut vm = armfw::migrate::ModelVm::with_setup(fw, &setup)?;
+        if let Some(r) = &recipe {
+            armfw::migrate::sequence::apply_baseline(
+                &mut vm,
+                profile.capabilities().psci_0_2,
+                None,
+                Some(r),
+            )
+            .with_context(|| format!("applying the CPU baseline to {}", profile.name()))?;
+        }
+        vm.run(0).map_err(|e| anyhow!("running vCPU 0: {e}"))?;
+        vm.save(setup)?
     } else {
         fw.vcpu_run(0).map_err(|e| anyhow!("running vCPU 0: {e}"))?;
         fw.save()?
@@ -307,6 +341,7 @@ pub fn check(a: CheckArgs) -> Result<ExitCode> {
 pub fn baseline(a: BaselineArgs) -> Result<ExitCode> {
     let json = a.json;
     let pool = load_pool(&a.profiles)?;
+    let cpu = compat::cpu_baseline(&pool, Some(a.features));
     let b = match compat::baseline(&pool) {
         Ok(b) => b,
         Err(e) => {
@@ -322,14 +357,15 @@ pub fn baseline(a: BaselineArgs) -> Result<ExitCode> {
             };
             crate::output::warn(&format!("no baseline: {msg}"));
             if json {
-                let doc = compat::BaselineJson::none(&pool, &msg);
+                let doc = compat::BaselineJson::none(&pool, &msg).with_cpu(&pool, cpu.as_ref());
                 outln!("{}", serde_json::to_string_pretty(&doc)?)?;
             }
             return Ok(ExitCode::from(EXIT_INCOMPATIBLE));
         }
     };
+    let doc = b.document(&pool).with_cpu(&pool, cpu.as_ref());
     if json {
-        outln!("{}", serde_json::to_string_pretty(&b.to_json(&pool))?)?;
+        outln!("{}", serde_json::to_string_pretty(&doc)?)?;
     } else {
         outln!("baseline of {} hosts", b.hosts)?;
         let mut rows = vec![[
@@ -384,20 +420,96 @@ pub fn baseline(a: BaselineArgs) -> Result<ExitCode> {
                 "not every host (install no ranges)"
             }
         )?;
+        outln!()?;
+        print_cpu(&pool, &cpu)?;
+        outln!()?;
         outln!(
             "{}",
-            if b.any_to_any() {
+            if doc.any_to_any {
                 "a VM created with this baseline can move between any two hosts of the pool"
+            } else if b.any_to_any() {
+                "some hosts are left out of the CPU baseline: see above"
             } else {
                 "some moves are refused: see the WORKAROUND lines"
             }
         )?;
     }
-    Ok(if b.any_to_any() {
+    Ok(if doc.any_to_any {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(EXIT_INCOMPATIBLE)
     })
+}
+
+/// The CPU part of `armfw baseline`'s table.
+fn print_cpu(
+    pool: &[Profile],
+    cpu: &Result<compat::CpuBaseline, compat::CpuBaselineError>,
+) -> Result<()> {
+    let c = match cpu {
+        Ok(c) => c,
+        Err(e) => {
+            outln!("no CPU baseline: {e}")?;
+            return Ok(());
+        }
+    };
+    let covered = (0..pool.len()).filter(|&i| c.covers(i)).count();
+    outln!(
+        "CPU baseline (vCPU features: {}): covers {covered} of {} hosts",
+        if c.features.is_empty() {
+            "none".to_string()
+        } else {
+            c.features.to_string()
+        },
+        c.hosts
+    )?;
+    if let Some(v) = &c.sve_vls {
+        outln!("SVE_VLS {}", armfw::json::hex_le_bytes(v))?;
+    }
+    if c.fields.is_empty() {
+        outln!("the covered hosts present the same CPU: nothing to write")?;
+    } else {
+        let mut rows = vec![[
+            "FIELD".to_string(),
+            "VALUE".to_string(),
+            "HOSTS".to_string(),
+            "RULE".to_string(),
+        ]];
+        let doc = c.document(pool);
+        for f in &doc.fields {
+            let field = if f.field == "value" {
+                f.register.clone()
+            } else {
+                format!("{}.{}", f.register, f.field)
+            };
+            let hosts = f
+                .hosts
+                .iter()
+                .map(|h| format!("{} ({})", h.value, shown(&h.host)))
+                .collect::<Vec<_>>()
+                .join(", ");
+            rows.push([field, f.value.clone(), hosts, f.rule.clone()]);
+        }
+        print_rows(&rows)?;
+    }
+    for l in &c.left_out {
+        outln!("left out: {}: {}", name(pool, l.host), l.reason)?;
+    }
+    if c.implementations.len() > 1 {
+        outln!(
+            "{} implementations (a 6.15+ guest gets them through DISCOVER_IMPL_CPUS from armfw's firmware):",
+            c.implementations.len()
+        )?;
+        for i in &c.implementations {
+            outln!(
+                "  MIDR_EL1 {} REVIDR_EL1 {} AIDR_EL1 {}",
+                hex(i.midr),
+                hex(i.revidr),
+                hex(i.aidr)
+            )?;
+        }
+    }
+    Ok(())
 }
 
 fn name(pool: &[Profile], i: usize) -> std::borrow::Cow<'_, str> {

@@ -172,7 +172,7 @@ fn check_text_and_json_agree_on_the_plan() {
 
 #[test]
 fn baseline_documents_match_the_schema_with_and_without_a_baseline() {
-    let v = validator("armfw-baseline-1");
+    let v = validator("armfw-baseline-2");
     let names = builtin();
     for pair in names.windows(2) {
         let o = armfw(&["baseline", &pair[0], &pair[1], "--json"]);

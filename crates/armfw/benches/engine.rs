@@ -326,6 +326,13 @@ fn baselines(c: &mut Criterion) {
         g.bench_function(format!("{n} profiles"), |b| {
             b.iter(|| compat::baseline(black_box(&pool)).expect("baseline"))
         });
+        // The CPU baseline of the same pool (its 24 distinct hosts judged once each).
+        g.bench_function(format!("cpu, {n} profiles"), |b| {
+            b.iter(|| {
+                compat::cpu_baseline(black_box(&pool), Some(armfw::abi::CpuFeatures::NONE))
+                    .expect("cpu baseline")
+            })
+        });
     }
     g.finish();
 }

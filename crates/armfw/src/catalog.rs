@@ -53,6 +53,7 @@ pub fn registers(profile: &Profile) -> Vec<RegisterInfo> {
                         psci_0_2: true,
                         has_run: false,
                         current: r.default,
+                        ssbs_hidden: false,
                     };
                     let accepts = kind
                         .values()

@@ -309,14 +309,17 @@ impl Baseline {
             system_suspend: Some(self.system_suspend),
             smccc_filter: Some(self.smccc_filter),
             any_to_any: self.any_to_any(),
+            cpu: None,
+            no_cpu_baseline: None,
         }
     }
 }
 
-/// The format name and version of `armfw baseline --json` ([`BaselineJson`]).
-pub const BASELINE_FORMAT: &str = "armfw-baseline/1";
+/// The format name and version of `armfw baseline --json` ([`BaselineJson`]). Version 2
+/// added the CPU part ([`BaselineJson::cpu`]).
+pub const BASELINE_FORMAT: &str = "armfw-baseline/2";
 
-/// `armfw baseline --json`: one document (docs/schemas/armfw-baseline-1.schema.json), also
+/// `armfw baseline --json`: one document (docs/schemas/armfw-baseline-2.schema.json), also
 /// when the pool has no baseline (`no_baseline` says why; the baseline's keys are then empty
 /// or `null`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -342,11 +345,36 @@ pub struct BaselineJson {
     pub system_suspend: Option<bool>,
     /// Whether every host has the SMCCC filter.
     pub smccc_filter: Option<bool>,
-    /// Whether a VM created with the baseline can move between any two hosts.
+    /// Whether a VM created with the baseline can move between any two hosts (of the hosts
+    /// the CPU baseline covers, where there is one).
     pub any_to_any: bool,
+    /// The CPU baseline; `null` where the pool has none.
+    pub cpu: Option<super::cpu::CpuBaselineJson>,
+    /// Why the pool has no CPU baseline; `null` when it has one.
+    pub no_cpu_baseline: Option<String>,
 }
 
 impl BaselineJson {
+    /// The document with the CPU part: the CPU baseline of the pool, or why it has none. A
+    /// pool whose CPU baseline leaves hosts out, or that has none, is not any-to-any.
+    pub fn with_cpu(
+        mut self,
+        pool: &[Profile],
+        cpu: Result<&super::cpu::CpuBaseline, &super::cpu::CpuBaselineError>,
+    ) -> BaselineJson {
+        match cpu {
+            Ok(c) => {
+                self.any_to_any &= c.left_out.is_empty();
+                self.cpu = Some(c.document(pool));
+            }
+            Err(e) => {
+                self.any_to_any = false;
+                self.no_cpu_baseline = Some(e.to_string());
+            }
+        }
+        self
+    }
+
     /// The document for a pool without a baseline.
     pub fn none(pool: &[Profile], why: &str) -> BaselineJson {
         BaselineJson {
@@ -361,6 +389,8 @@ impl BaselineJson {
             system_suspend: None,
             smccc_filter: None,
             any_to_any: false,
+            cpu: None,
+            no_cpu_baseline: None,
         }
     }
 }

@@ -114,12 +114,15 @@ pub fn check(snapshot: &Snapshot, dest: &Profile) -> Report {
             });
         }
     }
+    // A whole VM whose saved ID_AA64PFR1_EL1 hides the destination's SSBS: the plan writes
+    // the VM-wide registers first, so KVM judges WORKAROUND_2 against that VM.
+    let ssbs_hidden = whole_vm_hides_ssbs(snapshot, dest);
     for reg in FwReg::ALL {
         let saved = saved_regs
             .iter()
             .find(|r| r.id == reg.id())
             .map(|r| r.value);
-        let Some(f) = assess(reg, saved, snapshot.vm.psci_0_2, dest) else {
+        let Some(f) = assess(reg, saved, snapshot.vm.psci_0_2, dest, ssbs_hidden) else {
             continue;
         };
         match f.outcome {
@@ -190,7 +193,29 @@ fn capability(subject: Subject, ok: bool, yes: Rule, no: Rule, need: Need) -> Fi
     }
 }
 
-fn assess(reg: FwReg, saved: Option<u64>, psci_0_2: bool, dest: &Profile) -> Option<Finding> {
+/// Whether the whole VM `snapshot` shows no SSBS where `dest` has it
+/// ([`register::ssbs_hidden`]; false for a firmware-only state).
+fn whole_vm_hides_ssbs(snapshot: &Snapshot, dest: &Profile) -> bool {
+    const PFR1: u64 = crate::abi::vcpu_reg::sysreg_id(3, 0, 0, 4, 1);
+    let Some(m) = snapshot.machine() else {
+        return false;
+    };
+    let saved = m.value(0, PFR1).map(|r| r.low_u64());
+    let host = dest
+        .vcpu()
+        .and_then(|v| v.feature_set(m.features))
+        .and_then(|s| s.reset(PFR1))
+        .map(crate::json::Wide::low_u64);
+    matches!((host, saved), (Some(h), Some(v)) if register::ssbs_hidden(h, v))
+}
+
+fn assess(
+    reg: FwReg,
+    saved: Option<u64>,
+    psci_0_2: bool,
+    dest: &Profile,
+    ssbs_hidden: bool,
+) -> Option<Finding> {
     let on_dest = dest.register(reg);
     if saved.is_none() && on_dest.is_none() {
         return None;
@@ -245,22 +270,23 @@ fn assess(reg: FwReg, saved: Option<u64>, psci_0_2: bool, dest: &Profile) -> Opt
                 return None;
             };
             let accepts = |host| Accepts::Level { kind, host };
-            let accepted = |s| strict_set(dest, psci_0_2, reg.id(), s).is_ok();
-            match (saved, on_dest) {
-                (Some(s), Some(d)) if s == d.default => finding(
-                    accepts(d.default),
+            let accepted = |s| strict_set(dest, psci_0_2, reg.id(), s, ssbs_hidden).is_ok();
+            let level = register::vm_level(reg, dest, ssbs_hidden);
+            match (saved, on_dest.and(level)) {
+                (Some(s), Some(d)) if s == d => finding(
+                    accepts(d),
                     Rule::WorkaroundWithinHost,
                     Outcome::Restore,
                     None,
                 ),
                 (Some(s), Some(d)) if accepted(s) => finding(
-                    accepts(d.default),
+                    accepts(d),
                     Rule::WorkaroundBelowHost,
                     Outcome::Refuse,
                     Some(Remedy::HostLevel { reg, level: s }),
                 ),
                 (Some(s), Some(d)) => finding(
-                    accepts(d.default),
+                    accepts(d),
                     Rule::WorkaroundAboveHost,
                     Outcome::Refuse,
                     Some(Remedy::HostLevel { reg, level: s }),
@@ -276,7 +302,7 @@ fn assess(reg: FwReg, saved: Option<u64>, psci_0_2: bool, dest: &Profile) -> Opt
                     Some(Remedy::HostWith(Need::Register(reg))),
                 ),
                 (None, d) => finding(
-                    accepts(d.map_or(0, |d| d.default)),
+                    accepts(d.unwrap_or(0)),
                     Rule::WorkaroundNotSaved,
                     Outcome::Keep,
                     None,

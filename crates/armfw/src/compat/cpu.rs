@@ -10,10 +10,10 @@
 //! KVM_SET_ONE_REG for the model VM and the predictions: the baseline has no rule of its own.
 
 use crate::abi::vcpu_reg::{SVE_VLS, sysreg_encoding, sysreg_id};
-use crate::abi::{CpuFeature, CpuFeatures, OneRegId};
+use crate::abi::{CpuFeature, CpuFeatures, FwReg, OneRegId};
 use crate::json::Wide;
 use crate::profile::{FeatureSet, Profile};
-use crate::register::{RegClass, ftr};
+use crate::register::{self, RegClass, ftr};
 use crate::vcpu::names::reg_name;
 use crate::vcpu::rules::{self, SysRule};
 use crate::vcpu::{VcpuModel, VcpuSetup, after_first_run};
@@ -561,7 +561,70 @@ fn pass(hosts: &[Host<'_>], models: &mut [VcpuModel]) -> Pass {
         }
         out.registers.push((id, composed));
     }
+    workaround_levels(hosts, &mut out);
     out
+}
+
+/// The WORKAROUND levels: the host's (KVM stores nothing a VM writes), so a VM moves only
+/// between hosts at the same level ([`super::Rule::WorkaroundAboveHost`],
+/// [`super::Rule::WorkaroundBelowHost`]). Each level as a VM with the pass's ID registers
+/// sees it ([`register::vm_level`]: WORKAROUND_2 follows the VM's SSBS), and the level the
+/// most hosts have is the pool's.
+fn workaround_levels(hosts: &[Host<'_>], out: &mut Pass) {
+    const PFR1: u64 = sysreg_id(3, 0, 0, 4, 1);
+    let pfr1 = out
+        .registers
+        .iter()
+        .find(|(id, _)| *id == PFR1)
+        .map(|r| r.1);
+    for reg in [
+        FwReg::SmcccArchWorkaround1,
+        FwReg::SmcccArchWorkaround2,
+        FwReg::SmcccArchWorkaround3,
+    ] {
+        let levels: Vec<u64> = hosts
+            .iter()
+            .map(|h| {
+                let host_pfr1 = h.value(PFR1).unwrap_or(0);
+                let hidden = register::ssbs_hidden(host_pfr1, pfr1.unwrap_or(host_pfr1));
+                register::vm_level(reg, h.profile, hidden).unwrap_or(0)
+            })
+            .collect();
+        if levels.iter().all(|&l| Some(&l) == levels.first()) {
+            continue;
+        }
+        let mut distinct: Vec<(u64, usize)> = Vec::new();
+        for (h, &l) in hosts.iter().zip(&levels) {
+            if !distinct.iter().any(|(v, _)| *v == l) {
+                distinct.push((l, h.index));
+            }
+        }
+        let count = |v: u64| levels.iter().filter(|&&l| l == v).count();
+        // The level the most hosts have; the first host's on a tie.
+        let chosen = distinct
+            .iter()
+            .map(|&(v, _)| v)
+            .fold(None, |best: Option<u64>, v| match best {
+                Some(b) if count(b) >= count(v) => Some(b),
+                _ => Some(v),
+            })
+            .unwrap_or(0);
+        for (k, &l) in levels.iter().enumerate() {
+            if l != chosen {
+                out.refusals[k].push(format!(
+                    "{reg}: the host is at level {l:#x}, the pool at {chosen:#x}; the level is the host's (KVM stores nothing a VM writes), so a VM moves only between hosts at one level"
+                ));
+            }
+        }
+        out.fields.push(FieldChoice {
+            id: reg.id(),
+            field: "value",
+            mask: u64::MAX,
+            value: chosen,
+            hosts: distinct,
+            rule: "the host's level, which the most hosts have",
+        });
+    }
 }
 
 /// The CPU baseline of a pool: the value of every CPU-describing register that every kept
@@ -711,6 +774,162 @@ impl CpuBaseline {
                 .iter()
                 .any(|&(id, _)| describes(id) == Some(Describes::Imp)),
             writes,
+        }
+    }
+}
+
+/// The `cpu` object of `armfw baseline --json` (format armfw-baseline/2).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CpuBaselineJson {
+    /// The vCPU features of the baseline's VMs.
+    pub features: CpuFeatures,
+    /// With SVE, the SVE_VLS value (hex, little-endian bytes as one number).
+    pub sve_vls: Option<String>,
+    /// The hosts the baseline covers, in pool order.
+    pub covered: Vec<String>,
+    /// The hosts left out, in the order they were left out, each with its first refusal.
+    pub left_out: Vec<LeftOutJson>,
+    /// Every part of a CPU-describing register on which the covered hosts differ.
+    pub fields: Vec<FieldJson>,
+    /// The distinct implementations of the covered hosts (what DISCOVER_IMPL_CPUS lists).
+    pub implementations: Vec<ImplementationJson>,
+    /// Per covered host, what a VM created there needs.
+    pub recipes: Vec<RecipeJson>,
+}
+
+/// A host left out of the CPU baseline.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeftOutJson {
+    /// The host's profile name.
+    pub host: String,
+    /// Its first refusal.
+    pub reason: String,
+}
+
+/// One differing field and the baseline's value.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FieldJson {
+    /// The register's architectural name.
+    pub register: String,
+    /// The field (`value` for a register judged whole, `other bits` for bits no field
+    /// covers).
+    pub field: String,
+    /// The baseline's value of the field (shifted down).
+    pub value: String,
+    /// How it was chosen.
+    pub rule: String,
+    /// The distinct host values (shifted down), each with the first host that has it.
+    pub hosts: Vec<HostValueJson>,
+}
+
+/// A host's value of a field.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostValueJson {
+    /// The value (shifted down).
+    pub value: String,
+    /// The first host with it.
+    pub host: String,
+}
+
+/// One implementation.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImplementationJson {
+    /// MIDR_EL1.
+    pub midr: String,
+    /// REVIDR_EL1.
+    pub revidr: String,
+    /// AIDR_EL1.
+    pub aidr: String,
+}
+
+/// The creation recipe on one host.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecipeJson {
+    /// The host's profile name.
+    pub host: String,
+    /// Enable KVM_CAP_ARM_WRITABLE_IMP_ID_REGS before the vCPUs exist.
+    pub writable_imp_id_regs: bool,
+    /// The register writes, in order.
+    pub writes: Vec<crate::compat::BaselineRegisterJson>,
+}
+
+fn field_shown(mask: u64, bits: u64) -> String {
+    crate::json::hex(bits.checked_shr(mask.trailing_zeros()).unwrap_or(0))
+}
+
+impl CpuBaseline {
+    /// The JSON form; `pool` names the hosts (the profiles the baseline was made of).
+    pub fn document(&self, pool: &[Profile]) -> CpuBaselineJson {
+        use crate::json::hex;
+        let name = |i: usize| {
+            pool.get(i)
+                .map_or_else(String::new, |p| p.name().to_string())
+        };
+        CpuBaselineJson {
+            features: self.features,
+            sve_vls: self.sve_vls.as_deref().map(crate::json::hex_le_bytes),
+            covered: (0..pool.len())
+                .filter(|&i| self.covers(i))
+                .map(name)
+                .collect(),
+            left_out: self
+                .left_out
+                .iter()
+                .map(|l| LeftOutJson {
+                    host: name(l.host),
+                    reason: l.reason.clone(),
+                })
+                .collect(),
+            fields: self
+                .fields
+                .iter()
+                .map(|f| FieldJson {
+                    register: reg_name(f.id),
+                    field: f.field.to_string(),
+                    value: field_shown(f.mask, f.value),
+                    rule: f.rule.to_string(),
+                    hosts: f
+                        .hosts
+                        .iter()
+                        .map(|&(v, h)| HostValueJson {
+                            value: field_shown(f.mask, v),
+                            host: name(h),
+                        })
+                        .collect(),
+                })
+                .collect(),
+            implementations: self
+                .implementations
+                .iter()
+                .map(|i| ImplementationJson {
+                    midr: hex(i.midr),
+                    revidr: hex(i.revidr),
+                    aidr: hex(i.aidr),
+                })
+                .collect(),
+            recipes: (0..pool.len())
+                .filter(|&i| self.covers(i))
+                .filter_map(|i| pool.get(i).map(|p| (i, self.recipe(p))))
+                .map(|(i, r)| RecipeJson {
+                    host: name(i),
+                    writable_imp_id_regs: r.writable_imp_id_regs,
+                    writes: r
+                        .writes
+                        .iter()
+                        .map(|&(id, v)| crate::compat::BaselineRegisterJson {
+                            name: reg_name(id),
+                            id: hex(id),
+                            value: hex(v),
+                        })
+                        .collect(),
+                })
+                .collect(),
         }
     }
 }

@@ -55,7 +55,9 @@ pub use baseline::{
 };
 pub use check::{MAX_FINDINGS, Report, check};
 pub use cpu::{
-    CpuBaseline, CpuBaselineError, CpuRecipe, FieldChoice, Implementation, LeftOut, cpu_baseline,
+    CpuBaseline, CpuBaselineError, CpuBaselineJson, CpuRecipe, FieldChoice, FieldJson,
+    HostValueJson, Implementation, ImplementationJson, LeftOut, LeftOutJson, RecipeJson,
+    cpu_baseline,
 };
 pub use finding::{
     Accepts, Finding, Need, Outcome, PlanAction, Remedy, StrictOutcome, Subject, Verdict,

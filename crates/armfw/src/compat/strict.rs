@@ -7,9 +7,16 @@ use crate::profile::Profile;
 use crate::register::{self, SetContext};
 use crate::snapshot::{Snapshot, Step};
 
-/// What KVM on `dest` answers to SET_ONE_REG(`id`, `value`) on a fresh VM's vCPU: the id
-/// checks of [`crate::Firmware::set_one_reg`], then the register table's rule.
-pub(super) fn strict_set(dest: &Profile, psci_0_2: bool, id: u64, value: u64) -> Result<(), Errno> {
+/// What KVM on `dest` answers to SET_ONE_REG(`id`, `value`) on a fresh VM's vCPU (one whose
+/// ID_AA64PFR1_EL1 hides the host's SSBS where `ssbs_hidden`): the id checks of
+/// [`crate::Firmware::set_one_reg`], then the register table's rule.
+pub(super) fn strict_set(
+    dest: &Profile,
+    psci_0_2: bool,
+    id: u64,
+    value: u64,
+    ssbs_hidden: bool,
+) -> Result<(), Errno> {
     let unknown = dest.rules().unknown_fw_reg_errno();
     let reg = FwReg::from_id(id)
         .filter(|r| dest.register(*r).is_some())
@@ -18,6 +25,7 @@ pub(super) fn strict_set(dest: &Profile, psci_0_2: bool, id: u64, value: u64) ->
         psci_0_2,
         has_run: false,
         current: dest.register(reg).map_or(0, |r| r.default),
+        ssbs_hidden,
     };
     register::firmware(reg)
         .rule
@@ -43,8 +51,10 @@ pub(super) fn predict_strict(
     if !snapshot.vm.smccc_filter.is_empty() && !dest.capabilities().smccc_filter {
         return fail(Step::SetSmcccFilter { range: 0 }, Errno::EINVAL);
     }
+    // In saved order the firmware registers come before the ID registers: KVM judges them
+    // against the destination's own VM (its SSBS shown).
     for r in saved {
-        if let Err(errno) = strict_set(dest, snapshot.vm.psci_0_2, r.id, r.value) {
+        if let Err(errno) = strict_set(dest, snapshot.vm.psci_0_2, r.id, r.value, false) {
             return fail(Step::SetOneReg { vcpu: 0, id: r.id }, errno);
         }
     }

@@ -72,6 +72,9 @@ struct Vm {
     has_run: bool,
     system_suspend: bool,
     filter: SmcccFilter,
+    /// The VM's ID_AA64PFR1_EL1 shows no SSBS where the host has it (the VMM wrote it;
+    /// [`crate::register::vm_level`]).
+    ssbs_hidden: bool,
 }
 
 impl Vm {
@@ -91,6 +94,7 @@ impl Vm {
             has_run: false,
             system_suspend: false,
             filter: SmcccFilter::default(),
+            ssbs_hidden: false,
         }
     }
 
@@ -279,6 +283,13 @@ impl Firmware {
     /// The vCPU's stolen-time IPA, if the VMM set one.
     pub(crate) fn pv_time_ipa(&self, vcpu: usize) -> Option<u64> {
         self.vcpus.get(vcpu).and_then(|v| v.steal_ipa)
+    }
+
+    /// The VM's ID_AA64PFR1_EL1 now shows (or again shows) SSBS as the host does, or not:
+    /// the whole-vCPU model says so when the VMM writes the register, since KVM's
+    /// SMCCC_ARCH_WORKAROUND_2 level follows it ([`crate::register::vm_level`]).
+    pub(crate) fn set_ssbs_hidden(&mut self, hidden: bool) {
+        self.vm.ssbs_hidden = hidden;
     }
 }
 

@@ -81,6 +81,7 @@ impl Vm {
             psci_0_2: features.psci_0_2,
             has_run: self.has_run,
             current: self.bitmap(reg),
+            ssbs_hidden: self.ssbs_hidden,
         };
         match register::firmware(reg)
             .rule
@@ -116,8 +117,9 @@ impl Vm {
             .ok_or(self.rules.unknown_fw_reg_errno())
     }
 
-    /// The host's value of a host-scope (WORKAROUND) register, 0 where the host lacks it.
+    /// The level of a host-scope (WORKAROUND) register this VM sees, 0 where the host lacks
+    /// it ([`register::vm_level`]).
     pub(super) fn host_level(&self, reg: FwReg) -> u64 {
-        self.profile.workaround_level(reg).unwrap_or(0)
+        register::vm_level(reg, &self.profile, self.ssbs_hidden).unwrap_or(0)
     }
 }

@@ -9,6 +9,9 @@ use crate::firmware::{Firmware, MpState, VcpuFeatures, VcpuStart};
 use crate::snapshot::{FilterRange, PendingStart, Snapshot};
 use crate::vcpu::{VcpuModel, VcpuSetup};
 
+/// ID_AA64PFR1_EL1.
+const ID_AA64PFR1: u64 = crate::abi::vcpu_reg::sysreg_id(3, 0, 0, 4, 1);
+
 impl Firmware {
     /// Restore `snapshot` into this VM, atomically: on success the VM holds the snapshot's
     /// firmware state; on any error nothing has changed.
@@ -233,7 +236,17 @@ impl RestoreTarget for ModelVm {
 
     fn set_reg(&mut self, vcpu: usize, id: u64, data: &[u8]) -> Result<(), Errno> {
         match self.vcpu.as_mut() {
-            Some(v) if !OneRegId(id).is_firmware_class() => v.set(vcpu, id, data),
+            Some(v) if !OneRegId(id).is_firmware_class() => {
+                v.set(vcpu, id, data)?;
+                if id == ID_AA64PFR1 {
+                    // KVM's WORKAROUND_2 level follows the VM's SSBS.
+                    let host = v.host_value(id).unwrap_or(0);
+                    let now = v.get(vcpu, id).map_or(host, |b| crate::json::le_u64(&b));
+                    self.fw
+                        .set_ssbs_hidden(crate::register::ssbs_hidden(host, now));
+                }
+                Ok(())
+            }
             // Without the whole-vCPU part the host's other ids are unknown: not listed.
             None if !OneRegId(id).is_firmware_class() => Err(Errno::ENOENT),
             _ => {

@@ -4,6 +4,7 @@
 
 use super::{Change, DefaultFrom, LevelKind, RegClass, RegDesc, Scope, SetRule, Visibility};
 use crate::abi::FwReg;
+use crate::profile::Profile;
 use crate::release::Release;
 
 const HYPERCALLS: &str = "arch/arm64/kvm/hypercalls.c: kvm_arm_get_fw_reg(), kvm_arm_set_fw_reg(); Documentation/virt/kvm/arm/fw-pseudo-registers.rst";
@@ -95,6 +96,10 @@ pub static FIRMWARE: [RegDesc; FwReg::ALL.len()] = [
                 what: "Spectre rework: GET reports only 0 NOT_AVAIL or 3 NOT_REQUIRED; SET maps {0,1} to 0 and {2,3} to 3",
             },
             SIZE_CHECK_6_4,
+            Change {
+                release: WA2_FOLLOWS_VM_SSBS,
+                what: "the level follows the VM's ID_AA64PFR1_EL1.SSBS: a host mitigated by SSBS gives 3 NOT_REQUIRED to a VM that does not show SSBS (vm_level)",
+            },
         ],
         "host Spectre-v4/SSB level (0 NOT_AVAIL, 3 NOT_REQUIRED; 1, 2 and bit 4 ENABLED are legacy); SET accepts levels whose mapping ({0,1}->0, {2,3}->3) is up to the host's and stores nothing",
         HYPERCALLS,
@@ -145,3 +150,33 @@ pub static FIRMWARE: [RegDesc; FwReg::ALL.len()] = [
         BITMAPS,
     ),
 ];
+
+/// The release from which SMCCC_ARCH_WORKAROUND_2's level follows the VM's
+/// ID_AA64PFR1_EL1.SSBS instead of the host's (`get_kernel_wa_level()` and the ARCH_FEATURES
+/// answer test `kvm_has_feat(kvm, ID_AA64PFR1_EL1, SSBS, IMP)` where they tested
+/// `cpus_have_final_cap(ARM64_SSBS)`; patch "KVM: arm64: Use kvm_has_feat() to check if
+/// FEAT_SSBS is advertised to the guest"). Inferred: the patch belongs to the series that
+/// made ID_AA64PFR1_EL1.SSBS writable. Measured by conformance/migrate: 6.12 and 7.2 follow
+/// the VM (a saved NOT_REQUIRED from a cortex-a53 is refused on a max vCPU while the VM still
+/// shows SSBS and accepted once the restore has written the a53's ID_AA64PFR1_EL1); 6.1
+/// does not.
+pub const WA2_FOLLOWS_VM_SSBS: Release = Release::new(6, 11, 0);
+
+/// Whether a VM shows no SSBS where its host has it: ID_AA64PFR1_EL1.SSBS (bits 7:4) of the
+/// VM's value `vm_pfr1` is 0 and of the host's `host_pfr1` is not.
+pub const fn ssbs_hidden(host_pfr1: u64, vm_pfr1: u64) -> bool {
+    (host_pfr1 >> 4) & 0xf != 0 && (vm_pfr1 >> 4) & 0xf == 0
+}
+
+/// The level of the WORKAROUND register `reg` that a VM on the host `host` sees (GET) and
+/// that SET compares with: the host's, except that from [`WA2_FOLLOWS_VM_SSBS`]
+/// SMCCC_ARCH_WORKAROUND_2 of a VM that does not show SSBS ([`ssbs_hidden`]) on a host that
+/// has it is 3 NOT_REQUIRED (the host is then SPECTRE_MITIGATED, and KVM's level for a VM
+/// without SSBS falls through to NOT_REQUIRED). `None` where the host lacks the register.
+pub fn vm_level(reg: FwReg, host: &Profile, ssbs_hidden: bool) -> Option<u64> {
+    let level = host.workaround_level(reg)?;
+    if reg == FwReg::SmcccArchWorkaround2 && ssbs_hidden && host.release() >= WA2_FOLLOWS_VM_SSBS {
+        return Some(crate::abi::reg::KVM_REG_ARM_SMCCC_ARCH_WORKAROUND_2_NOT_REQUIRED);
+    }
+    Some(level)
+}

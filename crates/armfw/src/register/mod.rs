@@ -26,7 +26,7 @@ pub mod ftr;
 mod level;
 pub mod names;
 
-pub use firmware::FIRMWARE;
+pub use firmware::{FIRMWARE, WA2_FOLLOWS_VM_SSBS, ssbs_hidden, vm_level};
 pub use level::{LevelKind, WorkaroundLevel};
 
 use crate::abi::{Errno, FwReg, PsciVersion};
@@ -192,6 +192,9 @@ pub struct SetContext {
     pub has_run: bool,
     /// The register's current value (bitmaps: the VM's value).
     pub current: u64,
+    /// The VM shows no SSBS where the host has it ([`ssbs_hidden`]; changes
+    /// SMCCC_ARCH_WORKAROUND_2's level, [`vm_level`]).
+    pub ssbs_hidden: bool,
 }
 
 /// What a SET that KVM accepts changes.
@@ -230,9 +233,8 @@ impl SetRule {
                 }
             }
             SetRule::HostLevel(kind) => {
-                let host_level = host
-                    .register(reg)
-                    .and_then(|r| kind.decode(r.default))
+                let host_level = vm_level(reg, host, ctx.ssbs_hidden)
+                    .and_then(|l| kind.decode(l))
                     .unwrap_or(WorkaroundLevel::NotAvail);
                 match kind.decode(value) {
                     Some(level) if level <= host_level => Ok(SetEffect::Nothing),

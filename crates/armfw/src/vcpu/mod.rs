@@ -337,6 +337,11 @@ impl VcpuModel {
     }
 
     /// The host's value of `id` (its reset value on a fresh vCPU).
+    /// The host's value of a listed register (its value on a fresh vCPU, low 64 bits).
+    pub fn host_value(&self, id: u64) -> Option<u64> {
+        self.listed(id).map(|p| self.limits[p])
+    }
+
     fn host_u64(&self, id: u64) -> u64 {
         self.listed(id).map_or(0, |p| self.limits[p])
     }
