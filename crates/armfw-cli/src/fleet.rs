@@ -22,6 +22,10 @@ pub enum Format {
     /// The mobility graph in Graphviz DOT (`dot -Tsvg`): hosts grouped by mutual
     /// reachability, one edge per reachable direction, the refusals listed beside it.
     Dot,
+    /// The same graph as an SVG picture a browser opens, drawn by armfw: a column per
+    /// group, an arrow per reachable direction (dashed: only with armfw's plan), the
+    /// refusals listed beside it.
+    Svg,
 }
 
 /// Arguments of `armfw fleet`.
@@ -31,7 +35,9 @@ For every ordered pair of hosts: whether a VM created with the first host's defa
 run) can move to the second, as `armfw check --from A --to B` says: restores (today's VMMs \
 restore it unchanged), plan (only armfw's plan restores it) or refused (the first reason). \
 Then the groups of hosts between which a VM can move in both directions. Hosts whose \
-profiles hold the same facts are checked once.
+profiles hold the same facts are checked once. With --whole, the table ends with advice: \
+how many moves VMs created with the fleet's own pool baseline make, and the hosts that \
+break it; --baseline shows that fleet.
 
 Exit codes: 0 every move is possible (with armfw's plan where needed); 1 some move is \
 refused; 2 bad input (an unknown profile or unreadable file); 141 standard output closed \
@@ -46,6 +52,10 @@ pub struct FleetArgs {
     /// With --whole: the VMs' vCPU features, comma-separated (default none).
     #[arg(long, value_parser = crate::parse_features, default_value = "", requires = "whole")]
     features: armfw::abi::CpuFeatures,
+    /// With --whole: VMs created with the fleet's own pool baseline (`armfw baseline` of
+    /// the same hosts: its CPU and firmware parts) instead of each host's defaults.
+    #[arg(long, requires = "whole")]
+    baseline: bool,
     /// What to print.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
@@ -60,10 +70,18 @@ struct FleetJson<'a> {
     format: &'static str,
     whole: bool,
     features: armfw::abi::CpuFeatures,
+    baseline: bool,
     hosts: Vec<&'a str>,
     distinct_profiles: usize,
     pairs: Vec<PairJson<'a>>,
     groups: Vec<Vec<&'a str>>,
+    uncreatable: Vec<UncreatableJson<'a>>,
+}
+
+#[derive(Serialize)]
+struct UncreatableJson<'a> {
+    host: &'a str,
+    reason: &'a str,
 }
 
 #[derive(Serialize)]
@@ -89,10 +107,10 @@ pub fn fleet(a: FleetArgs) -> Result<ExitCode> {
         .iter()
         .map(|n| crate::load_profile(Some(n)))
         .collect::<Result<_>>()?;
-    let scope = if a.whole {
-        Scope::Whole(a.features)
-    } else {
-        Scope::Firmware
+    let scope = match (a.whole, a.baseline) {
+        (true, true) => Scope::Baseline(a.features),
+        (true, false) => Scope::Whole(a.features),
+        (false, _) => Scope::Firmware,
     };
     let m = fleet::mobility(&profiles, scope);
     let names: Vec<&str> = profiles.iter().map(Profile::name).collect();
@@ -113,6 +131,7 @@ pub fn fleet(a: FleetArgs) -> Result<ExitCode> {
             format: FLEET_FORMAT,
             whole: a.whole,
             features: a.features,
+            baseline: a.baseline,
             hosts: names.clone(),
             distinct_profiles: m.distinct,
             pairs,
@@ -121,12 +140,25 @@ pub fn fleet(a: FleetArgs) -> Result<ExitCode> {
                 .iter()
                 .map(|g| g.iter().map(|&i| names[i]).collect())
                 .collect(),
+            uncreatable: m
+                .uncreatable
+                .iter()
+                .map(|(h, why)| UncreatableJson {
+                    host: names[*h],
+                    reason: why,
+                })
+                .collect(),
         };
         outln!("{}", serde_json::to_string_pretty(&doc)?)?;
     } else if a.format == Format::Dot {
         outln!("{}", dot(&m, &names))?;
+    } else if a.format == Format::Svg {
+        outln!("{}", svg(&m, &names))?;
     } else {
         print_table(&m, &names)?;
+        if let Scope::Whole(f) = scope {
+            advice(&profiles, &m, f)?;
+        }
     }
     Ok(if m.all_reachable() {
         ExitCode::SUCCESS
@@ -193,6 +225,37 @@ fn print_table(m: &Mobility, names: &[&str]) -> Result<()> {
     Ok(())
 }
 
+/// How many ordered pairs of distinct hosts can move.
+fn reachable_pairs(m: &Mobility) -> usize {
+    m.pairs().filter(|(_, _, mv)| mv.reachable()).count()
+}
+
+/// What the fleet's own pool baseline would change: the moves VMs created with it can make,
+/// and the hosts it leaves out.
+fn advice(profiles: &[Profile], m: &Mobility, features: armfw::abi::CpuFeatures) -> Result<()> {
+    let with = fleet::mobility(profiles, Scope::Baseline(features));
+    let (now, then) = (reachable_pairs(m), reachable_pairs(&with));
+    let largest = |m: &Mobility| match m.groups.first().map_or(0, Vec::len) {
+        1 => "1 host".to_string(),
+        n => format!("{n} hosts"),
+    };
+    let total = m.pairs().count();
+    outln!()?;
+    outln!(
+        "advice: VMs created with the fleet's pool baseline (armfw baseline of these hosts; --baseline) make {then} of the {total} moves, and the largest group a VM moves in freely has {}; with each host's defaults, {now} moves and {}",
+        largest(&with),
+        largest(m)
+    )?;
+    for (h, why) in &with.uncreatable {
+        outln!(
+            "  breaks the baseline: {}: {}",
+            shown(profiles[*h].name()),
+            shown(why)
+        )?;
+    }
+    Ok(())
+}
+
 /// A DOT string literal.
 fn quoted(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
@@ -233,5 +296,158 @@ fn dot(m: &Mobility, names: &[&str]) -> String {
         );
     }
     out.push('}');
+    out
+}
+
+/// Text for SVG: the five XML escapes.
+fn xml(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&apos;")
+}
+
+/// The mobility graph as an SVG picture, an arc diagram: the hosts one per row, each group's
+/// rows in a dashed frame; an arc per reachable direction (downward moves on the right,
+/// upward ones on the left, so no arc crosses a host; solid: today's VMMs restore it;
+/// dashed and labelled `plan`: only armfw's plan does); beside it the refused moves with
+/// their reasons as numbered notes.
+fn svg(m: &Mobility, names: &[&str]) -> String {
+    const BOX_H: usize = 24;
+    // Wide enough for the longest name (about 7.5 px a character at 13 px).
+    let box_w = 24 + names.iter().map(|n| n.len()).max().unwrap_or(8) * 15 / 2;
+    const ROW: usize = 34;
+    const TOP: usize = 56;
+    const STEP: usize = 14;
+    // The rows, group by group.
+    let order: Vec<usize> = m.groups.iter().flatten().copied().collect();
+    let mut row = vec![0usize; names.len()];
+    for (r, &h) in order.iter().enumerate() {
+        row[h] = r;
+    }
+    let bulge = |a: usize, b: usize| 16 + STEP * row[a].abs_diff(row[b]);
+    let span = 16 + STEP * names.len();
+    let box_x = 20 + span;
+    let right = box_x + box_w;
+    let text_x = right + span + 20;
+    let mid = |h: usize| TOP + row[h] * ROW + BOX_H / 2;
+    let notes = footnotes(m);
+    let refused: Vec<(usize, usize, usize)> = m
+        .pairs()
+        .filter_map(|(a, b, mv)| match mv {
+            Move::Refused(why) => Some((a, b, notes.iter().position(|n| n == why).unwrap_or(0))),
+            _ => None,
+        })
+        .collect();
+    let lines = 2 + refused.len() + notes.len();
+    let height = (TOP + names.len() * ROW + 20).max(TOP + lines * 18 + 20);
+    let longest = refused
+        .iter()
+        .map(|&(a, b, _)| names[a].len() + names[b].len() + 10)
+        .chain(notes.iter().map(|n| n.len() + 6))
+        .max()
+        .unwrap_or(10);
+    const LEGEND: &str = "frames: hosts a VM moves between both ways; solid arrow: today's VMMs restore it; dashed: only armfw's plan; downward moves on the right, upward on the left";
+    let width = (text_x + 8 * longest + 20).max(110 + 7 * LEGEND.len() + 20);
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="13">"#
+    );
+    out.push_str(concat!(
+        "<defs><marker id=\"arrow\" viewBox=\"0 0 10 10\" refX=\"10\" refY=\"5\" ",
+        "markerWidth=\"7\" markerHeight=\"7\" orient=\"auto-start-reverse\">",
+        "<path d=\"M 0 0 L 10 5 L 0 10 z\" fill=\"#333\"/></marker></defs>\n",
+    ));
+    let _ = writeln!(
+        out,
+        r##"<rect width="{width}" height="{height}" fill="#fff"/>"##
+    );
+    let _ = writeln!(
+        out,
+        r##"<text x="20" y="24" font-size="16">mobility</text><text x="110" y="24" fill="#555">{}</text>"##,
+        xml(LEGEND)
+    );
+    let mut first = 0;
+    for g in &m.groups {
+        let y = TOP + first * ROW - 5;
+        let h = g.len() * ROW;
+        let _ = writeln!(
+            out,
+            r##"<g class="group"><rect x="{}" y="{y}" width="{}" height="{h}" fill="none" stroke="#999" stroke-dasharray="4 3"/></g>"##,
+            box_x - 5,
+            box_w + 10,
+        );
+        first += g.len();
+    }
+    for (h, name) in names.iter().enumerate() {
+        let y = TOP + row[h] * ROW;
+        let _ = writeln!(
+            out,
+            r##"<g class="host"><rect x="{box_x}" y="{y}" width="{box_w}" height="{BOX_H}" rx="4" fill="#eef" stroke="#335"/><text x="{}" y="{}">{}</text></g>"##,
+            box_x + 8,
+            y + 17,
+            xml(name)
+        );
+    }
+    for (a, b, mv) in m.pairs() {
+        let plan = match mv {
+            Move::Restores => false,
+            Move::WithPlan => true,
+            Move::Refused(_) => continue,
+        };
+        let (ya, yb) = (mid(a), mid(b));
+        let k = bulge(a, b);
+        let (x, cx, label_x) = if row[a] < row[b] {
+            (right, right + k, right + k * 3 / 4 + 4)
+        } else {
+            (box_x, box_x - k, box_x - k * 3 / 4 - 30)
+        };
+        let style = if plan {
+            r#" stroke-dasharray="6 4""#
+        } else {
+            ""
+        };
+        let _ = write!(
+            out,
+            r##"<g class="{}"><path d="M {x} {ya} C {cx} {ya}, {cx} {yb}, {x} {yb}" fill="none" stroke="#333"{style} marker-end="url(#arrow)"/>"##,
+            if plan { "plan" } else { "restores" }
+        );
+        if plan {
+            let _ = write!(
+                out,
+                r##"<text x="{label_x}" y="{}" fill="#555" font-size="11">plan</text>"##,
+                (ya + yb) / 2 + 4
+            );
+        }
+        out.push_str("</g>\n");
+    }
+    let mut y = TOP + 12;
+    let _ = writeln!(
+        out,
+        r#"<text x="{text_x}" y="{y}" font-weight="bold">refused:</text>"#
+    );
+    for &(a, b, n) in &refused {
+        y += 18;
+        let _ = writeln!(
+            out,
+            r#"<text x="{text_x}" y="{y}">{} → {} ({})</text>"#,
+            xml(names[a]),
+            xml(names[b]),
+            n + 1
+        );
+    }
+    y += 18;
+    for (i, why) in notes.iter().enumerate() {
+        y += 18;
+        let _ = writeln!(
+            out,
+            r#"<text x="{text_x}" y="{y}">({}) {}</text>"#,
+            i + 1,
+            xml(why)
+        );
+    }
+    out.push_str("</svg>");
     out
 }

@@ -154,6 +154,153 @@ fn the_mobility_graph_renders_with_graphviz() {
     assert!(svg.contains("refused:"));
 }
 
+/// Runs `program args` with `input` on stdin; `None` where the program is missing (allowed
+/// outside CI, which installs it).
+fn render(program: &str, args: &[&str], input: &[u8]) -> Option<Output> {
+    use std::io::Write;
+    let child = Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI must have {program}: {e}"
+            );
+            eprintln!("skipped: no {program} ({e})");
+            return None;
+        }
+    };
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    Some(child.wait_with_output().unwrap())
+}
+
+#[test]
+fn the_svg_picture_renders_with_librsvg() {
+    let mut args = vec!["fleet", "--whole", "--format", "svg"];
+    args.extend_from_slice(&HOSTS);
+    let o = armfw(&args);
+    assert_eq!(o.status.code(), Some(1));
+    let svg = String::from_utf8(o.stdout).unwrap();
+    assert!(
+        svg.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""),
+        "{svg}"
+    );
+    for h in HOSTS {
+        assert_eq!(
+            svg.matches(&format!(">{h}</text>")).count(),
+            1,
+            "{h} drawn once"
+        );
+    }
+    // The JSON of the same fleet: one arrow per reachable direction, dashed for a plan.
+    let (_, doc) = fleet_json(&["--whole"], &HOSTS);
+    let count = |r: &str| {
+        doc["pairs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["result"] == r)
+            .count()
+    };
+    assert_eq!(
+        svg.matches(r#"<g class="restores">"#).count(),
+        count("restores")
+    );
+    assert_eq!(svg.matches(r#"<g class="plan">"#).count(), count("plan"));
+    assert_eq!(svg.matches(" → ").count(), count("refused"));
+    assert_eq!(
+        svg.matches(r#"<g class="group">"#).count(),
+        doc["groups"].as_array().unwrap().len()
+    );
+    // A real renderer draws it: librsvg to PNG (.ci/run installs it).
+    let Some(out) = render("rsvg-convert", &["--format", "png"], svg.as_bytes()) else {
+        return;
+    };
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.stdout.starts_with(b"\x89PNG\r\n\x1a\n"), "a PNG");
+    // The PNG has the SVG's size (IHDR width and height, big-endian, at bytes 16..24).
+    let be = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+    let width: u32 = svg
+        .split("width=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(be(&out.stdout[16..20]), width);
+}
+
+#[test]
+fn the_baseline_fleet_and_the_advice() {
+    let pool = [
+        "linux-6.12.117-cortex-a72",
+        "linux-7.2.13-cortex-a72",
+        "linux-7.2.13-cortex-a57",
+        "linux-7.2.13-cortex-a53",
+    ];
+    let (code, plain) = fleet_json(&["--whole"], &pool);
+    assert_eq!(code, 1);
+    let (_, based) = fleet_json(&["--whole", "--baseline"], &pool);
+    assert_eq!(based["baseline"], true);
+    // The a53 breaks the baseline (its WORKAROUND levels); the other three move freely.
+    let left: Vec<&str> = based["uncreatable"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["host"].as_str().unwrap())
+        .collect();
+    assert_eq!(left, ["linux-7.2.13-cortex-a53"]);
+    assert_eq!(
+        based["groups"][0],
+        serde_json::json!([
+            "linux-6.12.117-cortex-a72",
+            "linux-7.2.13-cortex-a72",
+            "linux-7.2.13-cortex-a57"
+        ])
+    );
+    let reachable = |d: &Value| {
+        d["pairs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["result"] != "refused")
+            .count()
+    };
+    assert!(
+        reachable(&based) > reachable(&plain),
+        "{} vs {}",
+        reachable(&based),
+        reachable(&plain)
+    );
+    // The table's advice counts the same.
+    let mut args = vec!["fleet", "--whole"];
+    args.extend_from_slice(&pool);
+    let text = String::from_utf8(armfw(&args).stdout).unwrap();
+    let want = format!(
+        "make {} of the 12 moves, and the largest group a VM moves in freely has 3 hosts; with each host's defaults, {} moves and 1 host",
+        reachable(&based),
+        reachable(&plain)
+    );
+    assert!(text.contains(&want), "{text}");
+    assert!(text.contains("breaks the baseline: linux-7.2.13-cortex-a53: left out of the baseline: SMCCC_ARCH_WORKAROUND_"), "{text}");
+}
+
 #[test]
 fn bad_hosts_are_one_line_errors() {
     let o = armfw(&["fleet", "linux-7.2.13-max", "no-such-host"]);

@@ -114,6 +114,9 @@ pub fn report(records: &[PathBuf], json_out: Option<&Path>) -> Result<ExitCode> 
             o.insert(f.into(), r[f].clone());
         }
         o.insert("predicted_detail".into(), r["predicted_detail"].clone());
+        if row.covered.is_some() {
+            o.insert("covered".into(), r["covered"].clone());
+        }
         o.insert("pass".into(), json!(ok));
         out.push(Value::Object(o));
     }

@@ -11,6 +11,7 @@
 
 use crate::abi::vcpu_reg::{SVE_VLS, sysreg_encoding, sysreg_id};
 use crate::abi::{CpuFeature, CpuFeatures, FwReg, OneRegId};
+use crate::firmware::Implementation;
 use crate::json::Wide;
 use crate::profile::{FeatureSet, Profile};
 use crate::register::{self, RegClass, ftr};
@@ -131,18 +132,6 @@ pub struct LeftOut {
     pub reason: String,
 }
 
-/// One CPU implementation of the pool, as a guest's errata code identifies it (the
-/// DISCOVER_IMPL_CPUS answer of Linux 6.15+).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Implementation {
-    /// MIDR_EL1.
-    pub midr: u64,
-    /// REVIDR_EL1.
-    pub revidr: u64,
-    /// AIDR_EL1.
-    pub aidr: u64,
-}
-
 /// What a VM needs at creation on one host to present the baseline's CPU: the set-up before
 /// the first KVM_RUN and the register writes.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -177,7 +166,8 @@ pub struct CpuBaseline {
     /// The hosts left out so that the others can be bridged, in the order they were left
     /// out; empty when the baseline covers the whole pool.
     pub left_out: Vec<LeftOut>,
-    /// The distinct implementations of the kept hosts, in pool order.
+    /// The distinct implementations of the kept hosts, in pool order (what armfw's
+    /// firmware reports through DISCOVER_IMPL_CPUS, [`crate::Firmware::set_implementations`]).
     pub implementations: Vec<Implementation>,
 }
 

@@ -19,6 +19,11 @@ pub enum Scope {
     Firmware,
     /// The whole VM (snapshot format 2.0), with the vCPU features.
     Whole(CpuFeatures),
+    /// The whole VM with the vCPU features, created with the fleet's own pool baseline: its
+    /// CPU baseline ([`super::cpu_baseline`]) and, where the fleet has one, its firmware
+    /// baseline ([`super::baseline()`]). A host the CPU baseline leaves out cannot create
+    /// such a VM ([`Mobility::uncreatable`] says why).
+    Baseline(CpuFeatures),
 }
 
 /// How a VM of one host fares on another.
@@ -94,11 +99,35 @@ impl Mobility {
     }
 }
 
-/// The state a default VM of `profile` has after its first run, in `scope`.
-fn default_state(profile: &Profile, scope: Scope) -> Result<Snapshot, String> {
-    match scope {
-        Scope::Firmware => Snapshot::created_on(profile, 1).map_err(|e| e.to_string()),
-        Scope::Whole(f) => {
+/// The pool baselines a [`Scope::Baseline`] fleet creates its VMs with.
+struct Baselines {
+    cpu: Result<super::CpuBaseline, String>,
+    firmware: Option<super::Baseline>,
+}
+
+/// The state a VM of the host at `index` of `profiles` has after its first run, in `scope`:
+/// created with the host's defaults, or with the fleet's baselines.
+fn default_state(
+    profiles: &[Profile],
+    index: usize,
+    scope: Scope,
+    baselines: Option<&Baselines>,
+) -> Result<Snapshot, String> {
+    let profile = &profiles[index];
+    match (scope, baselines) {
+        (Scope::Firmware, _) => Snapshot::created_on(profile, 1).map_err(|e| e.to_string()),
+        (Scope::Baseline(_), Some(b)) => {
+            let cpu = b
+                .cpu
+                .as_ref()
+                .map_err(|e| format!("no CPU baseline: {e}"))?;
+            if let Some(l) = cpu.left_out.iter().find(|l| l.host == index) {
+                return Err(format!("left out of the baseline: {}", l.reason));
+            }
+            Snapshot::created_with_baseline(profile, 1, cpu, b.firmware.as_ref(), true)
+                .map_err(|e| e.to_string())
+        }
+        (Scope::Whole(f) | Scope::Baseline(f), _) => {
             Snapshot::created_whole_on(profile, 1, f, true).map_err(|e| e.to_string())
         }
     }
@@ -120,7 +149,7 @@ fn check_move(state: &Snapshot, dest: &Profile, scope: Scope) -> Move {
                 }
             }
         }
-        Scope::Whole(_) => {
+        Scope::Whole(_) | Scope::Baseline(_) => {
             let plan = super::whole::plan(state, dest);
             let vmm_ok = super::whole::vmm_outcomes(state, dest)
                 .iter()
@@ -145,9 +174,16 @@ fn check_move(state: &Snapshot, dest: &Profile, scope: Scope) -> Move {
 pub fn mobility(profiles: &[Profile], scope: Scope) -> Mobility {
     // Identical profiles but for the name give identical answers: check each class once.
     let (classes, reps) = classes(profiles);
+    let baselines = match scope {
+        Scope::Baseline(f) => Some(Baselines {
+            cpu: super::cpu_baseline(profiles, Some(f)).map_err(|e| e.to_string()),
+            firmware: super::baseline(profiles).ok(),
+        }),
+        _ => None,
+    };
     let states: Vec<Result<Snapshot, String>> = reps
         .iter()
-        .map(|&r| default_state(&profiles[r], scope))
+        .map(|&r| default_state(profiles, r, scope, baselines.as_ref()))
         .collect();
     let class_moves: Vec<Vec<Move>> = states
         .iter()

@@ -56,8 +56,7 @@ pub use baseline::{
 pub use check::{MAX_FINDINGS, Report, check};
 pub use cpu::{
     CpuBaseline, CpuBaselineError, CpuBaselineJson, CpuRecipe, FieldChoice, FieldJson,
-    HostValueJson, Implementation, ImplementationJson, LeftOut, LeftOutJson, RecipeJson,
-    cpu_baseline,
+    HostValueJson, ImplementationJson, LeftOut, LeftOutJson, RecipeJson, cpu_baseline,
 };
 pub use finding::{
     Accepts, Finding, Need, Outcome, PlanAction, Remedy, StrictOutcome, Subject, Verdict,

@@ -75,7 +75,25 @@ struct Vm {
     /// The VM's ID_AA64PFR1_EL1 shows no SSBS where the host has it (the VMM wrote it;
     /// [`crate::register::vm_level`]).
     ssbs_hidden: bool,
+    /// What DISCOVER_IMPL_CPUS lists (empty: the calls are not served, as in KVM).
+    implementations: Vec<Implementation>,
 }
+
+/// One CPU implementation, as a guest's errata code identifies it: the answer of
+/// DISCOVER_IMPL_CPUS for one index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Implementation {
+    /// MIDR_EL1.
+    pub midr: u64,
+    /// REVIDR_EL1.
+    pub revidr: u64,
+    /// AIDR_EL1.
+    pub aidr: u64,
+}
+
+/// The most implementations [`Firmware::set_implementations`] takes (a pool of this many
+/// distinct CPUs is far beyond any fleet; the bound keeps the VM's state small).
+pub const MAX_IMPLEMENTATIONS: usize = 64;
 
 impl Vm {
     fn new(profile: &Profile) -> Vm {
@@ -95,6 +113,7 @@ impl Vm {
             system_suspend: false,
             filter: SmcccFilter::default(),
             ssbs_hidden: false,
+            implementations: Vec::new(),
         }
     }
 
@@ -204,6 +223,30 @@ impl Firmware {
     /// Whether any vCPU of the VM has run.
     pub fn has_run(&self) -> bool {
         self.vm.has_run
+    }
+
+    /// The CPU implementations this firmware reports through DISCOVER_IMPL_VER and
+    /// DISCOVER_IMPL_CPUS (Linux 6.15+'s errata hypercalls), before the VM runs (EBUSY
+    /// after). KVM does not serve these calls; a VMM that serves the guest's calls in
+    /// userspace with this engine (armfw's firmware behind the SMCCC filter) does, so that a
+    /// guest applies the errata workarounds of every CPU it may run on. An empty list (the
+    /// default) is KVM's own answer: NOT_SUPPORTED. Either way the calls are gated by
+    /// VENDOR_HYP_BMAP_2 (bit 0 VER, bit 1 CPUS), which the VMM sets. At most
+    /// [`MAX_IMPLEMENTATIONS`] (EINVAL beyond).
+    pub fn set_implementations(&mut self, list: &[Implementation]) -> Result<(), Errno> {
+        if self.vm.has_run {
+            return Err(Errno::EBUSY);
+        }
+        if list.len() > MAX_IMPLEMENTATIONS {
+            return Err(Errno::EINVAL);
+        }
+        self.vm.implementations = list.to_vec();
+        Ok(())
+    }
+
+    /// The implementations set with [`Firmware::set_implementations`].
+    pub fn implementations(&self) -> &[Implementation] {
+        &self.vm.implementations
     }
 
     /// KVM_GET_MP_STATE.

@@ -16,12 +16,12 @@ use super::{
     Action, Call, CallOutcome, Caller, Conduit, FilterAction, Firmware, Hypercall,
     KVM_HYPERCALL_EXIT_SMC, PowerStates, Services, VcpuError, Vm,
 };
-use crate::abi::FunctionId;
 use crate::abi::function::{Gate, Service};
 use crate::abi::smccc::{
     ARM_SMCCC_ARCH_WORKAROUND_1, ARM_SMCCC_ARCH_WORKAROUND_2, ARM_SMCCC_ARCH_WORKAROUND_3,
     SMCCC_RET_NOT_SUPPORTED, ret,
 };
+use crate::abi::{Function, FunctionId, FwReg};
 
 /// x0 = value, x1..x3 = 0: `smccc_set_retval(vcpu, val, 0, 0, 0)`.
 const fn ret1(v: i64) -> [u64; 4] {
@@ -132,6 +132,19 @@ impl Vm {
         // One look-up in the function table serves the gate and the routing.
         let known = id.known();
         let gate = match known {
+            // Served only when the VMM gave the implementations (userspace's calls).
+            Some(Function::KvmDiscoverImplVer) if !self.implementations.is_empty() => {
+                Gate::Bitmap {
+                    reg: FwReg::VendorHypBmap2,
+                    bit: 0,
+                }
+            }
+            Some(Function::KvmDiscoverImplCpus) if !self.implementations.is_empty() => {
+                Gate::Bitmap {
+                    reg: FwReg::VendorHypBmap2,
+                    bit: 1,
+                }
+            }
             Some(f) => f.info().gate,
             None => id.gate(),
         };

@@ -3,7 +3,7 @@
 use super::ret1;
 use crate::abi::psci::*;
 use crate::abi::smccc::*;
-use crate::abi::{Function, FwReg};
+use crate::abi::{Errno, Function, FwReg};
 use crate::firmware::{
     Action, Call, CallOutcome, Conduit, Firmware, KVM_MP_STATE_RUNNABLE, KVM_MP_STATE_STOPPED,
     PtpCounter, PtpTime, Services, VcpuError,
@@ -241,6 +241,74 @@ fn kvm_features_reports_vendor_hyp_bmap_2_in_x2() {
         ],
     );
     assert_eq!(out.x, [0x3, 0, 0x3, 0]);
+}
+
+#[test]
+fn discover_impl_answers_only_with_implementations_and_the_bitmap_bits() {
+    use crate::firmware::Implementation;
+    let ver = u64::from(ARM_SMCCC_VENDOR_HYP_KVM_DISCOVER_IMPL_VER_FUNC_ID);
+    let cpus = u64::from(ARM_SMCCC_VENDOR_HYP_KVM_DISCOVER_IMPL_CPUS_FUNC_ID);
+    let not_supported = ret1(SMCCC_RET_NOT_SUPPORTED);
+    let mut fw = vm(&builtin_named("linux-7.2.13-max").unwrap(), 1);
+    let mut s = fixed();
+    // KVM's own answer, bits set or not: not served.
+    fw.set_one_reg(0, FwReg::VendorHypBmap2.id(), 0x3).unwrap();
+    assert_eq!(
+        call(&mut fw, &mut s, Conduit::Hvc, [ver, 0, 0, 0]).x,
+        not_supported
+    );
+    let pool = [
+        Implementation {
+            midr: 0x410f_d083,
+            revidr: 0,
+            aidr: 0,
+        },
+        Implementation {
+            midr: 0x411f_d070,
+            revidr: 0x1,
+            aidr: 0x2,
+        },
+    ];
+    fw.set_implementations(&pool).unwrap();
+    assert_eq!(
+        call(&mut fw, &mut s, Conduit::Hvc, [ver, 0, 0, 0]).x,
+        [0, 0x1_0000, 2, 0]
+    );
+    assert_eq!(
+        call(&mut fw, &mut s, Conduit::Hvc, [cpus, 1, 0, 0]).x,
+        [0, 0x411f_d070, 0x1, 0x2]
+    );
+    assert_eq!(
+        call(&mut fw, &mut s, Conduit::Hvc, [cpus, 2, 0, 0]).x,
+        ret1(SMCCC_RET_INVALID_PARAMETER)
+    );
+    assert_eq!(
+        call(&mut fw, &mut s, Conduit::Hvc, [cpus, u64::MAX, 0, 0]).x,
+        ret1(SMCCC_RET_INVALID_PARAMETER)
+    );
+    // Each call behind its own bit: VER is bit 0, CPUS bit 1.
+    fw.set_one_reg(0, FwReg::VendorHypBmap2.id(), 0x2).unwrap();
+    assert_eq!(
+        call(&mut fw, &mut s, Conduit::Hvc, [ver, 0, 0, 0]).x,
+        not_supported
+    );
+    assert_eq!(
+        call(&mut fw, &mut s, Conduit::Hvc, [cpus, 0, 0, 0]).x,
+        [0, 0x410f_d083, 0, 0]
+    );
+    fw.set_one_reg(0, FwReg::VendorHypBmap2.id(), 0x1).unwrap();
+    assert_eq!(
+        call(&mut fw, &mut s, Conduit::Hvc, [cpus, 0, 0, 0]).x,
+        not_supported
+    );
+    // Only before the VM runs, and within bounds.
+    assert_eq!(
+        fw.set_implementations(&[pool[0]; crate::firmware::MAX_IMPLEMENTATIONS + 1]),
+        Err(Errno::EINVAL)
+    );
+    fw.vcpu_run(0).unwrap();
+    assert_eq!(fw.set_implementations(&pool), Err(Errno::EBUSY));
+    assert_eq!(fw.implementations(), &pool);
 }
 
 #[test]
