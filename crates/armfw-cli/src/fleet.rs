@@ -311,8 +311,8 @@ fn xml(s: &str) -> String {
 /// The mobility graph as an SVG picture, an arc diagram: the hosts one per row, each group's
 /// rows in a dashed frame; an arc per reachable direction (downward moves on the right,
 /// upward ones on the left, so no arc crosses a host; solid: today's VMMs restore it;
-/// dashed and labelled `plan`: only armfw's plan does); beside it the refused moves with
-/// their reasons as numbered notes.
+/// dashed and labelled `plan`: only armfw's plan does); beside it the refused moves, a line
+/// per source and reason, with the reasons as numbered notes.
 fn svg(m: &Mobility, names: &[&str]) -> String {
     const BOX_H: usize = 24;
     // Wide enough for the longest name (about 7.5 px a character at 13 px).
@@ -333,18 +333,31 @@ fn svg(m: &Mobility, names: &[&str]) -> String {
     let text_x = right + span + 20;
     let mid = |h: usize| TOP + row[h] * ROW + BOX_H / 2;
     let notes = footnotes(m);
-    let refused: Vec<(usize, usize, usize)> = m
-        .pairs()
-        .filter_map(|(a, b, mv)| match mv {
-            Move::Refused(why) => Some((a, b, notes.iter().position(|n| n == why).unwrap_or(0))),
-            _ => None,
-        })
-        .collect();
+    // The refusals by source and reason: one line each, the destinations listed (or "every
+    // other host").
+    let mut refused: Vec<String> = Vec::new();
+    for a in 0..names.len() {
+        for (n, note) in notes.iter().enumerate() {
+            let to: Vec<&str> = (0..names.len())
+                .filter(|&b| matches!(m.get(a, b), Some(Move::Refused(w)) if w == note))
+                .map(|b| names[b])
+                .collect();
+            if to.is_empty() {
+                continue;
+            }
+            let list = if to.len() + 1 == names.len() {
+                "every other host".to_string()
+            } else {
+                to.join(", ")
+            };
+            refused.push(format!("{} → {list} ({})", names[a], n + 1));
+        }
+    }
     let lines = 2 + refused.len() + notes.len();
     let height = (TOP + names.len() * ROW + 20).max(TOP + lines * 18 + 20);
     let longest = refused
         .iter()
-        .map(|&(a, b, _)| names[a].len() + names[b].len() + 10)
+        .map(|l| l.chars().count())
         .chain(notes.iter().map(|n| n.len() + 6))
         .max()
         .unwrap_or(10);
@@ -428,15 +441,9 @@ fn svg(m: &Mobility, names: &[&str]) -> String {
         out,
         r#"<text x="{text_x}" y="{y}" font-weight="bold">refused:</text>"#
     );
-    for &(a, b, n) in &refused {
+    for line in &refused {
         y += 18;
-        let _ = writeln!(
-            out,
-            r#"<text x="{text_x}" y="{y}">{} → {} ({})</text>"#,
-            xml(names[a]),
-            xml(names[b]),
-            n + 1
-        );
+        let _ = writeln!(out, r#"<text x="{text_x}" y="{y}">{}</text>"#, xml(line));
     }
     y += 18;
     for (i, why) in notes.iter().enumerate() {

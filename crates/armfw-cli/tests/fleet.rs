@@ -212,7 +212,19 @@ fn the_svg_picture_renders_with_librsvg() {
         count("restores")
     );
     assert_eq!(svg.matches(r#"<g class="plan">"#).count(), count("plan"));
-    assert_eq!(svg.matches(" → ").count(), count("refused"));
+    // Each refused pair on its source's line for its reason (or "every other host").
+    for p in doc["pairs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["result"] == "refused")
+    {
+        let (from, to) = (p["from"].as_str().unwrap(), p["to"].as_str().unwrap());
+        let listed = svg.lines().any(|l| {
+            l.contains(&format!(">{from} → ")) && (l.contains(to) || l.contains("every other host"))
+        });
+        assert!(listed, "{from} -> {to} not listed");
+    }
     assert_eq!(
         svg.matches(r#"<g class="group">"#).count(),
         doc["groups"].as_array().unwrap().len()
