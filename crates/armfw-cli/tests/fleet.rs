@@ -107,31 +107,9 @@ fn the_mobility_graph_renders_with_graphviz() {
     let dot = String::from_utf8(o.stdout).unwrap();
     assert!(dot.starts_with("digraph mobility {"), "{dot}");
     // .ci/run installs Graphviz; elsewhere the rendering is skipped if `dot` is missing.
-    let render = Command::new("dot")
-        .arg("-Tsvg")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn();
-    let mut child = match render {
-        Ok(c) => c,
-        Err(e) => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI must have Graphviz: {e}"
-            );
-            eprintln!("skipped: no Graphviz `dot` ({e})");
-            return;
-        }
+    let Some(out) = render("dot", &["-Tsvg"], dot.as_bytes()) else {
+        return;
     };
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(dot.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
     assert!(
         out.status.success(),
         "{}",

@@ -447,3 +447,121 @@ fn whole_vm_states_are_saved_checked_under_each_vmm_policy_and_refused_when_bad(
         assert_bad_input(&out, needle);
     }
 }
+
+#[test]
+fn whole_vms_created_with_the_cpu_baseline_move_between_the_covered_hosts() {
+    // 7.2 cortex-a72 and cortex-a57: the same WORKAROUND levels (profiles: 0, 0, 0), other
+    // MIDR_EL1 values (0x410fd083, 0x411fd070); 7.2 makes the implementation ids writable.
+    const A72: &str = "linux-7.2.13-cortex-a72";
+    const A57: &str = "linux-7.2.13-cortex-a57";
+    const A53_72: &str = "linux-7.2.13-cortex-a53";
+    let pool = ["--baseline", A72, "--baseline", A57];
+    let mut args = vec!["--profile", A57, "--whole"];
+    args.extend_from_slice(&pool);
+    let s57 = save(&args, "a57.json");
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&s57).unwrap()).unwrap();
+    assert_eq!(
+        doc["machine"]["writable_imp_id_regs"], true,
+        "{:#}",
+        doc["machine"]
+    );
+    // Without the baseline a VM of the a72 does not move to the a57 (measured by
+    // conformance/migrate: the a57 cannot present the a72's ID_MMFR0_EL1.AuxReg 2); the
+    // other way armfw's plan writes the a57's MIDR_EL1 with the capability.
+    let (plain, _) = check_json(&["--from", A72, "--whole"], A57);
+    assert_eq!(plain, 1);
+    let (plain, _) = check_json(&["--from", A57, "--whole"], A72);
+    assert_eq!(plain, 3);
+    // With it, both ways: the plan writes the baseline's MIDR_EL1 (the a72's) back.
+    let (c, r) = check_json(&["--state", state(&s57)], A72);
+    assert!(c == 0 || c == 3, "{c}: {:#}", r["whole_vm"]);
+    assert_eq!(r["whole_vm"]["plan"]["result"], "restores");
+    let mut args = vec!["--profile", A72, "--whole"];
+    args.extend_from_slice(&pool);
+    let s72 = save(&args, "a72.json");
+    let (c, r) = check_json(&["--state", state(&s72)], A57);
+    assert!(c == 0 || c == 3, "{c}: {:#}", r["whole_vm"]);
+    // A host the pool's baseline leaves out: one line naming the host and the reason.
+    let out = armfw(&[
+        "save",
+        "--profile",
+        A53_72,
+        "--whole",
+        "--baseline",
+        A72,
+        "--baseline",
+        A57,
+        "--baseline",
+        A53_72,
+    ]);
+    assert_bad_input(
+        &out,
+        "linux-7.2.13-cortex-a53 is left out of the --baseline pool's CPU baseline: SMCCC_ARCH_WORKAROUND_",
+    );
+}
+
+#[test]
+fn baseline_prints_the_cpu_part_and_its_recipe() {
+    const A72: &str = "linux-7.2.13-cortex-a72";
+    const A57: &str = "linux-7.2.13-cortex-a57";
+    const A53_72: &str = "linux-7.2.13-cortex-a53";
+    let out = armfw(&["baseline", "--json", A72, A57, A53_72]);
+    // The a53 is left out: not every move is possible.
+    assert_eq!(code(&out), 1);
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["format"], "armfw-baseline/2");
+    let cpu = &doc["cpu"];
+    assert_eq!(cpu["covered"], serde_json::json!([A72, A57]));
+    assert_eq!(cpu["left_out"][0]["host"], A53_72);
+    let midr = cpu["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["register"] == "MIDR_EL1")
+        .expect("MIDR_EL1 differs");
+    assert_eq!(midr["value"], "0x410fd083");
+    assert_eq!(cpu["implementations"].as_array().unwrap().len(), 2);
+    // The a72 writes nothing for MIDR_EL1 (its own); the a57 enables the capability and
+    // writes it.
+    let recipe = |h: &str| {
+        cpu["recipes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["host"] == h)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(recipe(A72)["writable_imp_id_regs"], false);
+    assert_eq!(recipe(A57)["writable_imp_id_regs"], true);
+    assert!(
+        recipe(A57)["writes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w["name"] == "MIDR_EL1" && w["value"] == "0x410fd083")
+    );
+    // The text says the same.
+    let text = String::from_utf8(armfw(&["baseline", A72, A57, A53_72]).stdout).unwrap();
+    assert!(
+        text.contains("CPU baseline (vCPU features: none): covers 2 of 3 hosts"),
+        "{text}"
+    );
+    assert!(
+        text.contains("left out: linux-7.2.13-cortex-a53: SMCCC_ARCH_WORKAROUND_"),
+        "{text}"
+    );
+    // Features a host was not probed with: no CPU baseline, said in one line of the text and
+    // in the document.
+    let out = armfw(&["baseline", "--json", "--features", "sve", A72, A57]);
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(doc["cpu"].is_null());
+    assert!(
+        doc["no_cpu_baseline"]
+            .as_str()
+            .unwrap()
+            .contains("was not probed with the vCPU features sve"),
+        "{doc:#}"
+    );
+    assert_eq!(doc["any_to_any"], false);
+}

@@ -251,13 +251,7 @@ mod guest {
         // Whole VMs with no vCPU features and with every feature the host offers.
         let all = profile
             .vcpu()
-            .and_then(|v| {
-                v.feature_sets
-                    .iter()
-                    .map(|f| f.features)
-                    .max_by_key(|f| f.iter().count())
-            })
-            .unwrap_or(CpuFeatures::NONE);
+            .map_or(CpuFeatures::NONE, armfw::profile::VcpuProfile::all_features);
         // (config, vCPU features, whole VM).
         let configs = [
             ("default", CpuFeatures::NONE, false),

@@ -278,13 +278,7 @@ fn common_features(pool: &[Profile]) -> CpuFeatures {
     for p in pool {
         let best = p
             .vcpu()
-            .and_then(|v| {
-                v.feature_sets
-                    .iter()
-                    .map(|s| s.features)
-                    .max_by_key(|f| f.count())
-            })
-            .unwrap_or(CpuFeatures::NONE);
+            .map_or(CpuFeatures::NONE, crate::profile::VcpuProfile::all_features);
         common = Some(common.map_or(best, |c| c.intersect(best)));
     }
     common.unwrap_or(CpuFeatures::NONE)

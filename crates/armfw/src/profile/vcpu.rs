@@ -108,6 +108,15 @@ pub struct VcpuProfile {
 }
 
 impl VcpuProfile {
+    /// Every vCPU feature the host offers: the features of its largest probed set.
+    pub fn all_features(&self) -> CpuFeatures {
+        self.feature_sets
+            .iter()
+            .map(|s| s.features)
+            .max_by_key(|f| f.count())
+            .unwrap_or(CpuFeatures::NONE)
+    }
+
     /// The probed set with exactly these features.
     pub fn feature_set(&self, features: CpuFeatures) -> Option<&FeatureSet> {
         self.feature_sets.iter().find(|s| s.features == features)
