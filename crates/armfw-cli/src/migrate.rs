@@ -497,8 +497,13 @@ fn print_cpu(
     }
     if c.implementations.len() > 1 {
         outln!(
-            "{} implementations (a 6.15+ guest gets them through DISCOVER_IMPL_CPUS from armfw's firmware):",
-            c.implementations.len()
+            "{} implementations; {}:",
+            c.implementations.len(),
+            if c.discover_impl {
+                "every covered host is 6.15+, so a VMM that serves DISCOVER_IMPL_VER/CPUS in userspace (armfw's firmware) sets VENDOR_HYP_BMAP_2 = 0x3 and a 6.15+ guest applies the errata of each"
+            } else {
+                "a guest cannot be told them: not every covered host has VENDOR_HYP_BMAP_2 (6.15+)"
+            }
         )?;
         for i in &c.implementations {
             outln!(
@@ -607,6 +612,16 @@ fn print_whole(w: &compat::whole::WholeVmJson) -> Result<()> {
         outln!("  armfw's plan: refused")?;
         for why in &w.plan.refused {
             outln!("    {why}")?;
+        }
+        for f in &w.plan.findings {
+            outln!(
+                "    {} = {}: {}: the destination takes {}; remedy: {}",
+                f.register,
+                f.saved,
+                f.rule,
+                f.accepts,
+                f.remedy
+            )?;
         }
     }
     let verdict = match (

@@ -468,8 +468,25 @@ fn whole_vms_created_with_the_cpu_baseline_move_between_the_covered_hosts() {
     // Without the baseline a VM of the a72 does not move to the a57 (measured by
     // conformance/migrate: the a57 cannot present the a72's ID_MMFR0_EL1.AuxReg 2); the
     // other way armfw's plan writes the a57's MIDR_EL1 with the capability.
-    let (plain, _) = check_json(&["--from", A72, "--whole"], A57);
+    let (plain, r) = check_json(&["--from", A72, "--whole"], A57);
     assert_eq!(plain, 1);
+    let f = &r["whole_vm"]["plan"]["findings"][0];
+    assert_eq!(f["register"], "ID_MMFR0_EL1", "{:#}", r["whole_vm"]["plan"]);
+    assert_eq!(f["rule"], "id_field_not_presentable");
+    assert_eq!(f["outcome"], "refuse");
+    assert!(
+        f["accepts"]
+            .as_str()
+            .unwrap()
+            .starts_with("ID_MMFR0_EL1.AuxReg = 0x1 (its own), not the saved 0x2; lower-safe"),
+        "{f:#}"
+    );
+    assert!(
+        f["remedy"]
+            .as_str()
+            .unwrap()
+            .contains("armfw baseline SOURCE linux-7.2.13-cortex-a57")
+    );
     let (plain, _) = check_json(&["--from", A57, "--whole"], A72);
     assert_eq!(plain, 3);
     // With it, both ways: the plan writes the baseline's MIDR_EL1 (the a72's) back.
@@ -521,6 +538,8 @@ fn baseline_prints_the_cpu_part_and_its_recipe() {
         .expect("MIDR_EL1 differs");
     assert_eq!(midr["value"], "0x410fd083");
     assert_eq!(cpu["implementations"].as_array().unwrap().len(), 2);
+    // Both are 7.2 hosts: VENDOR_HYP_BMAP_2 takes bits 0 and 1 (profiles: writable 0x3).
+    assert_eq!(cpu["discover_impl"], true);
     // The a72 writes nothing for MIDR_EL1 (its own); the a57 enables the capability and
     // writes it.
     let recipe = |h: &str| {

@@ -169,6 +169,12 @@ pub struct CpuBaseline {
     /// The distinct implementations of the kept hosts, in pool order (what armfw's
     /// firmware reports through DISCOVER_IMPL_CPUS, [`crate::Firmware::set_implementations`]).
     pub implementations: Vec<Implementation>,
+    /// Whether a guest can be told the implementations: every kept host lets the VMM set
+    /// VENDOR_HYP_BMAP_2 bits 0 and 1 (6.15+), which advertise DISCOVER_IMPL_VER and
+    /// DISCOVER_IMPL_CPUS. KVM does not serve the calls: a VMM that serves them in
+    /// userspace (armfw's firmware behind the SMCCC filter, forwarding 0xc6000040 and
+    /// 0xc6000041) sets the bits and gives the firmware [`CpuBaseline::implementations`].
+    pub discover_impl: bool,
 }
 
 /// Why a pool has no CPU baseline.
@@ -706,6 +712,12 @@ pub fn cpu_baseline(
                         implementations.push(i);
                     }
                 }
+                let discover_impl = hosts.iter().all(|h| {
+                    h.profile
+                        .register(FwReg::VendorHypBmap2)
+                        .and_then(|r| r.writable)
+                        .is_some_and(|w| w & 0x3 == 0x3)
+                });
                 return Ok(CpuBaseline {
                     hosts: pool.len(),
                     features,
@@ -714,6 +726,7 @@ pub fn cpu_baseline(
                     fields: p.fields,
                     left_out,
                     implementations,
+                    discover_impl,
                 });
             }
         }
@@ -778,6 +791,8 @@ pub struct CpuBaselineJson {
     pub fields: Vec<FieldJson>,
     /// The distinct implementations of the covered hosts (what DISCOVER_IMPL_CPUS lists).
     pub implementations: Vec<ImplementationJson>,
+    /// Whether every covered host lets a guest be told them (VENDOR_HYP_BMAP_2, 6.15+).
+    pub discover_impl: bool,
     /// Per covered host, what a VM created there needs.
     pub recipes: Vec<RecipeJson>,
 }
@@ -897,6 +912,7 @@ impl CpuBaseline {
                     aidr: hex(i.aidr),
                 })
                 .collect(),
+            discover_impl: self.discover_impl,
             recipes: (0..pool.len())
                 .filter(|&i| self.covers(i))
                 .filter_map(|i| pool.get(i).map(|p| (i, self.recipe(p))))
@@ -916,4 +932,100 @@ impl CpuBaseline {
                 .collect(),
         }
     }
+}
+
+/// Why a destination refuses a saved register of a whole VM, in the terms of a finding:
+/// what it accepts, the rule, and the remedy. `saved` is the register's saved value (low 64
+/// bits), `errno` KVM's answer to the write-all restore. For a CPU-describing register the
+/// first part of it the destination cannot present is named, as the CPU baseline judges it
+/// (on the model of the destination).
+pub fn explain_refusal(
+    dest: &Profile,
+    features: CpuFeatures,
+    id: u64,
+    saved: u64,
+    errno: crate::abi::Errno,
+) -> RegisterExplanation {
+    let name = reg_name(id);
+    if errno == crate::abi::Errno::ENOENT {
+        return RegisterExplanation {
+            accepts: format!(
+                "nothing: the destination does not list {name} for these vCPU features"
+            ),
+            rule: "register_not_listed",
+            remedy: format!(
+                "a destination that lists {name}; or VMs whose ID registers show its feature absent, which armfw's plan then leaves it out of"
+            ),
+        };
+    }
+    let set = dest.vcpu().and_then(|v| v.feature_set(features));
+    let (Some(set), Some(_)) = (set, describes(id)) else {
+        return RegisterExplanation {
+            accepts: format!("not this value of {name} ({errno})"),
+            rule: "value_refused",
+            remedy: "a destination whose KVM takes the value".to_string(),
+        };
+    };
+    let host = Host {
+        index: 0,
+        members: Vec::new(),
+        profile: dest,
+        set,
+    };
+    let own = host.value(id).unwrap_or(0);
+    let size = OneRegId(id).size_bytes();
+    let size_mask = if size >= 8 {
+        u64::MAX
+    } else {
+        (1u64 << (size * 8)) - 1
+    };
+    let remedy = format!(
+        "create the VM with a CPU baseline that covers both hosts, where one does (armfw baseline SOURCE {} says)",
+        dest.name()
+    );
+    if let Ok(mut m) = host.model(features, None) {
+        for part in parts(id, size_mask) {
+            if (saved ^ own) & part.mask == 0 {
+                continue;
+            }
+            let probe = (own & !part.mask) | (saved & part.mask);
+            if accepts(&mut m, set, id, probe, own).is_err() {
+                let field = if part.field.is_some() || part.name == "other bits" {
+                    format!("{name}.{}", part.name)
+                } else {
+                    name.clone()
+                };
+                return RegisterExplanation {
+                    accepts: format!(
+                        "{field} = {} (its own), not the saved {}; {}",
+                        shown(&part, own & part.mask),
+                        shown(&part, saved & part.mask),
+                        why_not(&host, id, &part)
+                    ),
+                    rule: match describes(id) {
+                        Some(Describes::Imp) => "implementation_id_fixed",
+                        Some(Describes::Cache) => "cache_geometry_fixed",
+                        _ => "id_field_not_presentable",
+                    },
+                    remedy,
+                };
+            }
+        }
+    }
+    RegisterExplanation {
+        accepts: format!("not {name} = {saved:#x} as a whole ({errno}), though each field alone"),
+        rule: "id_register_refused",
+        remedy,
+    }
+}
+
+/// What [`explain_refusal`] says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RegisterExplanation {
+    /// What the destination accepts instead.
+    pub accepts: String,
+    /// The rule's name.
+    pub rule: &'static str,
+    /// What would make the move possible.
+    pub remedy: String,
 }

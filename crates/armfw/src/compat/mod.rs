@@ -56,7 +56,8 @@ pub use baseline::{
 pub use check::{MAX_FINDINGS, Report, check};
 pub use cpu::{
     CpuBaseline, CpuBaselineError, CpuBaselineJson, CpuRecipe, FieldChoice, FieldJson,
-    HostValueJson, ImplementationJson, LeftOut, LeftOutJson, RecipeJson, cpu_baseline,
+    HostValueJson, ImplementationJson, LeftOut, LeftOutJson, RecipeJson, RegisterExplanation,
+    cpu_baseline, explain_refusal,
 };
 pub use finding::{
     Accepts, Finding, Need, Outcome, PlanAction, Remedy, StrictOutcome, Subject, Verdict,

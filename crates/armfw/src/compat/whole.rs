@@ -105,6 +105,19 @@ const FEATURE_GATED: [(u64, u64, u32, &str); 5] = [
 /// ID_AA64MMFR3_EL1.
 const MMFR3: u64 = sysreg_id(3, 0, 0, 7, 3);
 
+/// A saved register of a whole VM that the destination refuses, explained.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RegisterFinding {
+    /// The register.
+    pub id: u64,
+    /// The saved value, as a number (hex).
+    pub saved: String,
+    /// KVM's answer.
+    pub errno: Errno,
+    /// What the destination accepts, the rule and the remedy.
+    pub explanation: super::cpu::RegisterExplanation,
+}
+
 /// A register armfw leaves out of a whole-VM restore.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Skipped {
@@ -130,6 +143,9 @@ pub struct WholePlan {
     /// (each refused operation of a write-all restore that nothing makes safe), or a
     /// firmware refusal. Empty when there is a plan.
     pub refused: Vec<String>,
+    /// Each refused register write of `refused` (vCPU 0's, other than the firmware
+    /// registers, which `firmware` explains), explained.
+    pub findings: Vec<RegisterFinding>,
     /// The plan's restore on the model of the destination, when there is a plan.
     pub result: Option<Result<(), RestoreStop>>,
 }
@@ -159,6 +175,7 @@ pub fn plan(snapshot: &Snapshot, dest: &Profile) -> WholePlan {
     let firmware = crate::compat::check(snapshot, dest);
     let mut skipped = Vec::new();
     let mut refused = Vec::new();
+    let mut findings = Vec::new();
     if firmware.verdict == Verdict::Incompatible {
         refused.extend(
             firmware
@@ -200,7 +217,21 @@ pub fn plan(snapshot: &Snapshot, dest: &Profile) -> WholePlan {
                     .find(|g| g.0 == id && (mmfr3 >> g.2) & 0xf == 0);
                 match (r.errno, gate) {
                     (Errno::ENOENT, Some(&(_, _, _, field))) => skipped.push(Skipped { id, field }),
-                    _ => refused.push(format!("{}: {}", r.step, r.errno)),
+                    _ => {
+                        refused.push(format!("{}: {}", r.step, r.errno));
+                        let vcpu0 = matches!(r.step, Step::SetOneReg { vcpu: 0, .. });
+                        if let (true, Some(m)) = (vcpu0, snapshot.machine()) {
+                            let value = m.value(0, id).map_or(0, |v| v.low_u64());
+                            findings.push(RegisterFinding {
+                                id,
+                                saved: saved_text(snapshot, 0, id).unwrap_or_default(),
+                                errno: r.errno,
+                                explanation: super::cpu::explain_refusal(
+                                    dest, m.features, id, value, r.errno,
+                                ),
+                            });
+                        }
+                    }
                 }
             }
         }
@@ -212,6 +243,7 @@ pub fn plan(snapshot: &Snapshot, dest: &Profile) -> WholePlan {
         skip_ids,
         imp_ids,
         refused,
+        findings,
         result: None,
     };
     if plan.refused.is_empty() {
@@ -247,6 +279,30 @@ pub struct WholePlanJson {
     pub refused: Vec<String>,
     /// The plan enables KVM_CAP_ARM_WRITABLE_IMP_ID_REGS on the destination.
     pub writable_imp_id_regs: bool,
+    /// Each refused register (of vCPU 0, firmware registers apart), explained.
+    pub findings: Vec<RegisterFindingJson>,
+}
+
+/// A refused register of a whole VM, explained.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterFindingJson {
+    /// The id.
+    pub id: String,
+    /// Its architectural name.
+    pub register: String,
+    /// The saved value.
+    pub saved: String,
+    /// What the destination accepts instead.
+    pub accepts: String,
+    /// The rule.
+    pub rule: String,
+    /// Always `refuse`.
+    pub outcome: String,
+    /// What would make the move possible.
+    pub remedy: String,
+    /// KVM's answer to the write.
+    pub errno: String,
 }
 
 /// A register left out.
@@ -368,6 +424,20 @@ impl WholeVmJson {
                     _ => plan.refused.clone(),
                 },
                 writable_imp_id_regs: plan.imp_ids,
+                findings: plan
+                    .findings
+                    .iter()
+                    .map(|f| RegisterFindingJson {
+                        id: crate::json::hex(f.id),
+                        register: crate::vcpu::names::reg_name(f.id),
+                        saved: f.saved.clone(),
+                        accepts: f.explanation.accepts.clone(),
+                        rule: f.explanation.rule.to_string(),
+                        outcome: "refuse".to_string(),
+                        remedy: f.explanation.remedy.clone(),
+                        errno: f.errno.to_string(),
+                    })
+                    .collect(),
             },
         }
     }
