@@ -16,6 +16,8 @@ use crate::firmware::Firmware;
 use crate::migrate::ModelVm;
 use crate::migrate::sequence::{self, RestoreStop, VmmPolicy, Writes};
 use crate::snapshot::Step;
+use crate::vcpu::{VcpuSetup, VcpuTemplate};
+use std::sync::Arc;
 
 /// What a restore under one VMM policy meets.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -36,13 +38,44 @@ impl PolicyOutcome {
 /// The restore of `snapshot` on `dest` under each of [`VmmPolicy::ALL`], in that order. A
 /// snapshot without the whole-vCPU part is restored as its firmware registers alone.
 pub fn vmm_outcomes(snapshot: &Snapshot, dest: &Profile) -> Vec<PolicyOutcome> {
+    // The three restores make the same vCPUs: the destination's registers are decoded once.
+    let imp = snapshot.machine().is_some_and(|m| m.writable_imp_id_regs);
+    let template = template(snapshot, dest, imp);
     VmmPolicy::ALL
         .iter()
         .map(|&policy| PolicyOutcome {
             policy,
-            result: restore_on_model(snapshot, dest, Writes::Vmm(policy)),
+            result: replay(snapshot, dest, template.as_ref(), Writes::Vmm(policy)),
         })
         .collect()
+}
+
+/// The vCPU template of `dest` for the VM `snapshot` describes (its features and SVE
+/// lengths, the implementation-id capability `imp`), where the state has the whole-vCPU part
+/// and the host takes that set-up.
+fn template(snapshot: &Snapshot, dest: &Profile, imp: bool) -> Option<Arc<VcpuTemplate>> {
+    let m = snapshot.machine()?;
+    let setup = VcpuSetup {
+        vcpus: snapshot.vcpus.len(),
+        features: m.features,
+        sve_vls: m.sve_vls.clone(),
+        writable_imp_id_regs: imp,
+    };
+    VcpuTemplate::new(dest, &setup)?.ok().map(Arc::new)
+}
+
+/// [`restore_on_model`] with the destination's vCPUs made from `template` where it fits.
+fn replay(
+    snapshot: &Snapshot,
+    dest: &Profile,
+    template: Option<&Arc<VcpuTemplate>>,
+    writes: Writes<'_>,
+) -> Result<(), RestoreStop> {
+    let mut vm = ModelVm::new(Firmware::new(dest));
+    if let Some(t) = template {
+        vm = vm.with_template(Arc::clone(t));
+    }
+    sequence::restore_with(&mut vm, snapshot, writes)
 }
 
 /// The verdict on a whole VM: compatible when every VMM policy restores it (`vmm_restore`)
@@ -199,7 +232,8 @@ pub fn plan(snapshot: &Snapshot, dest: &Profile) -> WholePlan {
         imp_ids,
         all: true,
     };
-    match restore_on_model(snapshot, dest, every_write) {
+    let template = template(snapshot, dest, imp_ids);
+    match replay(snapshot, dest, template.as_ref(), every_write) {
         Ok(()) => {}
         Err(RestoreStop::QemuIdSet(_)) => {}
         Err(RestoreStop::Refused(list)) => {
@@ -247,7 +281,7 @@ pub fn plan(snapshot: &Snapshot, dest: &Profile) -> WholePlan {
         result: None,
     };
     if plan.refused.is_empty() {
-        plan.result = Some(restore_on_model(snapshot, dest, plan.writes()));
+        plan.result = Some(replay(snapshot, dest, template.as_ref(), plan.writes()));
     }
     plan
 }

@@ -7,7 +7,8 @@ use crate::abi::{Errno, OneRegId};
 use crate::compat::{self, ApplyError, Baseline, Verdict};
 use crate::firmware::{Firmware, MpState, VcpuFeatures, VcpuStart};
 use crate::snapshot::{FilterRange, PendingStart, Snapshot};
-use crate::vcpu::{VcpuModel, VcpuSetup};
+use crate::vcpu::{VcpuModel, VcpuSetup, VcpuTemplate};
+use std::sync::Arc;
 
 /// ID_AA64PFR1_EL1.
 const ID_AA64PFR1: u64 = crate::abi::vcpu_reg::sysreg_id(3, 0, 0, 4, 1);
@@ -73,6 +74,8 @@ pub struct ModelVm {
     pub(crate) vcpu: Option<VcpuModel>,
     pub(crate) imp_writable: bool,
     pub(crate) starts: Vec<VcpuStart>,
+    /// What vCPUs the restore makes are made from, where their set-up fits it.
+    template: Option<Arc<VcpuTemplate>>,
 }
 
 impl ModelVm {
@@ -84,7 +87,15 @@ impl ModelVm {
             vcpu: None,
             imp_writable: false,
             starts: Vec::new(),
+            template: None,
         }
+    }
+
+    /// The same VM, whose vCPUs (when a restore makes them) come from `template` where their
+    /// set-up fits it: a template of the same host decoded once for many restores.
+    pub fn with_template(mut self, template: Arc<VcpuTemplate>) -> ModelVm {
+        self.template = Some(template);
+        self
     }
 
     /// The firmware engine.
@@ -208,6 +219,10 @@ impl RestoreTarget for ModelVm {
             sve_vls: init.sve_vls.clone(),
             writable_imp_id_regs: self.imp_writable,
         };
+        if let Some(t) = self.template.as_ref().filter(|t| t.fits(&setup)) {
+            self.vcpu = Some(VcpuModel::from_template(t, count));
+            return Ok(());
+        }
         self.vcpu = match VcpuModel::new(self.fw.profile(), &setup) {
             Some(Ok(model)) => Some(model),
             // KVM_ARM_VCPU_INIT (a feature the host lacks) or the SVE_VLS write refused it.

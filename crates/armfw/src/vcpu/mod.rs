@@ -27,6 +27,7 @@ use crate::json::Wide;
 use crate::profile::{FeatureSet, Profile, VcpuProfile};
 use crate::release::Release;
 use rules::{IdCheck, Kind, SveReg, SysRule};
+use std::sync::Arc;
 
 /// Why a VM with these vCPU settings cannot be set up on the host (what KVM refuses at
 /// KVM_ENABLE_CAP, KVM_ARM_VCPU_INIT or the SVE_VLS write).
@@ -45,20 +46,26 @@ pub struct VcpuSetup {
     pub writable_imp_id_regs: bool,
 }
 
-/// The registers of one VM's vCPUs on the model.
-#[derive(Clone, Debug)]
-pub struct VcpuModel {
+/// What a VM's vCPU registers depend on besides what the VM does: the host and the vCPU
+/// set-up. Built once ([`VcpuTemplate::new`]) and shared (`Arc`) by every VM made from it
+/// ([`VcpuModel::from_template`]), so that a check that replays a state several times, or
+/// many states onto one host, decodes the host's registers once.
+#[derive(Debug)]
+pub struct VcpuTemplate {
     release: Release,
     set: FeatureSet,
     /// id → list position.
     index: IdIndex,
     features: CpuFeatures,
+    sve_vls: Option<Vec<u8>>,
     imp_writable: bool,
     aarch32_el0: bool,
     /// The SVE maximum vector length in quadwords (0 without SVE).
     vq: usize,
-    /// Per vCPU, the value of each listed register, by list position.
-    values: Vec<Vec<Reg>>,
+    /// The value of each listed register on a fresh vCPU, by list position.
+    base: Vec<Reg>,
+    /// MPIDR_EL1's list position.
+    mpidr: Option<usize>,
     /// The host's value (reset on a fresh vCPU) of each register, low 64 bits, by position.
     limits: Vec<u64>,
     /// The writable mask of each register (0 where none was probed), by position.
@@ -67,14 +74,23 @@ pub struct VcpuModel {
     checked: Vec<u64>,
     /// What each register's accesses need, decided once from its id, by position.
     slots: Vec<Slot>,
+    /// The host has KVM_ARM_SET_COUNTER_OFFSET (KVM_CAP_COUNTER_OFFSET, 6.4).
+    counter_offset_cap: bool,
+}
+
+/// The registers of one VM's vCPUs on the model.
+#[derive(Clone, Debug)]
+pub struct VcpuModel {
+    /// The host and set-up part, shared.
+    t: Arc<VcpuTemplate>,
+    /// Per vCPU, the value of each listed register, by list position.
+    values: Vec<Vec<Reg>>,
     /// VM-wide registers (ID and implementation registers, CTR_EL0) once written, by list
     /// position.
     vm_wide: Vec<Option<u64>>,
     has_run: bool,
     /// The virtual and physical counters as last written (the VM's offsets).
     counters: [Option<u64>; 2],
-    /// The host has KVM_ARM_SET_COUNTER_OFFSET (KVM_CAP_COUNTER_OFFSET, 6.4).
-    counter_offset_cap: bool,
     /// KVM_ARM_SET_COUNTER_OFFSET succeeded: writes to the counters are ignored.
     counter_offset_set: bool,
 }
@@ -141,19 +157,27 @@ pub fn after_first_run(set: &FeatureSet, id: u64, value: u64) -> u64 {
 /// the model assumes the physical counter reads when no write set the physical offset.
 const PHYS_COUNTER: u64 = 1 << 36;
 
-impl VcpuModel {
-    /// The vCPUs of a new VM on the host `profile`, set up as `setup` says, or why KVM would
-    /// refuse the set-up. `None` when the profile has no whole-vCPU part (version 1).
-    pub fn new(profile: &Profile, setup: &VcpuSetup) -> Option<Result<VcpuModel, SetupError>> {
+impl VcpuTemplate {
+    /// The template of the host `profile` for vCPUs set up as `setup` says (its `vcpus`
+    /// count is not part of it), or why KVM would refuse the set-up. `None` when the profile
+    /// has no whole-vCPU part (version 1).
+    pub fn new(profile: &Profile, setup: &VcpuSetup) -> Option<Result<VcpuTemplate, SetupError>> {
         let vcpu = profile.vcpu()?;
         Some(Self::build(profile.release(), vcpu, setup))
+    }
+
+    /// Whether VMs set up as `setup` are made from this template.
+    pub fn fits(&self, setup: &VcpuSetup) -> bool {
+        self.features == setup.features
+            && self.imp_writable == setup.writable_imp_id_regs
+            && (!self.features.has(CpuFeature::Sve) || self.sve_vls == setup.sve_vls)
     }
 
     fn build(
         release: Release,
         v: &VcpuProfile,
         setup: &VcpuSetup,
-    ) -> Result<VcpuModel, SetupError> {
+    ) -> Result<VcpuTemplate, SetupError> {
         if setup.writable_imp_id_regs && !v.capabilities.writable_imp_id_regs {
             return Err(
                 "KVM_ENABLE_CAP(KVM_CAP_ARM_WRITABLE_IMP_ID_REGS): EINVAL (the host lacks it)"
@@ -206,26 +230,18 @@ impl VcpuModel {
                     .map_or(0, Wide::low_u64)
             })
             .collect();
-        let mpidr = sysreg_id(3, 0, 0, 0, 5);
-        let values = (0..setup.vcpus.max(1))
-            .map(|i| {
-                let mut regs = base.clone();
-                if let Some(&p) = set.ids().position(|id| id == mpidr).as_ref() {
-                    // reset_mpidr(): bit 31 (RES1) and the affinity of the vCPU index.
-                    let v = 1 << 31 | Mpidr::for_vcpu_index(i).0;
-                    regs[p] = Reg::Word(v);
-                }
-                regs
-            })
-            .collect();
-        Ok(VcpuModel {
+        let mpidr_id = sysreg_id(3, 0, 0, 0, 5);
+        let mpidr = set.ids().position(|id| id == mpidr_id);
+        Ok(VcpuTemplate {
             release,
             index,
             features: f,
+            sve_vls: setup.sve_vls.clone(),
             imp_writable: setup.writable_imp_id_regs,
             aarch32_el0,
             vq,
-            values,
+            base,
+            mpidr,
             limits,
             checked: slots
                 .iter()
@@ -234,30 +250,57 @@ impl VcpuModel {
                 .collect(),
             writable,
             slots,
-            vm_wide: vec![None; set.registers.0.len()],
-            has_run: false,
-            counters: [None, None],
             counter_offset_cap: v.capabilities.counter_offset,
-            counter_offset_set: false,
             set,
         })
+    }
+}
+
+impl VcpuModel {
+    /// The vCPUs of a new VM on the host `profile`, set up as `setup` says, or why KVM would
+    /// refuse the set-up. `None` when the profile has no whole-vCPU part (version 1).
+    pub fn new(profile: &Profile, setup: &VcpuSetup) -> Option<Result<VcpuModel, SetupError>> {
+        let t = VcpuTemplate::new(profile, setup)?;
+        Some(t.map(|t| VcpuModel::from_template(&Arc::new(t), setup.vcpus)))
+    }
+
+    /// `vcpus` fresh vCPUs (at least one) made from `t`.
+    pub fn from_template(t: &Arc<VcpuTemplate>, vcpus: usize) -> VcpuModel {
+        let values = (0..vcpus.max(1))
+            .map(|i| {
+                let mut regs = t.base.clone();
+                if let Some(p) = t.mpidr {
+                    // reset_mpidr(): bit 31 (RES1) and the affinity of the vCPU index.
+                    regs[p] = Reg::Word(1 << 31 | Mpidr::for_vcpu_index(i).0);
+                }
+                regs
+            })
+            .collect();
+        VcpuModel {
+            values,
+            vm_wide: vec![None; t.base.len()],
+            has_run: false,
+            counters: [None, None],
+            counter_offset_set: false,
+            t: Arc::clone(t),
+        }
     }
 
     /// KVM_GET_REG_LIST: every id in KVM's order (the firmware ids included, as the host
     /// lists them).
     pub fn reg_list(&self) -> Vec<u64> {
-        self.set.ids().collect()
+        self.t.set.ids().collect()
     }
 
     /// The first KVM_RUN of `vcpu` happened: KVM's own changes at the first run, and the
     /// VM-wide registers become immutable.
     pub fn ran(&mut self, vcpu: usize) {
         if !self.has_run {
-            for (id, after) in self.set.first_run.0.clone() {
+            for (id, after) in self.t.set.first_run.0.clone() {
                 let Some(pos) = self.listed(id) else {
                     continue;
                 };
-                let reset = self.set.registers.0[pos].1.clone();
+                let reset = self.t.set.registers.0[pos].1.clone();
                 let size = OneRegId(id).size_bytes();
                 if let Some(regs) = self.values.get_mut(vcpu) {
                     let fresh = Reg::from_bytes(&reset.fit(size).unwrap_or_default());
@@ -269,10 +312,10 @@ impl VcpuModel {
         }
         // A VM-wide register written before the run: the bits the first run changes on a
         // fresh VM change in the written value too.
-        for (id, _) in &self.set.first_run.0 {
+        for (id, _) in &self.t.set.first_run.0 {
             if let Some(pos) = self.listed(*id) {
                 if let Some(v) = self.vm_wide[pos] {
-                    self.vm_wide[pos] = Some(after_first_run(&self.set, *id, v));
+                    self.vm_wide[pos] = Some(after_first_run(&self.t.set, *id, v));
                 }
             }
         }
@@ -295,7 +338,7 @@ impl VcpuModel {
     /// ignored. EBUSY comes only from a vCPU ioctl running at the same time, which a single
     /// VMM thread never meets; kernels without the ioctl answer EINVAL (kvm_arch_vm_ioctl()).
     pub fn set_counter_offset(&mut self, offset: u64) -> Result<(), Errno> {
-        if !self.counter_offset_cap {
+        if !self.t.counter_offset_cap {
             return Err(Errno::EINVAL);
         }
         let counter = PHYS_COUNTER.wrapping_sub(offset);
@@ -305,7 +348,7 @@ impl VcpuModel {
     }
 
     fn listed(&self, id: u64) -> Option<usize> {
-        self.index.get(id)
+        self.t.index.get(id)
     }
 
     fn value(&self, vcpu: usize, id: u64) -> Option<&Reg> {
@@ -339,11 +382,11 @@ impl VcpuModel {
     /// The host's value of `id` (its reset value on a fresh vCPU).
     /// The host's value of a listed register (its value on a fresh vCPU, low 64 bits).
     pub fn host_value(&self, id: u64) -> Option<u64> {
-        self.listed(id).map(|p| self.limits[p])
+        self.listed(id).map(|p| self.t.limits[p])
     }
 
     fn host_u64(&self, id: u64) -> u64 {
-        self.listed(id).map_or(0, |p| self.limits[p])
+        self.listed(id).map_or(0, |p| self.t.limits[p])
     }
 
     fn store(&mut self, vcpu: usize, id: u64, data: &[u8]) {
@@ -373,7 +416,7 @@ impl VcpuModel {
         };
         let word = |out: &mut [u8], v: u64| Reg::Word(v).read(out);
         if let Some(pos) = self.listed(id) {
-            if self.slots[pos].plain_get {
+            if self.t.slots[pos].plain_get {
                 // A listed register that GET reads as stored: the VM's value or the vCPU's.
                 match self.vm_wide[pos] {
                     Some(v) => word(out, v),
@@ -384,17 +427,17 @@ impl VcpuModel {
         }
         // What is left: ids the host does not list (KVM's errno), and the registers whose GET
         // computes its answer.
-        match rules::kind(id, self.release) {
+        match rules::kind(id, self.t.release) {
             Kind::NotArm64 => Err(Errno::EINVAL),
             Kind::Firmware => Err(Errno::ENOENT),
             Kind::Core => {
-                rules::core_check(id, self.features.has(CpuFeature::Sve))?;
+                rules::core_check(id, self.t.features.has(CpuFeature::Sve))?;
                 // Every core id that passes the checks is listed, and was read above.
                 fill(out, self.value(vcpu, id));
                 Ok(())
             }
             Kind::Sve => {
-                rules::sve_reg(id, self.features.has(CpuFeature::Sve), self.vq)?;
+                rules::sve_reg(id, self.t.features.has(CpuFeature::Sve), self.t.vq)?;
                 // Every SVE id that passes the checks is listed, and was read above.
                 fill(out, self.value(vcpu, id));
                 Ok(())
@@ -404,7 +447,7 @@ impl VcpuModel {
                 Ok(())
             }
             Kind::Demux | Kind::SysReg => {
-                if let Some(sys) = rules::invariant_alias(id, self.release) {
+                if let Some(sys) = rules::invariant_alias(id, self.t.release) {
                     word(out, self.host_u64(sys));
                     return Ok(());
                 }
@@ -412,7 +455,7 @@ impl VcpuModel {
                 // A listed system register not read as stored: a PMU set/clear pair from
                 // 6.7 (`Slot::plain_get`). get_pmreg(): the bits of the counters the VM has
                 // (PMCR_EL0.N) and the cycle counter.
-                let holder = match self.slots[pos].sys {
+                let holder = match self.t.slots[pos].sys {
                     Some(SysRule::PmuSetClr { holder, .. }) => holder,
                     _ => id,
                 };
@@ -440,7 +483,7 @@ impl VcpuModel {
         // reached, to what is stored (a run may have stored it, see `ran`); 7.2 reports the
         // stored value alone (the timer registers moved into the sysreg table; measured:
         // 6.12 adds ISTATUS, 7.2 does not; the 7.0 boundary is inferred).
-        if self.release.at_least(7, 0) {
+        if self.t.release.at_least(7, 0) {
             return stored;
         }
         stored | if counter >= cval { 4 } else { 0 }
@@ -454,32 +497,33 @@ impl VcpuModel {
         }
         let value = crate::json::le_u64(data);
         if let Some(pos) = self.listed(id) {
-            if self.slots[pos].plain_set {
+            if self.t.slots[pos].plain_set {
                 // A listed register whose SET stores any value.
                 if let Some(regs) = self.values.get_mut(vcpu) {
                     regs[pos].write(data);
                 }
                 return Ok(());
             }
-            if self.slots[pos].sys.is_some() {
+            if self.t.slots[pos].sys.is_some() {
                 // A listed system register: its rule.
                 return self.sys_set(vcpu, id, pos, value, data);
             }
         }
         // What is left: ids the host does not list (KVM's errno), and the registers of the
         // other classes whose SET has a rule.
-        match rules::kind(id, self.release) {
+        match rules::kind(id, self.t.release) {
             Kind::NotArm64 => Err(Errno::EINVAL),
             Kind::Firmware => Err(Errno::ENOENT),
             Kind::Core => {
-                let off = rules::core_check(id, self.features.has(CpuFeature::Sve))?;
-                if off == rules::CORE_PSTATE && !rules::pstate_ok(value, self.aarch32_el0) {
+                let off = rules::core_check(id, self.t.features.has(CpuFeature::Sve))?;
+                if off == rules::CORE_PSTATE && !rules::pstate_ok(value, self.t.aarch32_el0) {
                     return Err(Errno::EINVAL);
                 }
                 self.store(vcpu, id, data);
                 Ok(())
             }
-            Kind::Sve => match rules::sve_reg(id, self.features.has(CpuFeature::Sve), self.vq)? {
+            Kind::Sve => match rules::sve_reg(id, self.t.features.has(CpuFeature::Sve), self.t.vq)?
+            {
                 // Set-up finalizes every SVE vCPU.
                 SveReg::Vls => Err(Errno::EPERM),
                 SveReg::Data { kept } => {
@@ -506,7 +550,7 @@ impl VcpuModel {
             Kind::Demux => {
                 self.listed(id).ok_or(Errno::ENOENT)?;
                 let current = self.u64_of(vcpu, id);
-                if !self.release.at_least(6, 3) {
+                if !self.t.release.at_least(6, 3) {
                     return if value == current {
                         Ok(())
                     } else {
@@ -520,7 +564,7 @@ impl VcpuModel {
                 Ok(())
             }
             // Listed system registers went to their rule above.
-            Kind::SysReg => match rules::invariant_alias(id, self.release) {
+            Kind::SysReg => match rules::invariant_alias(id, self.t.release) {
                 Some(sys) if value == self.host_u64(sys) => Ok(()),
                 Some(_) => Err(Errno::EINVAL),
                 None => Err(Errno::ENOENT),
@@ -530,13 +574,13 @@ impl VcpuModel {
 
     #[inline]
     fn id_check(&self, vcpu: usize, pos: usize) -> IdCheck {
-        let slot = self.slots[pos];
+        let slot = self.t.slots[pos];
         IdCheck {
-            release: self.release,
-            limit: self.limits[pos],
+            release: self.t.release,
+            limit: self.t.limits[pos],
             current: self.word_at(vcpu, pos),
-            writable: self.writable[pos],
-            checked: self.checked[pos],
+            writable: self.t.writable[pos],
+            checked: self.t.checked[pos],
             has_run: self.has_run,
             raz: slot.raz,
             write_ignored: slot.write_ignored,
@@ -553,7 +597,7 @@ impl VcpuModel {
         data: &[u8],
     ) -> Result<(), Errno> {
         let enc = sysreg_encoding(id);
-        let rule = self.slots[pos].sys.unwrap_or(SysRule::Plain);
+        let rule = self.t.slots[pos].sys.unwrap_or(SysRule::Plain);
         match rule {
             SysRule::IdReg => {
                 let c = self.id_check(vcpu, pos);
@@ -565,13 +609,13 @@ impl VcpuModel {
             }
             SysRule::ImpId => {
                 let c = self.id_check(vcpu, pos);
-                rules::imp_set(c, self.imp_writable, value)?;
+                rules::imp_set(c, self.t.imp_writable, value)?;
                 self.vm_wide[pos] = Some(value);
                 Ok(())
             }
             SysRule::Ctr => {
                 let c = self.id_check(vcpu, pos);
-                if self.release.at_least(6, 11) {
+                if self.t.release.at_least(6, 11) {
                     rules::id_set(enc, c, value)?;
                 } else if value != c.current {
                     return Err(Errno::EINVAL);
@@ -580,7 +624,7 @@ impl VcpuModel {
                 Ok(())
             }
             SysRule::Clidr => {
-                if !self.release.at_least(6, 3) {
+                if !self.t.release.at_least(6, 3) {
                     return if value == self.u64_of(vcpu, id) {
                         Ok(())
                     } else {
@@ -593,7 +637,7 @@ impl VcpuModel {
                 Ok(())
             }
             // Before 6.7 (measured on 6.1) the PMU registers store what is written.
-            SysRule::Pmcr | SysRule::PmuSetClr { .. } if !self.release.at_least(6, 7) => {
+            SysRule::Pmcr | SysRule::PmuSetClr { .. } if !self.t.release.at_least(6, 7) => {
                 self.store(vcpu, id, data);
                 Ok(())
             }
@@ -609,7 +653,7 @@ impl VcpuModel {
                     cur >> 11 & 0x1f
                 };
                 let mut v = value & 0xff;
-                if !self.aarch32_el0 {
+                if !self.t.aarch32_el0 {
                     v |= 1 << 6;
                 }
                 v |= n << 11;
