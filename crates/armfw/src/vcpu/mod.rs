@@ -572,7 +572,7 @@ impl VcpuModel {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn id_check(&self, vcpu: usize, pos: usize) -> IdCheck {
         let slot = self.t.slots[pos];
         IdCheck {
@@ -600,6 +600,14 @@ impl VcpuModel {
         let rule = self.t.slots[pos].sys.unwrap_or(SysRule::Plain);
         match rule {
             SysRule::IdReg => {
+                let slot = self.t.slots[pos];
+                let limit = self.t.limits[pos];
+                if !slot.write_ignored
+                    && rules::takes_host_value(self.t.release, self.has_run, limit, value)
+                {
+                    self.vm_wide[pos] = Some(value);
+                    return Ok(());
+                }
                 let c = self.id_check(vcpu, pos);
                 let stored = rules::id_set(enc, c, value)?;
                 if !c.write_ignored {

@@ -424,6 +424,15 @@ fn id_pre_check(encoding: (u8, u8, u8, u8, u8), c: &IdCheck, value: u64) -> Resu
     Ok(v)
 }
 
+/// Whether an ID-register write of `value` passes every check of 6.7 and later because it
+/// is the host's own value `limit`, written before the VM runs (a restore onto the same kind
+/// of host): what [`id_set`] tests first, which the model also tests before it assembles the
+/// rest of the check.
+#[inline]
+pub fn takes_host_value(release: Release, has_run: bool, limit: u64, value: u64) -> bool {
+    release.at_least(6, 7) && !has_run && value == limit
+}
+
 /// `set_id_reg()` of the register at `encoding` with `value` (after the register's own
 /// `set_user` checks): the value KVM stores (the caller stores it VM-wide), or the errno.
 #[inline]
@@ -434,8 +443,7 @@ pub fn id_set(encoding: (u8, u8, u8, u8, u8), c: IdCheck, value: u64) -> Result<
     if !c.release.at_least(6, 7) {
         return id_set_pre_6_7(encoding, c, value).map(|()| value);
     }
-    if !c.has_run && value == c.limit {
-        // The host's own value passes every check (a restore onto the same kind of host).
+    if takes_host_value(c.release, c.has_run, c.limit, value) {
         return Ok(value);
     }
     let value = if c.has_run {
@@ -460,6 +468,7 @@ pub fn checked_fields(fields: Option<&ftr::FtrReg>, writable: u64) -> u64 {
 }
 
 /// The has-run rule and `arm64_check_features()` (6.7+).
+#[inline]
 fn id_check_features(encoding: (u8, u8, u8, u8, u8), c: &IdCheck, value: u64) -> Result<(), Errno> {
     if c.has_run {
         return if value == c.current {
@@ -487,26 +496,20 @@ fn id_check_features(encoding: (u8, u8, u8, u8, u8), c: &IdCheck, value: u64) ->
     if changed & !c.checked != 0 {
         return Err(Errno::EINVAL);
     }
-    // Walk the changed bits, lowest first; the fields are sorted by shift, highest first,
-    // and disjoint (what sort_ftr_regs() checks at boot, and `ftr`'s tests), so the field
-    // holding a bit is found by a binary search.
+    // Walk the changed bits, lowest first; the field of each is one load in the table's
+    // bit → field index (derived from the same fields). The fields are disjoint, so a
+    // field is judged once.
     let mut rest = changed;
     while rest != 0 {
         let bit = rest.trailing_zeros();
-        let i = reg.fields.partition_point(|f| u32::from(f.shift) > bit);
-        let Some(f) = reg.fields.get(i) else {
+        let Some(f) = reg.field_at(bit) else {
             return Err(Errno::EINVAL);
         };
         let fm = ftr::field_mask(f);
-        if fm & 1 << bit == 0 {
-            return Err(Errno::EINVAL);
-        }
         rest &= !fm;
         let v = ftr::field_value(f, value);
         let lim = ftr::field_value(f, c.limit);
-        let mut field = *f;
-        field.kind = ftr::kvm_kind(encoding, f);
-        if ftr::safe_value(&field, v, lim) != v {
+        if ftr::safe_value_as(ftr::kvm_kind(encoding, f), f, v, lim) != v {
             return Err(Errno::EINVAL);
         }
     }

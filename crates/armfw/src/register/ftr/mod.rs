@@ -112,6 +112,52 @@ pub struct FtrReg {
     /// The fields, highest shift first, as in the kernel array. Bits no field covers are
     /// strict RES0 for the kernel.
     pub fields: &'static [FtrField],
+    /// For each bit of the register, the index in `fields` of the field that holds it, or
+    /// [`NO_FIELD`]: [`FtrReg::new`] derives it from `fields`, so that a check finds the
+    /// field of a changed bit with one load.
+    pub field_of_bit: [u8; 64],
+}
+
+/// [`FtrReg::field_of_bit`] of a bit no field covers.
+pub const NO_FIELD: u8 = u8::MAX;
+
+impl FtrReg {
+    /// A row: the register's name, encoding and fields, with the bit → field table.
+    #[must_use]
+    pub const fn new(
+        name: &'static str,
+        encoding: (u8, u8, u8, u8, u8),
+        fields: &'static [FtrField],
+    ) -> FtrReg {
+        let mut field_of_bit = [NO_FIELD; 64];
+        // `index` counts along with `i` (a const fn has no `u8::try_from`); a register has
+        // at most 64 fields, far below NO_FIELD.
+        let (mut i, mut index) = (0, 0u8);
+        while i < fields.len() && index < NO_FIELD {
+            let f = &fields[i];
+            let (mut b, end) = (f.shift, f.shift.saturating_add(f.width));
+            while b < end && b < 64 {
+                field_of_bit[b as usize] = index;
+                b += 1;
+            }
+            i += 1;
+            index += 1;
+        }
+        FtrReg {
+            name,
+            encoding,
+            fields,
+            field_of_bit,
+        }
+    }
+
+    /// The field that holds `bit` (0..=63), if one does.
+    #[inline]
+    #[must_use]
+    pub fn field_at(&self, bit: u32) -> Option<&'static FtrField> {
+        let i = *self.field_of_bit.get(bit as usize)?;
+        self.fields.get(usize::from(i))
+    }
 }
 
 /// Builds one row; the arguments in the kernel macro's order after the name.
@@ -164,7 +210,15 @@ pub fn ftr_reg(op0: u8, op1: u8, crn: u8, crm: u8, op2: u8) -> Option<&'static F
 /// CPU sanitising, KVM's `arm64_check_features()`) only ask when the two differ.
 #[must_use]
 pub fn safe_value(field: &FtrField, new: i64, cur: i64) -> i64 {
-    match field.kind {
+    safe_value_as(field.kind, field, new, cur)
+}
+
+/// [`safe_value`] with the safe-value type `kind` in place of the field's own (KVM's view,
+/// [`kvm_kind`]).
+#[inline]
+#[must_use]
+pub fn safe_value_as(kind: FtrType, field: &FtrField, new: i64, cur: i64) -> i64 {
+    match kind {
         FtrType::Exact => field.safe,
         FtrType::LowerSafe => new.min(cur),
         FtrType::HigherOrZeroSafe if cur == 0 || new == 0 => 0,
@@ -177,6 +231,7 @@ pub fn safe_value(field: &FtrField, new: i64, cur: i64) -> i64 {
 /// type, except ID_AA64DFR0_EL1.PMUVer, ID_AA64DFR0_EL1.DebugVer and ID_DFR0_EL1.PerfMon,
 /// which KVM treats as [`FtrType::LowerSafe`] (the host has them `FTR_EXACT`).
 #[must_use]
+#[inline]
 pub fn kvm_kind(encoding: (u8, u8, u8, u8, u8), field: &FtrField) -> FtrType {
     match (encoding, field.shift) {
         // ID_AA64DFR0_EL1: PMUVer (8), DebugVer (0).
@@ -187,6 +242,7 @@ pub fn kvm_kind(encoding: (u8, u8, u8, u8, u8), field: &FtrField) -> FtrType {
 
 /// The mask of the field's bits in the register (`arm64_ftr_mask()`).
 #[must_use]
+#[inline]
 pub fn field_mask(field: &FtrField) -> u64 {
     let ones = match field.width {
         0 => 0,
@@ -206,6 +262,7 @@ fn bits_as_i64(v: u64) -> i64 {
 /// signed field (`cpuid_feature_extract_signed_field_width()`:
 /// `(s64)(features << (64 - width - field)) >> (64 - width)`), zero-extended otherwise.
 #[must_use]
+#[inline]
 pub fn field_value(field: &FtrField, reg: u64) -> i64 {
     let width = u32::from(field.width);
     let shift = u32::from(field.shift);
@@ -258,6 +315,21 @@ mod tests {
                     r.name,
                     pair[1].name,
                     pair[0].name
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_bit_table_names_the_field_of_every_bit() {
+        for r in FTR_REGS {
+            for bit in 0..64u32 {
+                let holder = r.fields.iter().find(|f| field_mask(f) & (1u64 << bit) != 0);
+                assert_eq!(
+                    r.field_at(bit).map(|f| f.name),
+                    holder.map(|f| f.name),
+                    "{} bit {bit}",
+                    r.name
                 );
             }
         }

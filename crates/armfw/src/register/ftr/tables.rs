@@ -498,11 +498,7 @@ static DCZID_EL0: [FtrField; 2] = [
 
 /// One `arm64_ftr_regs[]` row in the feature-ID space.
 const fn reg(name: &'static str, crm: u8, op2: u8, fields: &'static [FtrField]) -> FtrReg {
-    FtrReg {
-        name,
-        encoding: (3, 0, 0, crm, op2),
-        fields,
-    }
+    FtrReg::new(name, (3, 0, 0, crm, op2), fields)
 }
 
 /// The feature-field tables, ascending by encoding as `arm64_ftr_regs[]` is (the kernel
@@ -555,14 +551,6 @@ pub static FTR_REGS: &[FtrReg] = &[
     reg("ID_AA64MMFR3_EL1", 7, 3, &ID_AA64MMFR3),
     reg("ID_AA64MMFR4_EL1", 7, 4, &ID_AA64MMFR4),
     // Op1 = 3, CRn = 0, CRm = 0
-    FtrReg {
-        name: "CTR_EL0",
-        encoding: (3, 3, 0, 0, 1),
-        fields: &CTR_EL0,
-    },
-    FtrReg {
-        name: "DCZID_EL0",
-        encoding: (3, 3, 0, 0, 7),
-        fields: &DCZID_EL0,
-    },
+    FtrReg::new("CTR_EL0", (3, 3, 0, 0, 1), &CTR_EL0),
+    FtrReg::new("DCZID_EL0", (3, 3, 0, 0, 7), &DCZID_EL0),
 ];
