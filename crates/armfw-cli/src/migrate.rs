@@ -245,8 +245,12 @@ pub fn save(a: SaveArgs) -> Result<ExitCode> {
         let mut recipe = None;
         if !pool.is_empty() {
             // The pool's CPU: the recipe's set-up, then its writes.
-            let cpu = compat::cpu_baseline(&pool, Some(a.features))
-                .map_err(|e| anyhow!("the --baseline pool has no CPU baseline: {e}"))?;
+            let cpu = compat::cpu_baseline(&pool, Some(a.features)).map_err(|e| {
+                anyhow!(
+                    "the --baseline pool has no CPU baseline: {}",
+                    e.describe(&pool)
+                )
+            })?;
             let left = pool
                 .iter()
                 .position(|p| p.name() == profile.name())
@@ -449,7 +453,7 @@ fn print_cpu(
     let c = match cpu {
         Ok(c) => c,
         Err(e) => {
-            outln!("no CPU baseline: {e}")?;
+            outln!("no CPU baseline: {}", e.describe(pool))?;
             return Ok(());
         }
     };

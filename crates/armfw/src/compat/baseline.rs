@@ -369,7 +369,7 @@ impl BaselineJson {
             }
             Err(e) => {
                 self.any_to_any = false;
-                self.no_cpu_baseline = Some(e.to_string());
+                self.no_cpu_baseline = Some(e.describe(pool));
             }
         }
         self

@@ -200,6 +200,24 @@ pub enum CpuBaselineError {
     },
 }
 
+impl CpuBaselineError {
+    /// The error with the host named by its profile in `pool`.
+    pub fn describe(&self, pool: &[Profile]) -> String {
+        let name = |i: usize| pool.get(i).map_or("?", |p| p.name()).to_string();
+        match self {
+            CpuBaselineError::EmptyPool => self.to_string(),
+            CpuBaselineError::NoVcpu { host } => format!(
+                "{} has a version-1 profile (no vCPU registers; re-probe the host)",
+                name(*host)
+            ),
+            CpuBaselineError::FeatureSet { host, features } => format!(
+                "{} was not probed with the vCPU features {features}",
+                name(*host)
+            ),
+        }
+    }
+}
+
 /// One distinct host of the pool, as the baseline uses it.
 struct Host<'a> {
     /// Its index in the pool (the first host with these facts).

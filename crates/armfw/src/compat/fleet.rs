@@ -176,7 +176,7 @@ pub fn mobility(profiles: &[Profile], scope: Scope) -> Mobility {
     let (classes, reps) = classes(profiles);
     let baselines = match scope {
         Scope::Baseline(f) => Some(Baselines {
-            cpu: super::cpu_baseline(profiles, Some(f)).map_err(|e| e.to_string()),
+            cpu: super::cpu_baseline(profiles, Some(f)).map_err(|e| e.describe(profiles)),
             firmware: super::baseline(profiles).ok(),
         }),
         _ => None,
