@@ -1,5 +1,6 @@
 //! `armfw`: simulate, inspect and (on arm64 hosts) probe KVM's arm64 guest firmware.
 
+mod baseline;
 mod cmdline;
 mod errors;
 mod extras;
@@ -142,7 +143,7 @@ output cannot be written; 141 standard output closed early.")]
     /// Can a VM's firmware state move to a host? Verdict, per-register findings, plan.
     Check(migrate::CheckArgs),
     /// The firmware configuration every host of a pool accepts.
-    Baseline(migrate::BaselineArgs),
+    Baseline(baseline::BaselineArgs),
     /// Which hosts a VM of each host can move to, and the groups it moves freely within.
     Fleet(fleet::FleetArgs),
 }
@@ -224,7 +225,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Check(args) => migrate::check(args),
-        Command::Baseline(args) => migrate::baseline(args),
+        Command::Baseline(args) => baseline::baseline(args),
         Command::Fleet(args) => fleet::fleet(args),
     }
 }
