@@ -51,6 +51,7 @@
 #![forbid(unsafe_code)]
 
 pub mod abi;
+pub mod bundle;
 pub mod catalog;
 pub mod compat;
 pub mod firmware;
