@@ -34,6 +34,19 @@ pub enum Error {
         /// The errno it returned.
         errno: Errno,
     },
+    /// KVM refused to read or write a register of the vGIC.
+    #[error("{} the vGIC's {group} register {attr:#x}: {errno} ({})", if *.write { "writing" } else { "reading" }, describe(*.errno))]
+    Vgic {
+        /// The register group: `distributor`, `redistributor`, `CPU interface` or
+        /// `line level`.
+        group: &'static str,
+        /// The attribute (affinity in bits 63:32, offset or encoding below).
+        attr: u64,
+        /// A write (else a read).
+        write: bool,
+        /// KVM's answer.
+        errno: Errno,
+    },
     /// A vCPU index at or beyond the VM's vCPU count.
     #[error("vCPU {index} does not exist (the VM has {count})")]
     NoSuchVcpu {

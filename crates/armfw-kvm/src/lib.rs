@@ -30,6 +30,7 @@
 mod error;
 mod guest;
 pub mod init;
+pub mod kick;
 pub mod memory;
 pub mod migrate;
 pub mod probe;
@@ -38,6 +39,7 @@ mod run;
 pub mod scenario;
 pub mod serve;
 mod sys;
+pub mod vgic;
 mod vm;
 mod watchdog;
 

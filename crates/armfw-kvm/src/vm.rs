@@ -309,32 +309,13 @@ impl TestVm {
     /// `vcpu`: the guest physical address of its stolen-time structure (64-byte aligned,
     /// inside guest memory; once per vCPU, EEXIST after).
     pub fn set_pv_time_ipa(&self, vcpu: usize, ipa: u64) -> Result<(), Errno> {
-        let fd = self.vcpu_or_einval(vcpu)?;
-        let attr = kvm_device_attr {
-            group: KVM_ARM_VCPU_PVTIME_CTRL,
-            attr: u64::from(KVM_ARM_VCPU_PVTIME_IPA),
-            addr: &raw const ipa as u64,
-            flags: 0,
-        };
-        fd.set_device_attr(&attr).map_err(errno)
+        set_pv_time_ipa(self.vcpu_or_einval(vcpu)?, ipa)
     }
 
     /// KVM_GET_DEVICE_ATTR of the stolen-time IPA of vCPU `vcpu`: `None` where the VMM has
     /// set none (KVM reads back INVALID_GPA) or the host has no PV time.
     pub fn pv_time_ipa(&self, vcpu: usize) -> Result<Option<u64>, Errno> {
-        let fd = self.vcpu_or_einval(vcpu)?;
-        let (group, attr) = (KVM_ARM_VCPU_PVTIME_CTRL, u64::from(KVM_ARM_VCPU_PVTIME_IPA));
-        let probe = kvm_device_attr {
-            group,
-            attr,
-            addr: 0,
-            flags: 0,
-        };
-        if fd.has_device_attr(&probe).is_err() {
-            return Ok(None);
-        }
-        let ipa = get_vcpu_attr_u64(fd, group, attr)?;
-        Ok((ipa != u64::MAX).then_some(ipa))
+        pv_time_ipa(self.vcpu_or_einval(vcpu)?)
     }
 
     /// The guest physical address range of the VM's memory (where a stolen-time structure
@@ -453,10 +434,37 @@ impl Inner {
     }
 }
 
+/// KVM_SET_DEVICE_ATTR(KVM_ARM_VCPU_PVTIME_IPA) on `fd`.
+pub(crate) fn set_pv_time_ipa(fd: &VcpuFd, ipa: u64) -> Result<(), Errno> {
+    let attr = kvm_device_attr {
+        group: KVM_ARM_VCPU_PVTIME_CTRL,
+        attr: u64::from(KVM_ARM_VCPU_PVTIME_IPA),
+        addr: &raw const ipa as u64,
+        flags: 0,
+    };
+    fd.set_device_attr(&attr).map_err(errno)
+}
+
+/// The stolen-time IPA of `fd`: `None` where none is set or the host has no PV time.
+pub(crate) fn pv_time_ipa(fd: &VcpuFd) -> Result<Option<u64>, Errno> {
+    let (group, attr) = (KVM_ARM_VCPU_PVTIME_CTRL, u64::from(KVM_ARM_VCPU_PVTIME_IPA));
+    let probe = kvm_device_attr {
+        group,
+        attr,
+        addr: 0,
+        flags: 0,
+    };
+    if fd.has_device_attr(&probe).is_err() {
+        return Ok(None);
+    }
+    let ipa = get_vcpu_attr_u64(fd, group, attr)?;
+    Ok((ipa != u64::MAX).then_some(ipa))
+}
+
 /// What the scenario format's set-up does after KVM_ARM_VCPU_INIT: with SVE, SVE_VLS if
 /// given, then KVM_ARM_VCPU_FINALIZE(KVM_ARM_VCPU_SVE); with PMUv3, KVM_ARM_VCPU_PMU_V3_INIT
 /// with no interrupt and no in-kernel vGIC (without it the first KVM_RUN fails).
-fn finish_init(vcpu: &VcpuFd, spec: &VmSpec) -> Result<(), Error> {
+pub(crate) fn finish_init(vcpu: &VcpuFd, spec: &VmSpec) -> Result<(), Error> {
     if spec.features.has(CpuFeature::Sve) {
         if let Some(vls) = &spec.sve_vls {
             vcpu.set_one_reg(armfw::abi::vcpu_reg::SVE_VLS, vls)
@@ -520,7 +528,7 @@ pub(crate) fn set_u64(fd: &VcpuFd, id: u64, value: u64) -> Result<(), Error> {
 }
 
 /// KVM_SET_MP_STATE on `fd`.
-fn set_mp_state(fd: &VcpuFd, state: u32) -> Result<(), Errno> {
+pub(crate) fn set_mp_state(fd: &VcpuFd, state: u32) -> Result<(), Errno> {
     fd.set_mp_state(kvm_mp_state { mp_state: state })
         .map_err(errno)
 }

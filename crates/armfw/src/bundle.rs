@@ -43,6 +43,8 @@ pub const FORMAT_VERSION: FormatVersion = FormatVersion { major: 1, minor: 0 };
 pub const HEADER_LEN: usize = 32;
 /// The page size of the memory runs.
 pub const PAGE: u64 = 0x1000;
+/// [`PAGE`] as a length.
+const PAGE_BYTES: usize = 0x1000;
 /// The most bytes the snapshot and the devices may each take.
 pub const MAX_SECTION: u32 = 16 << 20;
 /// The most RAM ranges a bundle may declare.
@@ -369,8 +371,9 @@ impl<'a> Bundle<'a> {
         let snap = snapshot.to_bytes();
         let dev = serde_json::to_vec(devices).map_err(|e| BundleError::Devices(e.to_string()))?;
         let memory_len: u64 = memory.iter().map(|r| 16 + r.data.len() as u64).sum();
-        let mut out =
-            Vec::with_capacity(HEADER_LEN + snap.len() + dev.len() + memory_len as usize + 4);
+        let mut out = Vec::with_capacity(
+            HEADER_LEN + snap.len() + dev.len() + usize::try_from(memory_len).unwrap_or(0) + 4,
+        );
         out.extend_from_slice(&MAGIC);
         out.extend_from_slice(&FORMAT_VERSION.major.to_le_bytes());
         out.extend_from_slice(&FORMAT_VERSION.minor.to_le_bytes());
@@ -390,14 +393,14 @@ impl<'a> Bundle<'a> {
         out.extend_from_slice(&crc.to_le_bytes());
         out.extend_from_slice(&snap);
         out.extend_from_slice(&dev);
-        let mem_start = out.len() as u64;
+        let mem_start = out.len();
         for r in memory {
             out.extend_from_slice(&r.gpa.to_le_bytes());
             out.extend_from_slice(&(r.data.len() as u64).to_le_bytes());
             out.extend_from_slice(r.data);
         }
         // The same checks as the reader's, on what was written.
-        parse_memory(&out[mem_start as usize..], mem_start, &devices.ram)?;
+        parse_memory(&out[mem_start..], mem_start as u64, &devices.ram)?;
         let crc = crc32(&out[HEADER_LEN..]);
         out.extend_from_slice(&crc.to_le_bytes());
         Ok(out)
@@ -414,7 +417,7 @@ impl<'a> Bundle<'a> {
 pub fn nonzero_runs(base: u64, data: &[u8]) -> Vec<MemoryRun<'_>> {
     let mut runs = Vec::new();
     let mut start: Option<usize> = None;
-    let page = PAGE as usize;
+    let page = PAGE_BYTES;
     for (i, chunk) in data.chunks(page).enumerate() {
         let zero = chunk.iter().all(|&b| b == 0);
         match (zero, start) {
