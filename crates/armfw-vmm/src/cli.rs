@@ -25,8 +25,9 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Boot a guest until it powers off, resets or the time limit runs out. Exit status 0
-    /// after SYSTEM_OFF or SYSTEM_RESET, 1 otherwise.
+    /// Boot a guest (or restore a saved one) until it powers off, resets, is saved or the
+    /// time limit runs out. Exit status 0 after SYSTEM_OFF, SYSTEM_RESET or a save, 3 when
+    /// armfw refuses to restore the bundle here, 1 otherwise.
     Run(RunArgs),
 }
 
@@ -34,8 +35,8 @@ pub enum Command {
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
     /// The arm64 kernel (an uncompressed `Image`).
-    #[arg(long)]
-    pub kernel: PathBuf,
+    #[arg(long, required_unless_present = "restore")]
+    pub kernel: Option<PathBuf>,
     /// The initramfs.
     #[arg(long)]
     pub initrd: Option<PathBuf>,
@@ -67,6 +68,25 @@ pub struct RunArgs {
     /// Print the result as one `@@VMM <json>` line on stdout at the end.
     #[arg(long)]
     pub result: bool,
+    /// Pause the VM when the guest prints `@@GUEST KEY VALUE`, and save it (`--save`).
+    #[arg(long, value_name = "KEY=VALUE", requires = "save", value_parser = parse_pause)]
+    pub pause_at: Option<(String, String)>,
+    /// Where the paused VM's bundle goes (a file, or a virtio-serial port).
+    #[arg(long, requires = "pause_at")]
+    pub save: Option<PathBuf>,
+    /// Restore the running VM a bundle holds and run it on (instead of `--kernel`); armfw's
+    /// plan for this host is asked first, and a refused move creates nothing (exit 3).
+    #[arg(long, conflicts_with_all = ["kernel", "initrd", "save"])]
+    pub restore: Option<PathBuf>,
+}
+
+fn parse_pause(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() && !k.contains(' ') && !v.contains(' ') => {
+            Ok((k.to_string(), v.to_string()))
+        }
+        _ => Err(format!("`{s}`: KEY=VALUE, without spaces")),
+    }
 }
 
 /// The command's entry point (when not PID 1).
@@ -86,7 +106,7 @@ fn run(args: &RunArgs) -> ExitCode {
         }
     };
     let result = vmm::run(&VmConfig {
-        kernel: args.kernel.clone(),
+        kernel: args.kernel.clone().unwrap_or_default(),
         initrd: args.initrd.clone(),
         vcpus: args.vcpus,
         memory_mib: args.memory,
@@ -95,6 +115,9 @@ fn run(args: &RunArgs) -> ExitCode {
         timeout: Duration::from_secs(args.timeout),
         cpu: args.cpu.clone(),
         prefix: args.prefix.clone(),
+        pause_at: args.pause_at.clone(),
+        save_to: args.save.clone(),
+        restore_from: args.restore.clone(),
     });
     eprintln!(
         "armfw-vmm: {} firmware: {}{}{} after {} ms (set-up {} ms, init at {}), {} calls answered in userspace",
@@ -121,7 +144,8 @@ fn run(args: &RunArgs) -> ExitCode {
         println!("{}", result.to_line());
     }
     let code = match result.exit {
-        RunExit::Shutdown | RunExit::Reset => 0,
+        RunExit::Shutdown | RunExit::Reset | RunExit::Saved => 0,
+        RunExit::Refused => 3,
         _ => 1,
     };
     // The VM and its vCPU threads end with the process.

@@ -42,6 +42,19 @@ impl LineAssembler {
         }
     }
 
+    /// An assembler that has `partial` so far (cut to [`MAX_LINE`] bytes): what
+    /// [`LineAssembler::partial`] gave before a save.
+    pub fn resume(partial: &str) -> LineAssembler {
+        let mut line = partial.as_bytes().to_vec();
+        line.truncate(MAX_LINE);
+        LineAssembler { line }
+    }
+
+    /// The line so far, not yet ended.
+    pub fn partial(&self) -> String {
+        String::from_utf8_lossy(&self.line).into_owned()
+    }
+
     /// The partial line so far, if any (at the end of a run).
     pub fn flush(&mut self) -> Option<String> {
         (!self.line.is_empty()).then(|| self.take())
@@ -52,6 +65,27 @@ impl LineAssembler {
         self.line.clear();
         line
     }
+}
+
+/// The console device as a saved VM carries it: the UART's registers, its interrupt
+/// line's level and the line the guest had begun to print.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleState {
+    /// The 16550A.
+    pub uart: crate::uart::Uart16550,
+    /// The level the VMM last drove the UART's SPI to.
+    pub irq_level: bool,
+    /// The console line not yet ended.
+    pub partial_line: String,
+}
+
+/// armfw-vmm's own devices in a bundle ([`armfw::bundle::Devices::vmm`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VmmDevices {
+    /// The console.
+    pub console: ConsoleState,
 }
 
 /// A `@@GUEST <key> <value>` line: `Some((key, value))`, the value trimmed (possibly

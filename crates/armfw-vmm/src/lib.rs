@@ -29,6 +29,8 @@ pub mod uart;
 #[cfg(all(target_os = "linux", target_arch = "aarch64"))]
 pub mod cli;
 #[cfg(all(target_os = "linux", target_arch = "aarch64"))]
+mod migrate;
+#[cfg(all(target_os = "linux", target_arch = "aarch64"))]
 pub mod pid1;
 #[cfg(all(target_os = "linux", target_arch = "aarch64"))]
 pub mod vmm;

@@ -65,6 +65,10 @@ pub enum RunExit {
     Timeout,
     /// The VMM failed (set-up, an ioctl, an exit it does not handle).
     Error,
+    /// The VM was paused and saved (`--save`).
+    Saved,
+    /// armfw refused to restore the saved VM on this host, before creating anything.
+    Refused,
 }
 
 impl RunExit {
@@ -76,6 +80,8 @@ impl RunExit {
             RunExit::Crash => "CRASH",
             RunExit::Timeout => "TIMEOUT",
             RunExit::Error => "ERROR",
+            RunExit::Saved => "SAVED",
+            RunExit::Refused => "REFUSED",
         }
     }
 }
@@ -106,6 +112,28 @@ pub struct RunResult {
     pub guest: Vec<(String, String)>,
     /// Calls answered in userspace, by function (armfw only).
     pub userspace_calls: BTreeMap<String, u64>,
+    /// The save or restore of a running VM, for a run that made one.
+    #[serde(default)]
+    pub migration: Option<Migration>,
+}
+
+/// What a save or restore of a running VM did and took (wall-clock milliseconds).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Migration {
+    /// The bundle's size in bytes.
+    pub bundle_bytes: u64,
+    /// The guest RAM it holds (the non-zero pages).
+    pub memory_bytes: u64,
+    /// Save: from the pause request until every vCPU was out of KVM_RUN.
+    pub pause_ms: Option<u64>,
+    /// Save: reading the state and RAM, encoding and writing the bundle.
+    pub save_ms: Option<u64>,
+    /// Restore: reading and checking the bundle, armfw's plan, until the VM was ready to run.
+    pub restore_ms: Option<u64>,
+    /// Restore: armfw's prediction for this host (`ok`, or why it refuses).
+    pub prediction: Option<String>,
+    /// The last `@@GUEST` value of the key the save paused at, as the guest printed it.
+    pub paused_after: Option<String>,
 }
 
 impl RunResult {
@@ -123,6 +151,7 @@ impl RunResult {
             total_ms: 0,
             guest: Vec::new(),
             userspace_calls: BTreeMap::new(),
+            migration: None,
         }
     }
 

@@ -41,7 +41,8 @@ pub const MSR_LINES_UP: u8 = 0xb0;
 
 /// The UART's state. Drive it with [`Uart16550::read`] and [`Uart16550::write`]; after
 /// each access, set the interrupt line to [`Uart16550::irq_level`].
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Uart16550 {
     ier: u8,
     lcr: u8,

@@ -32,27 +32,26 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::thread;
+use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use armfw::abi::FunctionId;
 use armfw::firmware::{Action, SystemEventType, VcpuFeatures, VcpuStart};
+use armfw::snapshot::FilterRange;
 use armfw_kvm::regs;
 use armfw_kvm::serve::{FirmwareServer, HostServices, VcpuServer};
 use kvm_bindings::{
     KVM_ARM_IRQ_TYPE_SHIFT, KVM_ARM_IRQ_TYPE_SPI, KVM_ARM_VCPU_POWER_OFF, KVM_ARM_VCPU_PSCI_0_2,
-    KVM_DEV_ARM_VGIC_CTRL_INIT, KVM_DEV_ARM_VGIC_GRP_ADDR, KVM_DEV_ARM_VGIC_GRP_CTRL,
-    KVM_DEV_ARM_VGIC_GRP_NR_IRQS, KVM_MP_STATE_RUNNABLE, KVM_MP_STATE_SUSPENDED,
-    KVM_SYSTEM_EVENT_WAKEUP, KVM_VGIC_V3_ADDR_TYPE_DIST, KVM_VGIC_V3_ADDR_TYPE_REDIST,
-    kvm_create_device, kvm_device_attr, kvm_device_type_KVM_DEV_TYPE_ARM_VGIC_V3, kvm_mp_state,
+    KVM_MP_STATE_RUNNABLE, KVM_MP_STATE_SUSPENDED, KVM_SYSTEM_EVENT_WAKEUP, kvm_mp_state,
     kvm_vcpu_init,
 };
 use kvm_ioctls::{DeviceFd, Kvm, VcpuExit, VcpuFd, VmFd};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
-use crate::console::{INIT_KEY, LineAssembler, parse_guest_line};
+use crate::console::{ConsoleState, INIT_KEY, LineAssembler, parse_guest_line};
 use crate::fdt::{self, FdtConfig};
 use crate::image::ImageHeader;
 use crate::layout::{
@@ -87,11 +86,18 @@ pub struct VmConfig {
     pub cpu: Option<String>,
     /// Printed before each guest console line on stdout.
     pub prefix: String,
+    /// Pause the running VM when the guest prints this `@@GUEST <key> <value>` line, save it
+    /// to `save_to` as a bundle ([`armfw::bundle`]) and end the run ([`RunExit::Saved`]).
+    pub pause_at: Option<(String, String)>,
+    /// Where the bundle goes.
+    pub save_to: Option<PathBuf>,
+    /// Restore the VM in this bundle and run it on, instead of booting `kernel`.
+    pub restore_from: Option<PathBuf>,
 }
 
 /// Why a run could not be set up or went wrong.
 #[derive(Debug)]
-struct VmmError(String);
+pub(crate) struct VmmError(pub(crate) String);
 
 impl fmt::Display for VmmError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -100,49 +106,130 @@ impl fmt::Display for VmmError {
 }
 
 /// Maps any displayable error to a [`VmmError`] that says what was being done.
-fn ctx<E: fmt::Display>(what: &'static str) -> impl Fn(E) -> VmmError {
+pub(crate) fn ctx<E: fmt::Display>(what: &'static str) -> impl Fn(E) -> VmmError {
     move |e| VmmError(format!("{what}: {e}"))
 }
 
-/// Boots the guest `cfg` describes and runs it until its first system event, an error or
-/// the time limit. The guest's console lines go to stdout as they come. Never returns an
-/// error: a run that could not be set up is a [`RunExit::Error`] result.
+/// Boots the guest `cfg` describes (or restores the one `cfg.restore_from` holds) and runs
+/// it until its first system event, an error, the time limit, or the pause `cfg.pause_at`
+/// asks for. The guest's console lines go to stdout as they come. Never returns an error: a
+/// run that could not be set up is a [`RunExit::Error`] result.
 pub fn run(cfg: &VmConfig) -> RunResult {
     let started = Instant::now();
     let mut result = RunResult::new(cfg.firmware, cfg.vcpus);
-    let (shared, vcpus, starts, servers) = match setup(cfg) {
+    let parts = match &cfg.restore_from {
+        None => setup(cfg),
+        Some(path) => crate::migrate::restore(cfg, path, &mut result),
+    };
+    let parts = match parts {
         Ok(parts) => parts,
         Err(e) => {
-            result.error = Some(e.0);
+            if result.exit != RunExit::Refused {
+                result.error = Some(e.0);
+            }
             result.setup_ms = millis(started.elapsed());
             return result;
         }
     };
+    if let Err(e) = armfw_kvm::kick::install() {
+        result.error = Some(e.to_string());
+        return result;
+    }
+    let Parts {
+        shared,
+        vcpus,
+        starts,
+        servers,
+        off,
+    } = parts;
     let shared = Arc::new(shared);
     let (outcome_tx, outcome_rx) = mpsc::channel();
+    lock(&shared.console).pause_tx = cfg.pause_at.is_some().then(|| outcome_tx.clone());
     let first_run = Instant::now();
     result.setup_ms = millis(first_run - started);
     let mut servers = servers.map(Vec::into_iter);
-    for (i, (fd, start_rx)) in vcpus.into_iter().zip(starts).enumerate() {
+    let mut threads: Vec<Option<JoinHandle<()>>> = Vec::new();
+    for (i, ((fd, start_rx), off)) in vcpus.into_iter().zip(starts).zip(off).enumerate() {
         let (shared, tx) = (Arc::clone(&shared), outcome_tx.clone());
         // In armfw mode each thread owns its vCPU's share of the engine.
         let server = servers.as_mut().and_then(Iterator::next);
         let spawned = thread::Builder::new()
             .name(format!("vcpu{i}"))
-            .spawn(move || vcpu_thread(i, fd, server, &shared, &start_rx, &tx));
-        if let Err(e) = spawned {
-            let _ = outcome_tx.send(Outcome::Failed {
-                vcpu: i,
-                error: format!("spawning the thread: {e}"),
-            });
+            .spawn(move || vcpu_thread(i, fd, server, off, &shared, &start_rx, &tx));
+        match spawned {
+            Ok(handle) => threads.push(Some(handle)),
+            Err(e) => {
+                threads.push(None);
+                let _ = outcome_tx.send(Outcome::Failed {
+                    vcpu: i,
+                    error: format!("spawning the thread: {e}"),
+                });
+            }
         }
     }
-    // Err: the time limit ran out (or every thread ended without a word, which they
-    // cannot: each sends its outcome).
-    let outcome = outcome_rx.recv_timeout(cfg.timeout).ok();
+    let deadline = first_run + cfg.timeout;
+    let mut paused: Vec<Option<(VcpuFd, Option<VcpuServer>)>> =
+        threads.iter().map(|_| None).collect();
+    let mut pause_started: Option<Instant> = None;
+    let outcome = loop {
+        let wait = match pause_started {
+            // While pausing, kick the vCPUs still running every few milliseconds.
+            Some(_) => Duration::from_millis(5),
+            None => deadline.saturating_duration_since(Instant::now()),
+        };
+        match outcome_rx.recv_timeout(wait) {
+            Err(RecvTimeoutError::Timeout) if pause_started.is_some() => {
+                if Instant::now() > deadline {
+                    break None;
+                }
+            }
+            // The time limit ran out (or every thread ended without a word, which they
+            // cannot: each sends its outcome).
+            Err(_) => break None,
+            Ok(Outcome::PauseNow) => {
+                if pause_started.is_none() {
+                    pause_started = Some(Instant::now());
+                    shared.pause.store(true, Ordering::SeqCst);
+                }
+            }
+            Ok(Outcome::Paused { vcpu, fd, server }) => {
+                if let Some(slot) = paused.get_mut(vcpu) {
+                    *slot = Some((fd, *server));
+                }
+                if let Some(t) = threads.get_mut(vcpu).and_then(Option::take) {
+                    let _ = t.join();
+                }
+                if paused.iter().all(Option::is_some) {
+                    break Some(Outcome::PauseNow);
+                }
+            }
+            Ok(other) => break Some(other),
+        }
+        if pause_started.is_some() {
+            for t in threads.iter().flatten() {
+                let _ = armfw_kvm::kick::kick(t);
+            }
+        }
+    };
     result.total_ms = millis(first_run.elapsed());
     match outcome {
         None => result.exit = RunExit::Timeout,
+        Some(Outcome::PauseNow) => {
+            let pause_ms = pause_started.map(|t| millis(t.elapsed()));
+            let vcpus: Vec<(VcpuFd, Option<VcpuServer>)> = paused.into_iter().flatten().collect();
+            let save_started = Instant::now();
+            let path = cfg.save_to.clone().unwrap_or_default();
+            match crate::migrate::save(&shared, cfg, vcpus, &path) {
+                Ok(mut m) => {
+                    m.pause_ms = pause_ms;
+                    m.save_ms = Some(millis(save_started.elapsed()));
+                    m.paused_after = cfg.pause_at.as_ref().map(|(_, v)| v.clone());
+                    result.migration = Some(m);
+                    result.exit = RunExit::Saved;
+                }
+                Err(e) => result.error = Some(format!("saving the VM: {}", e.0)),
+            }
+        }
         Some(Outcome::Event { kind, data, vcpu }) => {
             result.exit = match kind {
                 SystemEventType::Shutdown => RunExit::Shutdown,
@@ -158,10 +245,13 @@ pub fn run(cfg: &VmConfig) -> RunResult {
             result.error = Some(format!("vCPU {vcpu}: {error}"));
             result.exit_vcpu = Some(vcpu);
         }
+        Some(Outcome::Paused { .. }) => result.error = Some("a vCPU paused unasked".into()),
     }
     let mut console = lock(&shared.console);
-    if let Some(line) = console.lines.flush() {
-        console.line(&line);
+    if result.exit != RunExit::Saved {
+        if let Some(line) = console.lines.flush() {
+            console.line(&line);
+        }
     }
     result.guest = std::mem::take(&mut console.guest);
     result.boot_to_init_ms = console.init_at.map(|t| millis(t - first_run));
@@ -170,44 +260,84 @@ pub fn run(cfg: &VmConfig) -> RunResult {
     result
 }
 
-fn millis(d: Duration) -> u64 {
+pub(crate) fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// A lock whose holder panicked is used as it stands (every change under these locks
 /// leaves the state whole).
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// What the vCPU threads share.
 #[derive(Debug)]
-struct Shared {
-    vm: VmFd,
-    memory: &'static GuestMemoryMmap,
-    console: Mutex<Console>,
+pub(crate) struct Shared {
+    pub(crate) vm: VmFd,
+    pub(crate) memory: &'static GuestMemoryMmap,
+    /// Guest RAM's size (one range at RAM_BASE).
+    pub(crate) ram_size: u64,
+    pub(crate) console: Mutex<Console>,
     /// Calls answered in userspace, per vCPU (each thread counts its own), by function id.
     calls: Vec<Mutex<BTreeMap<FunctionId, u64>>>,
     /// Each vCPU's KVM_ARM_VCPU_INIT argument (for the CPU_ON reset).
-    inits: Vec<kvm_vcpu_init>,
+    pub(crate) inits: Vec<kvm_vcpu_init>,
     /// Each vCPU's start channel (armfw mode).
     starts: Vec<Sender<VcpuStart>>,
     /// The vGIC: kept open for the VM's lifetime.
-    _gic: DeviceFd,
+    pub(crate) gic: DeviceFd,
+    /// Set to pause: every vCPU thread leaves KVM_RUN and hands its vCPU back.
+    pause: AtomicBool,
+    /// The SMCCC filter ranges the VMM installed (armfw mode).
+    pub(crate) smccc_filter: Vec<FilterRange>,
+    /// KVM_CAP_ARM_WRITABLE_IMP_ID_REGS is enabled on the VM.
+    pub(crate) writable_imp_id_regs: bool,
 }
 
 /// The 16550 and what its output has said so far.
 #[derive(Debug)]
-struct Console {
+pub(crate) struct Console {
     uart: Uart16550,
     lines: LineAssembler,
     irq_level: bool,
     prefix: String,
     guest: Vec<(String, String)>,
     init_at: Option<Instant>,
+    /// The guest line to pause at, and where to say it came.
+    pause_at: Option<(String, String)>,
+    pause_tx: Option<Sender<Outcome>>,
 }
 
 impl Console {
+    pub(crate) fn new(prefix: &str, pause_at: Option<(String, String)>) -> Console {
+        Console {
+            uart: Uart16550::new(),
+            lines: LineAssembler::new(),
+            irq_level: false,
+            prefix: prefix.to_string(),
+            guest: Vec::new(),
+            init_at: None,
+            pause_at,
+            pause_tx: None,
+        }
+    }
+
+    /// The console as restored from a bundle.
+    pub(crate) fn resume(&mut self, state: &ConsoleState) {
+        self.uart = state.uart.clone();
+        self.irq_level = state.irq_level;
+        self.lines = LineAssembler::resume(&state.partial_line);
+    }
+
+    /// The console as a bundle carries it.
+    pub(crate) fn state(&self) -> ConsoleState {
+        ConsoleState {
+            uart: self.uart.clone(),
+            irq_level: self.irq_level,
+            partial_line: self.lines.partial(),
+        }
+    }
+
     fn line(&mut self, line: &str) {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{}{line}", self.prefix);
@@ -215,14 +345,27 @@ impl Console {
             if key == INIT_KEY && self.init_at.is_none() {
                 self.init_at = Some(Instant::now());
             }
+            if self.pause_at.as_ref() == Some(&(key.clone(), value.clone())) {
+                if let Some(tx) = self.pause_tx.take() {
+                    let _ = tx.send(Outcome::PauseNow);
+                }
+            }
             self.guest.push((key, value));
         }
     }
 }
 
-/// What ends a vCPU thread.
+/// What ends a vCPU thread, or asks the main thread to pause the VM.
 #[derive(Debug)]
-enum Outcome {
+pub(crate) enum Outcome {
+    /// The guest printed the pause line.
+    PauseNow,
+    /// The vCPU is out of KVM_RUN for good and handed back.
+    Paused {
+        vcpu: usize,
+        fd: VcpuFd,
+        server: Box<Option<VcpuServer>>,
+    },
     Event {
         kind: SystemEventType,
         data: Vec<u64>,
@@ -234,14 +377,16 @@ enum Outcome {
     },
 }
 
-/// The shared part, the vCPU fds, their start channels and, in armfw mode, each vCPU's share
-/// of the engine.
-type Parts = (
-    Shared,
-    Vec<VcpuFd>,
-    Vec<Receiver<VcpuStart>>,
-    Option<Vec<VcpuServer>>,
-);
+/// A VM ready to run: the shared part, the vCPU fds, their start channels, in armfw mode
+/// each vCPU's share of the engine, and which vCPUs are off (armfw mode: their threads wait
+/// for a CPU_ON).
+pub(crate) struct Parts {
+    pub(crate) shared: Shared,
+    pub(crate) vcpus: Vec<VcpuFd>,
+    pub(crate) starts: Vec<Receiver<VcpuStart>>,
+    pub(crate) servers: Option<Vec<VcpuServer>>,
+    pub(crate) off: Vec<bool>,
+}
 
 /// Everything before the first KVM_RUN.
 fn setup(cfg: &VmConfig) -> Result<Parts, VmmError> {
@@ -316,7 +461,8 @@ fn setup(cfg: &VmConfig) -> Result<Parts, VmmError> {
         vcpus.push(fd);
         inits.push(init);
     }
-    let gic = create_gic(&vm)?;
+    let gic = armfw_kvm::vgic::create(&vm, GIC_DIST_BASE, GIC_REDIST_BASE, GIC_NR_IRQS)
+        .map_err(ctx("the vGIC"))?;
     // The boot protocol: x0 = the device tree, x1..x3 = 0, PC = the Image; KVM's reset
     // already gives EL1h with DAIF masked and the MMU off.
     set_reg(&vcpus[0], regs::PC, layout.kernel_addr)?;
@@ -352,78 +498,58 @@ fn setup(cfg: &VmConfig) -> Result<Parts, VmmError> {
             Some(server.share().1)
         }
     };
-    let (senders, receivers): (Vec<_>, Vec<_>) = (0..cfg.vcpus).map(|_| mpsc::channel()).unzip();
-    let shared = Shared {
-        vm,
-        memory,
-        console: Mutex::new(Console {
-            uart: Uart16550::new(),
-            lines: LineAssembler::new(),
-            irq_level: false,
-            prefix: cfg.prefix.clone(),
-            guest: Vec::new(),
-            init_at: None,
-        }),
-        calls: (0..cfg.vcpus)
-            .map(|_| Mutex::new(BTreeMap::new()))
-            .collect(),
-        inits,
-        starts: senders,
-        _gic: gic,
+    let smccc_filter = if servers.is_some() {
+        armfw_kvm::serve::FORWARDED_RANGES
+            .iter()
+            .map(|&(base, nr_functions)| FilterRange {
+                base,
+                nr_functions,
+                action: armfw::firmware::FilterAction::Forward,
+            })
+            .collect()
+    } else {
+        Vec::new()
     };
-    Ok((shared, vcpus, receivers, servers))
+    let shared = Shared::new(cfg, vm, (memory, ram_size), inits, gic, smccc_filter, false);
+    let (shared, starts) = shared;
+    let off = (0..cfg.vcpus).map(|i| i > 0 && servers.is_some()).collect();
+    Ok(Parts {
+        shared,
+        vcpus,
+        starts,
+        servers,
+        off,
+    })
 }
 
-/// KVM's in-kernel GICv3: distributor and redistributors where the device tree says,
-/// [`GIC_NR_IRQS`] interrupts, initialised (all vCPUs exist by now).
-fn create_gic(vm: &VmFd) -> Result<DeviceFd, VmmError> {
-    let mut device = kvm_create_device {
-        type_: kvm_device_type_KVM_DEV_TYPE_ARM_VGIC_V3,
-        fd: 0,
-        flags: 0,
-    };
-    let gic = vm
-        .create_device(&mut device)
-        .map_err(ctx("KVM_CREATE_DEVICE(VGIC_V3)"))?;
-    let dist: u64 = GIC_DIST_BASE;
-    let redist: u64 = GIC_REDIST_BASE;
-    let nr_irqs: u32 = GIC_NR_IRQS;
-    let attrs = [
-        (
-            KVM_DEV_ARM_VGIC_GRP_ADDR,
-            u64::from(KVM_VGIC_V3_ADDR_TYPE_DIST),
-            &dist as *const u64 as u64,
-            "vGIC distributor address",
-        ),
-        (
-            KVM_DEV_ARM_VGIC_GRP_ADDR,
-            u64::from(KVM_VGIC_V3_ADDR_TYPE_REDIST),
-            &redist as *const u64 as u64,
-            "vGIC redistributor address",
-        ),
-        (
-            KVM_DEV_ARM_VGIC_GRP_NR_IRQS,
-            0,
-            &nr_irqs as *const u32 as u64,
-            "vGIC interrupt count",
-        ),
-        (
-            KVM_DEV_ARM_VGIC_GRP_CTRL,
-            u64::from(KVM_DEV_ARM_VGIC_CTRL_INIT),
-            0,
-            "vGIC init",
-        ),
-    ];
-    for (group, attr, addr, what) in attrs {
-        gic.set_device_attr(&kvm_device_attr {
-            group,
-            attr,
-            addr,
-            flags: 0,
-        })
-        .map_err(|e| VmmError(format!("KVM_SET_DEVICE_ATTR ({what}): {e}")))?;
+impl Shared {
+    /// The shared part of a VM ready to run, and each vCPU's start channel.
+    pub(crate) fn new(
+        cfg: &VmConfig,
+        vm: VmFd,
+        (memory, ram_size): (&'static GuestMemoryMmap, u64),
+        inits: Vec<kvm_vcpu_init>,
+        gic: DeviceFd,
+        smccc_filter: Vec<FilterRange>,
+        writable_imp_id_regs: bool,
+    ) -> (Shared, Vec<Receiver<VcpuStart>>) {
+        let n = inits.len();
+        let (senders, receivers): (Vec<_>, Vec<_>) = (0..n).map(|_| mpsc::channel()).unzip();
+        let shared = Shared {
+            vm,
+            memory,
+            ram_size,
+            console: Mutex::new(Console::new(&cfg.prefix, cfg.pause_at.clone())),
+            calls: (0..n).map(|_| Mutex::new(BTreeMap::new())).collect(),
+            inits,
+            starts: senders,
+            gic,
+            pause: AtomicBool::new(false),
+            smccc_filter,
+            writable_imp_id_regs,
+        };
+        (shared, receivers)
     }
-    Ok(gic)
 }
 
 fn set_reg(fd: &VcpuFd, id: u64, value: u64) -> Result<(), VmmError> {
@@ -446,36 +572,68 @@ enum Step {
     Fail(String),
 }
 
+/// How a vCPU loop ends: with an outcome, or paused (the vCPU is out of KVM_RUN, any MMIO
+/// access it made completed).
+enum End {
+    Outcome(Outcome),
+    Paused,
+}
+
 fn vcpu_thread(
     i: usize,
     mut fd: VcpuFd,
     mut server: Option<VcpuServer>,
+    off: bool,
     shared: &Shared,
     start: &Receiver<VcpuStart>,
     outcome: &Sender<Outcome>,
 ) {
-    let result = vcpu_loop(i, &mut fd, server.as_mut(), shared, start);
-    let _ = outcome.send(result);
-    // Keep the vCPU as it is: the process ends after the first outcome.
-    std::mem::forget(fd);
+    match vcpu_loop(i, &mut fd, server.as_mut(), off, shared, start) {
+        End::Outcome(result) => {
+            let _ = outcome.send(result);
+            // Keep the vCPU as it is: the process ends after the first outcome.
+            std::mem::forget(fd);
+        }
+        End::Paused => {
+            let _ = outcome.send(Outcome::Paused {
+                vcpu: i,
+                fd,
+                server: Box::new(server),
+            });
+        }
+    }
+}
+
+/// KVM_RUN once with `immediate_exit` set: KVM completes the MMIO access the last exit
+/// reported (the value a read returns goes into the guest's register) and returns at once,
+/// so that a save reads the vCPU as it stands after the access (api.rst, KVM_EXIT_MMIO).
+fn complete_pending(fd: &mut VcpuFd) {
+    fd.set_kvm_immediate_exit(1);
+    let _ = fd.run();
+    fd.set_kvm_immediate_exit(0);
 }
 
 fn vcpu_loop(
     i: usize,
     fd: &mut VcpuFd,
     mut server: Option<&mut VcpuServer>,
+    off: bool,
     shared: &Shared,
     start: &Receiver<VcpuStart>,
-) -> Outcome {
-    let failed = |e: VmmError| Outcome::Failed {
-        vcpu: i,
-        error: e.0,
+) -> End {
+    let failed = |e: VmmError| {
+        End::Outcome(Outcome::Failed {
+            vcpu: i,
+            error: e.0,
+        })
     };
     if let Some(server) = server.as_deref_mut() {
-        if i > 0 {
+        if off {
             // Off until a CPU_ON.
-            if let Err(e) = wait_for_start(i, fd, shared, start) {
-                return failed(e);
+            match wait_for_start(i, fd, shared, start) {
+                Ok(true) => return End::Paused,
+                Ok(false) => {}
+                Err(e) => return failed(e),
             }
         }
         if let Err(e) = server.vcpu_run() {
@@ -483,6 +641,10 @@ fn vcpu_loop(
         }
     }
     loop {
+        if shared.pause.load(Ordering::SeqCst) {
+            complete_pending(fd);
+            return End::Paused;
+        }
         let step = match fd.run() {
             Ok(VcpuExit::MmioRead(addr, data)) => match shared.mmio_read(addr, data) {
                 Ok(()) => Step::Continue,
@@ -516,17 +678,17 @@ fn vcpu_loop(
                 }
             }
             Step::Event(kind, data) => {
-                return Outcome::Event {
+                return End::Outcome(Outcome::Event {
                     kind,
                     data,
                     vcpu: i,
-                };
+                });
             }
-            Step::Fail(error) => return Outcome::Failed { vcpu: i, error },
+            Step::Fail(error) => return End::Outcome(Outcome::Failed { vcpu: i, error }),
             Step::Hypercall { nr, flags } => {
                 match hypercall(i, fd, server.as_deref_mut(), shared, start, nr, flags) {
                     Ok(None) => {}
-                    Ok(Some(outcome)) => return outcome,
+                    Ok(Some(end)) => return end,
                     Err(e) => return failed(e),
                 }
             }
@@ -543,7 +705,7 @@ fn hypercall(
     start: &Receiver<VcpuStart>,
     nr: u64,
     flags: u64,
-) -> Result<Option<Outcome>, VmmError> {
+) -> Result<Option<End>, VmmError> {
     let Some(server) = server else {
         return Err(VmmError(format!(
             "KVM_EXIT_HYPERCALL {nr:#x} without armfw's firmware"
@@ -576,14 +738,18 @@ fn hypercall(
                 .write_slice(&[0u8; 64], GuestAddress(ipa))
                 .map_err(ctx("zeroing the stolen-time structure"))?;
         }
-        Action::CpuOff => wait_for_start(i, fd, shared, start)?,
+        Action::CpuOff => {
+            if wait_for_start(i, fd, shared, start)? {
+                return Ok(Some(End::Paused));
+            }
+        }
         Action::WaitForInterrupt => set_mp_state(fd, KVM_MP_STATE_SUSPENDED)?,
         Action::SystemEvent(event) => {
-            return Ok(Some(Outcome::Event {
+            return Ok(Some(End::Outcome(Outcome::Event {
                 kind: event.kind,
                 data: event.data,
                 vcpu: i,
-            }));
+            })));
         }
         Action::Forward(_) => set_reg(fd, regs::x(0), NOT_SUPPORTED)?,
         other => return Err(VmmError(format!("armfw-vmm does not carry out {other:?}"))),
@@ -591,21 +757,34 @@ fn hypercall(
     Ok(None)
 }
 
-/// A vCPU that is off: waits for its CPU_ON, then resets itself as KVM does.
+/// A vCPU that is off: waits for its CPU_ON, then resets itself as KVM does. `Ok(true)`
+/// when the VM is paused instead (the vCPU is left as it is: off).
 fn wait_for_start(
     i: usize,
     fd: &VcpuFd,
     shared: &Shared,
     start: &Receiver<VcpuStart>,
-) -> Result<(), VmmError> {
-    let s = start
-        .recv()
-        .map_err(|_| VmmError("the start channel closed".into()))?;
+) -> Result<bool, VmmError> {
+    // A start already sent is applied before a pause is seen: it is the vCPU's state.
+    let s = loop {
+        match start.recv_timeout(Duration::from_millis(20)) {
+            Ok(s) => break s,
+            Err(RecvTimeoutError::Timeout) => {
+                if shared.pause.load(Ordering::SeqCst) {
+                    return Ok(true);
+                }
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                return Err(VmmError("the start channel closed".into()));
+            }
+        }
+    };
     fd.vcpu_init(&shared.inits[i])
         .map_err(ctx("KVM_ARM_VCPU_INIT (CPU_ON reset)"))?;
     set_mp_state(fd, KVM_MP_STATE_RUNNABLE)?;
     set_reg(fd, regs::PC, s.entry)?;
-    set_reg(fd, regs::x(0), s.context_id)
+    set_reg(fd, regs::x(0), s.context_id)?;
+    Ok(false)
 }
 
 impl Shared {

@@ -1,0 +1,269 @@
+// SPDX-License-Identifier: Apache-2.0 OR MIT
+//! Save and restore of a running VM (Linux/aarch64): the whole VM in one bundle
+//! ([`armfw::bundle`]), taken from paused vCPUs, and a restore that reads and checks the
+//! whole bundle and asks armfw's plan for this host before it creates anything.
+//!
+//! What a bundle holds, and where each part comes from:
+//!
+//! | part | saved through | restored through |
+//! | --- | --- | --- |
+//! | every vCPU register KVM lists, MP states, SMCCC filter | the core's one sequence ([`armfw::migrate::sequence`]) over [`VcpuSet`] | the same sequence, under armfw's whole-VM plan ([`armfw::compat::whole::plan`]) |
+//! | the vGICv3 | [`armfw_kvm::vgic::save`] | [`armfw_kvm::vgic::restore`], after the registers |
+//! | guest RAM | its non-zero pages | written before any vCPU exists |
+//! | the console (16550A, its line level, a line begun) | [`VmmDevices`] | the same |
+//! | armfw's firmware engine, when it serves the guest | [`armfw::firmware::SharedFirmware::save`] | [`armfw::Firmware::restore`] on this host's profile |
+//!
+//! The counters travel as TIMER_CNT/PTIMER_CNT: writing them back moves the VM's counter
+//! offset, so the guest's virtual time goes on from where it was paused.
+
+use std::io::Write;
+use std::path::Path;
+use std::time::Instant;
+
+use armfw::abi::CpuFeatures;
+use armfw::bundle::{Bundle, DEVICES_FORMAT, Devices, RamRange, nonzero_runs};
+use armfw::firmware::MpState;
+use armfw::migrate::RestorePolicy;
+use armfw::migrate::sequence::{self, MachineSetup};
+use armfw::snapshot::Source;
+use armfw_kvm::migrate::VcpuSet;
+use armfw_kvm::serve::{FirmwareServer, VcpuServer};
+use armfw_kvm::vgic;
+use kvm_ioctls::{Kvm, VcpuFd};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+
+use crate::console::VmmDevices;
+use crate::layout::{GIC_DIST_BASE, GIC_NR_IRQS, GIC_REDIST_BASE, MAX_VCPUS, RAM_BASE};
+use crate::report::{FirmwareMode, Migration, RunExit, RunResult};
+use crate::vmm::{Parts, Shared, VmConfig, VmmError, ctx, lock};
+
+/// The profile name a saved VM names its host by.
+fn source(cfg: &VmConfig) -> Source {
+    let kernel = armfw_kvm::kernel_release().unwrap_or_default();
+    let short = kernel.split('+').next().unwrap_or(&kernel).to_string();
+    Source {
+        profile: format!("linux-{short}-{}", cfg.cpu.as_deref().unwrap_or("unknown")),
+        kernel,
+    }
+}
+
+/// Saves the paused VM (`vcpus`, by index, with their shares of the engine in armfw mode)
+/// as a bundle at `path`.
+pub(crate) fn save(
+    shared: &Shared,
+    cfg: &VmConfig,
+    vcpus: Vec<(VcpuFd, Option<VcpuServer>)>,
+    path: &Path,
+) -> Result<Migration, VmmError> {
+    let (fds, servers): (Vec<_>, Vec<_>) = vcpus.into_iter().unzip();
+    let set = VcpuSet::of(&shared.vm, fds, shared.inits.clone());
+    let machine = MachineSetup {
+        features: CpuFeatures::NONE,
+        sve_vls: None,
+        writable_imp_id_regs: shared.writable_imp_id_regs,
+        counter_offset: None,
+    };
+    let snapshot =
+        armfw_kvm::migrate::save_vcpus(&set, source(cfg), machine, shared.smccc_filter.clone())
+            .map_err(ctx("the vCPUs"))?;
+    let mpidrs = set.mpidrs().map_err(ctx("MPIDR_EL1"))?;
+    let gic = vgic::save(
+        &shared.gic,
+        GIC_DIST_BASE,
+        GIC_REDIST_BASE,
+        GIC_NR_IRQS,
+        &mpidrs,
+    )
+    .map_err(ctx("the vGIC"))?;
+    let engine = match servers.first().and_then(Option::as_ref) {
+        Some(s) => Some(s.vm().save().map_err(ctx("the firmware engine"))?.to_json()),
+        None => None,
+    };
+    let vmm = VmmDevices {
+        console: lock(&shared.console).state(),
+    };
+    let size = shared.ram_size;
+    let mut ram = vec![0u8; usize::try_from(size).map_err(ctx("RAM size"))?];
+    shared
+        .memory
+        .read_slice(&mut ram, GuestAddress(RAM_BASE))
+        .map_err(ctx("reading guest RAM"))?;
+    let devices = Devices {
+        format: DEVICES_FORMAT.into(),
+        ram: vec![RamRange {
+            base: RAM_BASE,
+            size,
+        }],
+        gic,
+        engine,
+        vmm: serde_json::to_value(&vmm).map_err(ctx("the console"))?,
+    };
+    let runs = nonzero_runs(RAM_BASE, &ram);
+    let bytes = Bundle::encode(&snapshot, &devices, &runs).map_err(ctx("the bundle"))?;
+    write_whole(path, &bytes)?;
+    Ok(Migration {
+        bundle_bytes: bytes.len() as u64,
+        memory_bytes: runs.iter().map(|r| r.data.len() as u64).sum(),
+        ..Migration::default()
+    })
+}
+
+/// Writes `bytes` to `path`: a character device (a virtio-serial port) directly, a file
+/// through a temporary name and a rename, so that no half-written bundle is ever there.
+fn write_whole(path: &Path, bytes: &[u8]) -> Result<(), VmmError> {
+    use std::os::unix::fs::FileTypeExt;
+    let device = std::fs::metadata(path).is_ok_and(|m| m.file_type().is_char_device());
+    if device {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(ctx("opening the bundle's port"))?;
+        f.write_all(bytes).map_err(ctx("writing the bundle"))?;
+        return f.flush().map_err(ctx("writing the bundle"));
+    }
+    let part = path.with_extension("part");
+    std::fs::write(&part, bytes).map_err(ctx("writing the bundle"))?;
+    std::fs::rename(&part, path).map_err(ctx("writing the bundle"))
+}
+
+/// Reads and checks the bundle at `path`, asks armfw's plan for this host and, if it
+/// restores, creates the VM and restores it: a VM ready to run. A bundle that cannot be read
+/// and a refused plan create nothing; a refused plan sets `result.exit` to
+/// [`RunExit::Refused`].
+pub(crate) fn restore(
+    cfg: &VmConfig,
+    path: &Path,
+    result: &mut RunResult,
+) -> Result<Parts, VmmError> {
+    let t0 = Instant::now();
+    let bytes = std::fs::read(path).map_err(ctx("reading the bundle"))?;
+    let bundle = Bundle::parse(&bytes).map_err(ctx("the bundle"))?;
+    let vmm: VmmDevices = armfw::json::from_value(&bundle.devices.vmm)
+        .map_err(|e| VmmError(format!("the bundle: devices: vmm.{e}")))?;
+    let g = &bundle.devices.gic;
+    let n = bundle.snapshot.vcpus().len();
+    let ram = bundle.devices.ram.as_slice();
+    let layout_ok = g.dist_base == GIC_DIST_BASE
+        && g.redist_base == GIC_REDIST_BASE
+        && g.nr_irqs == GIC_NR_IRQS
+        && ram.len() == 1
+        && ram[0].base == RAM_BASE
+        && (1..=MAX_VCPUS).contains(&n);
+    if !layout_ok {
+        return Err(VmmError(format!(
+            "the bundle: a machine this VMM does not build ({n} vCPUs, vGIC at {:#x}/{:#x} with {} interrupts, RAM {:?})",
+            g.dist_base, g.redist_base, g.nr_irqs, ram
+        )));
+    }
+    result.vcpus = n;
+    result.firmware = if bundle.engine.is_some() {
+        FirmwareMode::Armfw
+    } else {
+        FirmwareMode::Kernel
+    };
+    let mut migration = Migration {
+        bundle_bytes: bytes.len() as u64,
+        memory_bytes: bundle.memory_bytes(),
+        ..Migration::default()
+    };
+
+    // armfw's prediction for this host, before anything is created.
+    let profile =
+        armfw_kvm::probe::probe(cfg.cpu.as_deref(), None).map_err(ctx("probing the host"))?;
+    let plan = armfw::compat::whole::plan(&bundle.snapshot, &profile);
+    let mut refused = plan.refused.clone();
+    if let Some(engine) = &bundle.engine {
+        let report = armfw::compat::check(engine, &profile);
+        refused.extend(
+            report
+                .findings()
+                .filter(|f| f.is_refused())
+                .map(|f| format!("engine: {}: {}", f.subject, f.rule.name())),
+        );
+    }
+    if !refused.is_empty() || !plan.restores() {
+        let why = if refused.is_empty() {
+            plan.result
+                .as_ref()
+                .and_then(|r| r.as_ref().err())
+                .map_or("no plan".into(), armfw::compat::whole::stop_line)
+        } else {
+            refused.join("; ")
+        };
+        migration.prediction = Some(format!("refused: {why}"));
+        migration.restore_ms = Some(crate::vmm::millis(t0.elapsed()));
+        result.migration = Some(migration);
+        result.exit = RunExit::Refused;
+        return Err(VmmError(format!("armfw refuses the move: {why}")));
+    }
+    migration.prediction = Some("ok".into());
+
+    let kvm = Kvm::new().map_err(ctx("opening /dev/kvm"))?;
+    let vm = kvm.create_vm_with_type(0).map_err(ctx("KVM_CREATE_VM"))?;
+    let size = ram[0].size;
+    let memory: &'static GuestMemoryMmap = Box::leak(Box::new(
+        GuestMemoryMmap::<()>::from_ranges(&[(
+            GuestAddress(RAM_BASE),
+            usize::try_from(size).map_err(ctx("RAM size"))?,
+        )])
+        .map_err(ctx("allocating guest RAM"))?,
+    ));
+    armfw_kvm::memory::register_ram(&vm, 0, memory).map_err(ctx("guest RAM"))?;
+    for run in &bundle.memory {
+        memory
+            .write_slice(run.data, GuestAddress(run.gpa))
+            .map_err(ctx("loading guest RAM"))?;
+    }
+    let mut set = VcpuSet::new(&vm, Some((g.dist_base, g.redist_base, g.nr_irqs)));
+    let restored = sequence::restore_with(&mut set, &bundle.snapshot, plan.writes());
+    if let Some(e) = set.take_error() {
+        return Err(VmmError(format!("restoring the vCPUs: {e}")));
+    }
+    restored.map_err(|stop| {
+        VmmError(format!(
+            "restoring the vCPUs: {}",
+            armfw::compat::whole::stop_line(&stop)
+        ))
+    })?;
+    let mpidrs = set.mpidrs().map_err(ctx("MPIDR_EL1"))?;
+    let (vcpus, inits, gic) = set.into_parts();
+    let gic = gic.ok_or_else(|| VmmError("the restore created no vGIC".into()))?;
+    vgic::restore(&gic, g, &mpidrs).map_err(ctx("restoring the vGIC"))?;
+
+    let (servers, off) = match &bundle.engine {
+        None => (None, vec![false; n]),
+        Some(engine) => {
+            let mut server = FirmwareServer::new(&profile);
+            server
+                .firmware_mut()
+                .restore(engine, RestorePolicy::Armfw)
+                .map_err(ctx("restoring the firmware engine"))?;
+            let off = (0..n)
+                .map(|i| server.firmware().mp_state(i).ok() == Some(MpState::Stopped))
+                .collect();
+            (Some(server.share().1), off)
+        }
+    };
+    let (shared, starts) = Shared::new(
+        cfg,
+        vm,
+        (memory, size),
+        inits,
+        gic,
+        bundle.snapshot.vm().smccc_filter.clone(),
+        bundle
+            .snapshot
+            .machine()
+            .is_some_and(|m| m.writable_imp_id_regs),
+    );
+    lock(&shared.console).resume(&vmm.console);
+    migration.restore_ms = Some(crate::vmm::millis(t0.elapsed()));
+    result.migration = Some(migration);
+    Ok(Parts {
+        shared,
+        vcpus,
+        starts,
+        servers,
+        off,
+    })
+}
