@@ -211,7 +211,8 @@ _armfw_cached_kernel() {
 
 # fetch_kernel SERIES: makes sure the newest arm64 kernel of SERIES (6.1, 6.12 or 7) is
 # unpacked under $ARMFW_CACHE/kernels/<release>/, downloading it only if it is not.
-# Sets ARMFW_KERNEL_RELEASE (e.g. 6.12.117+deb12-arm64) and ARMFW_KERNEL_VMLINUZ, and
+# Sets ARMFW_KERNEL_RELEASE (e.g. 6.12.117+deb12-arm64), ARMFW_KERNEL_VERSION (6.12.117,
+# empty if the package list does not say) and ARMFW_KERNEL_VMLINUZ, and
 # prints "<release> <vmlinuz>". If the archive cannot be reached, falls back to the newest
 # kernel of SERIES already in the cache. ARMFW_KERNEL_OFFLINE=1 uses the cache only.
 fetch_kernel() {
@@ -258,6 +259,10 @@ fetch_kernel() {
     fi
     ARMFW_KERNEL_RELEASE=$rel
     ARMFW_KERNEL_VMLINUZ=$vmlinuz
+    # The upstream version of the image package (6.1.192-3 -> 6.1.192): the one `armfw
+    # probe` names a host's profile by (linux-<version>-<cpu>).
+    ARMFW_KERNEL_VERSION=$(awk 'NR == 1 { sub(/-[^-]*$/, "", $2); print $2 }' \
+        "$ARMFW_CACHE/kernels/$rel/armfw-packages" 2>/dev/null)
     echo "$ARMFW_KERNEL_RELEASE $ARMFW_KERNEL_VMLINUZ"
 }
 
@@ -375,7 +380,8 @@ qemu_cpu_arg() {
 # carries `armfw.cpu=CPU` (the -cpu value as passed here, before qemu_cpu_arg) so the
 # program can report which host it ran on; it also sets `quiet loglevel=0` so that the
 # kernel stays silent. Returns QEMU's exit status: 0 after the program powered off, 124
-# when ARMFW_BOOT_TIMEOUT seconds ran out. Sets ARMFW_BOOT_SECONDS (wall clock).
+# when ARMFW_BOOT_TIMEOUT seconds ran out. Sets ARMFW_BOOT_SECONDS (wall clock). QEMU gets
+# the words of the array ARMFW_QEMU_ARGS too, if the caller set it (devices to attach).
 boot_host() {
     local vmlinuz=${1:?boot_host VMLINUZ CPU INITRD LOG [ARGS...]} cpu=${2:?} initrd=${3:?} log=${4:?}
     shift 4
@@ -385,6 +391,7 @@ boot_host() {
         -M virt,virtualization=on,gic-version=3 -cpu "$(qemu_cpu_arg "$cpu")" \
         -smp 2 -m 1024 -nographic -nic none -no-reboot \
         -kernel "$vmlinuz" -initrd "$initrd" \
+        ${ARMFW_QEMU_ARGS[@]+"${ARMFW_QEMU_ARGS[@]}"} \
         -append "console=ttyAMA0 panic=-1 quiet loglevel=0 armfw.cpu=$cpu $*" \
         </dev/null >"$log" 2>&1
     rc=$?

@@ -317,8 +317,16 @@ pub(crate) fn load_pool(names: &[String]) -> Result<Vec<Profile>> {
     names.iter().map(|n| load_profile(Some(n))).collect()
 }
 
+/// A saved state: a snapshot in either form, or the snapshot of a VM bundle.
 fn load_state(path: &Path) -> Result<Snapshot> {
-    let bytes = crate::input::read(path)?;
+    let bytes = crate::input::read_state(path)?;
+    if bytes.starts_with(&armfw::bundle::MAGIC) {
+        let header = armfw::bundle::BundleHeader::parse(&bytes)
+            .with_context(|| crate::errors::InFile::new(path))?;
+        return header
+            .snapshot(&bytes)
+            .with_context(|| crate::errors::InFile::new(path));
+    }
     Snapshot::load(&bytes).with_context(|| crate::errors::InFile::new(path))
 }
 

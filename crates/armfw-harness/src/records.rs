@@ -348,6 +348,15 @@ pub enum VmmRecord {
         /// What was seen.
         detail: String,
     },
+    /// One half of a move of a running guest (conformance/guest-migrate): `save` on the
+    /// source host, `restore` on the destination; `run` is armfw-vmm's result of that run
+    /// (its `--result` document, with the bundle's size and times).
+    Migration {
+        /// `save` or `restore`.
+        role: String,
+        /// armfw-vmm's result.
+        run: Value,
+    },
     /// The plan could not be read.
     Error {
         /// Why.

@@ -25,7 +25,8 @@ pub struct Check {
 }
 
 impl Check {
-    fn new(check: &'static str, ok: bool, detail: impl Into<String>) -> Check {
+    /// A check named `check`.
+    pub fn new(check: &'static str, ok: bool, detail: impl Into<String>) -> Check {
         Check {
             check,
             ok,

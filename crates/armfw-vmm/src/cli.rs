@@ -76,8 +76,13 @@ pub struct RunArgs {
     pub save: Option<PathBuf>,
     /// Restore the running VM a bundle holds and run it on (instead of `--kernel`); armfw's
     /// plan for this host is asked first, and a refused move creates nothing (exit 3).
-    #[arg(long, conflicts_with_all = ["kernel", "initrd", "save"])]
+    #[arg(long, conflicts_with_all = ["kernel", "initrd", "save", "baseline"])]
     pub restore: Option<PathBuf>,
+    /// Create the VM with the baseline of the pool whose host profiles (`*.json`, this
+    /// host's among them) are in this folder: the pool's CPU and firmware from the guest's
+    /// first instruction.
+    #[arg(long, value_name = "DIR")]
+    pub baseline: Option<PathBuf>,
 }
 
 fn parse_pause(s: &str) -> Result<(String, String), String> {
@@ -118,6 +123,7 @@ fn run(args: &RunArgs) -> ExitCode {
         pause_at: args.pause_at.clone(),
         save_to: args.save.clone(),
         restore_from: args.restore.clone(),
+        baseline: args.baseline.clone(),
     });
     eprintln!(
         "armfw-vmm: {} firmware: {}{}{} after {} ms (set-up {} ms, init at {}), {} calls answered in userspace",

@@ -22,6 +22,7 @@ pub mod console;
 pub mod fdt;
 pub mod image;
 pub mod layout;
+pub mod movecheck;
 pub mod plan;
 pub mod report;
 pub mod uart;
@@ -32,5 +33,7 @@ pub mod cli;
 mod migrate;
 #[cfg(all(target_os = "linux", target_arch = "aarch64"))]
 pub mod pid1;
+#[cfg(all(target_os = "linux", target_arch = "aarch64"))]
+pub mod pid1_migrate;
 #[cfg(all(target_os = "linux", target_arch = "aarch64"))]
 pub mod vmm;

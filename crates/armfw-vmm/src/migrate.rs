@@ -40,7 +40,9 @@ use crate::vmm::{Parts, Shared, VmConfig, VmmError, ctx, lock};
 /// The profile name a saved VM names its host by.
 fn source(cfg: &VmConfig) -> Source {
     let kernel = armfw_kvm::kernel_release().unwrap_or_default();
-    let short = kernel.split('+').next().unwrap_or(&kernel).to_string();
+    // The name `armfw probe` gives this host.
+    let short =
+        armfw_kvm::probe::short_version(&kernel, armfw_kvm::probe::kernel_version().as_deref());
     Source {
         profile: format!("linux-{short}-{}", cfg.cpu.as_deref().unwrap_or("unknown")),
         kernel,
@@ -266,4 +268,88 @@ pub(crate) fn restore(
         servers,
         off,
     })
+}
+
+/// A pool's baseline as this VMM creates a VM with it: the firmware's, the CPU's, and the
+/// CPU recipe for this host.
+pub(crate) struct PoolBaseline {
+    /// PSCI version and bitmaps.
+    pub(crate) firmware: armfw::compat::Baseline,
+    /// The pool's CPU.
+    pub(crate) cpu: armfw::compat::CpuBaseline,
+    /// What this host writes to present it.
+    pub(crate) recipe: armfw::compat::CpuRecipe,
+}
+
+/// The baseline of the pool whose profiles are the `*.json` files in `dir`, for this host
+/// (named as [`source`] names it, which must be one of them and covered by the pool's CPU).
+pub(crate) fn pool_baseline(cfg: &VmConfig, dir: &Path) -> Result<PoolBaseline, VmmError> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .map_err(ctx("reading the pool"))?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    let mut pool = Vec::new();
+    for f in &files {
+        let text = std::fs::read_to_string(f).map_err(ctx("reading a pool profile"))?;
+        let p = armfw::Profile::from_json(&text)
+            .map_err(|e| VmmError(format!("{}: {e}", f.display())))?;
+        pool.push(p);
+    }
+    let firmware = armfw::compat::baseline(&pool).map_err(ctx("the pool's baseline"))?;
+    let cpu = armfw::compat::cpu_baseline(&pool, Some(CpuFeatures::NONE))
+        .map_err(|e| VmmError(format!("the pool's CPU baseline: {}", e.describe(&pool))))?;
+    let name = source(cfg).profile;
+    let i = pool
+        .iter()
+        .position(|p| p.name() == name)
+        .ok_or_else(|| VmmError(format!("this host ({name}) is not in the pool")))?;
+    if !cpu.covers(i) {
+        return Err(VmmError(format!(
+            "the pool's CPU baseline leaves this host ({name}) out"
+        )));
+    }
+    let recipe = cpu.recipe(&pool[i]);
+    Ok(PoolBaseline {
+        firmware,
+        cpu,
+        recipe,
+    })
+}
+
+/// Writes the pool's CPU recipe and firmware baseline into the new VM's vCPUs (before their
+/// first run) through the core's one sequence.
+pub(crate) fn apply_pool_baseline(
+    vm: &kvm_ioctls::VmFd,
+    vcpus: Vec<VcpuFd>,
+    inits: Vec<kvm_bindings::kvm_vcpu_init>,
+    b: &PoolBaseline,
+) -> Result<(Vec<VcpuFd>, Vec<kvm_bindings::kvm_vcpu_init>), VmmError> {
+    let mut set = VcpuSet::of(vm, vcpus, inits);
+    sequence::apply_baseline(&mut set, true, Some(&b.firmware), Some(&b.recipe))
+        .map_err(ctx("the pool baseline"))?;
+    let (vcpus, inits, _) = set.into_parts();
+    Ok((vcpus, inits))
+}
+
+/// The same baseline in armfw's engine, which answers the guest's calls (its vCPUs created
+/// and initialised): the firmware baseline, and on a pool whose hosts all have the errata
+/// hypercalls (6.15+), the pool's implementations for DISCOVER_IMPL_VER/CPUS.
+pub(crate) fn engine_baseline(fw: &mut armfw::Firmware, b: &PoolBaseline) -> Result<(), VmmError> {
+    b.firmware
+        .apply(fw)
+        .map_err(ctx("the pool baseline in the engine"))?;
+    if b.cpu.discover_impl {
+        fw.set_implementations(&b.cpu.implementations)
+            .map_err(ctx("the pool's implementations"))?;
+        // VENDOR_HYP_BMAP_2 bits 0 and 1: DISCOVER_IMPL_VER and DISCOVER_IMPL_CPUS.
+        let id = armfw::abi::FwReg::VendorHypBmap2.id();
+        for vcpu in 0..fw.vcpu_count() {
+            fw.set_one_reg(vcpu, id, 0x3)
+                .map_err(ctx("VENDOR_HYP_BMAP_2 in the engine"))?;
+        }
+    }
+    Ok(())
 }

@@ -23,9 +23,9 @@ use crate::report::{FirmwareMode, RunResult};
 /// Extra seconds a child gets beyond its own time limit before it is killed.
 const KILL_GRACE_S: u64 = 30;
 
-type Records = Writer<std::io::Stdout>;
+pub(crate) type Records = Writer<std::io::Stdout>;
 
-fn check_record(firmware: &str, action: &str, check: &Check) -> VmmRecord {
+pub(crate) fn check_record(firmware: &str, action: &str, check: &Check) -> VmmRecord {
     VmmRecord::Check {
         firmware: firmware.to_string(),
         action: action.to_string(),
@@ -45,6 +45,7 @@ pub fn main() -> ExitCode {
     let mut rec = Writer::stdout();
     let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
     match Plan::from_cmdline(&cmdline) {
+        Ok(plan) if plan.migrate.is_some() => crate::pid1_migrate::run(&plan, &mut rec),
         Ok(plan) => run_plan(&plan, &mut rec),
         Err(e) => rec.emit(&VmmRecord::Error {
             error: e.to_string(),
@@ -56,8 +57,8 @@ pub fn main() -> ExitCode {
     ExitCode::from(1)
 }
 
-fn run_plan(plan: &Plan, rec: &mut Records) {
-    let cpu = init::cmdline_value("armfw.cpu");
+/// The host record: the kernel, the CPU model, whether KVM has the SMCCC filter, the plan.
+pub(crate) fn host_record(plan: &Plan, cpu: Option<&str>) -> (VmmRecord, bool) {
     let filter = armfw_kvm::TestVm::new(&armfw_kvm::VmSpec::default())
         .map(|vm| {
             let has = vm.has_smccc_filter().is_ok();
@@ -65,9 +66,9 @@ fn run_plan(plan: &Plan, rec: &mut Records) {
             has
         })
         .unwrap_or(false);
-    rec.emit(&VmmRecord::Host {
+    let record = VmmRecord::Host {
         kernel: armfw_kvm::kernel_release().unwrap_or_default(),
-        cpu: cpu.clone().unwrap_or_default(),
+        cpu: cpu.unwrap_or_default().to_string(),
         smccc_filter: filter,
         vcpus: plan.vcpus,
         memory_mib: plan.memory_mib,
@@ -77,7 +78,14 @@ fn run_plan(plan: &Plan, rec: &mut Records) {
             .map(|f| f.name().to_string())
             .collect(),
         actions: plan.actions.iter().map(|a| a.name().to_string()).collect(),
-    });
+    };
+    (record, filter)
+}
+
+fn run_plan(plan: &Plan, rec: &mut Records) {
+    let cpu = init::cmdline_value("armfw.cpu");
+    let (host, filter) = host_record(plan, cpu.as_deref());
+    rec.emit(&host);
     let mut results: Vec<(FirmwareMode, GuestAction, RunResult)> = Vec::new();
     for &firmware in &plan.firmwares {
         for &action in &plan.actions {
@@ -139,6 +147,31 @@ fn run_child(
     action: GuestAction,
     cpu: Option<&str>,
 ) -> RunResult {
+    let mut args: Vec<String> = vec![
+        "--kernel".into(),
+        plan.kernel.clone(),
+        "--initrd".into(),
+        plan.initrd.clone(),
+        "--vcpus".into(),
+        plan.vcpus.to_string(),
+        "--memory".into(),
+        plan.memory_mib.to_string(),
+        "--action".into(),
+        action.name().into(),
+    ];
+    args.extend(["--prefix".into(), format!("[{firmware}/{action}] ")]);
+    run_vmm(plan, firmware, cpu, &args)
+}
+
+/// `armfw-vmm run` with `args`, `--firmware`, `--timeout`, `--cpu` and `--result`, in a
+/// child process killed if it outlives its time limit: its console lines are passed on, its
+/// result read back.
+pub(crate) fn run_vmm(
+    plan: &Plan,
+    firmware: FirmwareMode,
+    cpu: Option<&str>,
+    args: &[String],
+) -> RunResult {
     let failed = |error: String| {
         let mut r = RunResult::new(firmware, plan.vcpus);
         r.error = Some(error);
@@ -147,12 +180,9 @@ fn run_child(
     let exe = std::env::current_exe().unwrap_or_else(|_| "/init".into());
     let mut cmd = Command::new(exe);
     cmd.arg("run")
-        .args(["--kernel", &plan.kernel, "--initrd", &plan.initrd])
-        .args(["--vcpus", &plan.vcpus.to_string()])
-        .args(["--memory", &plan.memory_mib.to_string()])
-        .args(["--firmware", firmware.name(), "--action", action.name()])
+        .args(args)
+        .args(["--firmware", firmware.name()])
         .args(["--timeout", &plan.timeout_s.to_string()])
-        .args(["--prefix", &format!("[{firmware}/{action}] ")])
         .arg("--result")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

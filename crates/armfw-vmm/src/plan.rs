@@ -11,6 +11,10 @@
 //! | `armfw.guest-timeout=S` | seconds before a run is given up | 120 |
 //! | `armfw.guest-kernel=PATH` | the guest's arm64 Image | `/armfw/Image` |
 //! | `armfw.guest-initrd=PATH` | the guest's initramfs | `/armfw/guest-initrd.cpio` |
+//! | `armfw.migrate=save` | boot the guest (first firmware mode), pause it when it prints `@@GUEST tick N`, save it to the virtio-serial port named `armfw-bundle` | (none: the runs above) |
+//! | `armfw.migrate=restore` | restore `/armfw/bundle` and run it on; compare with the save's record in `/armfw/source.jsonl` | |
+//! | `armfw.migrate-pause=N` | the tick the save pauses at | 6 |
+//! | `armfw.migrate-baseline=DIR` | create the VM with the baseline of the pool in DIR (save) | none |
 //!
 //! Values have no spaces (the kernel splits its command line at spaces).
 
@@ -72,6 +76,37 @@ pub struct PlanError {
     pub why: String,
 }
 
+/// Which half of a move of a running guest PID 1 makes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MigrateRole {
+    /// Boot, pause, save.
+    Save,
+    /// Restore, run on, check.
+    Restore,
+}
+
+impl MigrateRole {
+    /// `save` or `restore`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            MigrateRole::Save => "save",
+            MigrateRole::Restore => "restore",
+        }
+    }
+}
+
+impl FromStr for MigrateRole {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<MigrateRole, String> {
+        match s {
+            "save" => Ok(MigrateRole::Save),
+            "restore" => Ok(MigrateRole::Restore),
+            _ => Err(format!("`save` or `restore`, not `{s}`")),
+        }
+    }
+}
+
 /// The runs PID 1 makes: every action in every firmware mode.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Plan {
@@ -89,6 +124,12 @@ pub struct Plan {
     pub kernel: String,
     /// The guest's initramfs.
     pub initrd: String,
+    /// A move of a running guest instead of the runs.
+    pub migrate: Option<MigrateRole>,
+    /// The tick the save pauses at.
+    pub pause_tick: u64,
+    /// The pool folder of the save's baseline.
+    pub baseline: Option<String>,
 }
 
 impl Default for Plan {
@@ -101,6 +142,9 @@ impl Default for Plan {
             timeout_s: 120,
             kernel: "/armfw/Image".into(),
             initrd: "/armfw/guest-initrd.cpio".into(),
+            migrate: None,
+            pause_tick: 6,
+            baseline: None,
         }
     }
 }
@@ -167,6 +211,19 @@ impl Plan {
         if let Some(v) = value("armfw.guest-initrd") {
             plan.initrd = v;
         }
+        if let Some(v) = value("armfw.migrate") {
+            plan.migrate = Some(v.parse().map_err(|why| PlanError {
+                key: "armfw.migrate",
+                value: v.clone(),
+                why,
+            })?);
+        }
+        if let Some(v) = value("armfw.migrate-pause") {
+            plan.pause_tick = number("armfw.migrate-pause", &v, 1, 1000)?;
+        }
+        if let Some(v) = value("armfw.migrate-baseline") {
+            plan.baseline = Some(v);
+        }
         Ok(plan)
     }
 }
@@ -226,6 +283,22 @@ mod tests {
         let err = Plan::from_cmdline("armfw.guest=kernel,kvm").unwrap_err();
         assert_eq!(err.key, "armfw.guest");
         assert_eq!(err.value, "kernel,kvm");
+    }
+
+    #[test]
+    fn test_migrate_keys() {
+        let plan = Plan::from_cmdline(
+            "armfw.migrate=save armfw.migrate-pause=9 armfw.migrate-baseline=/p",
+        )
+        .unwrap();
+        assert_eq!(plan.migrate, Some(MigrateRole::Save));
+        assert_eq!((plan.pause_tick, plan.baseline.as_deref()), (9, Some("/p")));
+        let err = Plan::from_cmdline("armfw.migrate=load").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "armfw.migrate=load: `save` or `restore`, not `load`"
+        );
+        assert_eq!(Plan::from_cmdline("").unwrap().migrate, None);
     }
 
     #[test]

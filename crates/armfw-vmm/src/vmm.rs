@@ -93,6 +93,10 @@ pub struct VmConfig {
     pub save_to: Option<PathBuf>,
     /// Restore the VM in this bundle and run it on, instead of booting `kernel`.
     pub restore_from: Option<PathBuf>,
+    /// Create the VM with the baseline of the pool whose host profiles are in this folder
+    /// (`*.json`; this host's among them): the pool's CPU ([`armfw::compat::cpu_baseline`])
+    /// and firmware ([`armfw::compat::baseline`]).
+    pub baseline: Option<PathBuf>,
 }
 
 /// Why a run could not be set up or went wrong.
@@ -444,6 +448,22 @@ fn setup(cfg: &VmConfig) -> Result<Parts, VmmError> {
         .write_slice(&blob, GuestAddress(layout.fdt_addr))
         .map_err(ctx("loading the device tree"))?;
 
+    // A pool baseline: worked out before the vCPUs exist (its capability comes first).
+    let baseline = match &cfg.baseline {
+        Some(dir) => Some(crate::migrate::pool_baseline(cfg, dir)?),
+        None => None,
+    };
+    let writable_imp_id_regs = baseline
+        .as_ref()
+        .is_some_and(|b| b.recipe.writable_imp_id_regs);
+    if writable_imp_id_regs {
+        vm.enable_cap(&kvm_bindings::kvm_enable_cap {
+            cap: kvm_bindings::KVM_CAP_ARM_WRITABLE_IMP_ID_REGS,
+            ..Default::default()
+        })
+        .map_err(ctx("KVM_ENABLE_CAP(KVM_CAP_ARM_WRITABLE_IMP_ID_REGS)"))?;
+    }
+
     // The vCPUs: KVM's preferred target, PSCI 0.2+, the secondaries powered off.
     let mut base = kvm_vcpu_init::default();
     vm.get_preferred_target(&mut base)
@@ -463,6 +483,12 @@ fn setup(cfg: &VmConfig) -> Result<Parts, VmmError> {
     }
     let gic = armfw_kvm::vgic::create(&vm, GIC_DIST_BASE, GIC_REDIST_BASE, GIC_NR_IRQS)
         .map_err(ctx("the vGIC"))?;
+    // The pool's CPU and firmware, before the first KVM_RUN: the guest sees them from its
+    // first instruction.
+    let (vcpus, inits) = match &baseline {
+        None => (vcpus, inits),
+        Some(b) => crate::migrate::apply_pool_baseline(&vm, vcpus, inits, b)?,
+    };
     // The boot protocol: x0 = the device tree, x1..x3 = 0, PC = the Image; KVM's reset
     // already gives EL1h with DAIF masked and the MMU off.
     set_reg(&vcpus[0], regs::PC, layout.kernel_addr)?;
@@ -490,6 +516,9 @@ fn setup(cfg: &VmConfig) -> Result<Parts, VmmError> {
                 )
                 .map_err(ctx("firmware: init_vcpu"))?;
             }
+            if let Some(b) = &baseline {
+                crate::migrate::engine_baseline(server.firmware_mut(), b)?;
+            }
             server
                 .install(&vm)
                 .map_err(ctx("installing the SMCCC filter"))?;
@@ -510,7 +539,15 @@ fn setup(cfg: &VmConfig) -> Result<Parts, VmmError> {
     } else {
         Vec::new()
     };
-    let shared = Shared::new(cfg, vm, (memory, ram_size), inits, gic, smccc_filter, false);
+    let shared = Shared::new(
+        cfg,
+        vm,
+        (memory, ram_size),
+        inits,
+        gic,
+        smccc_filter,
+        writable_imp_id_regs,
+    );
     let (shared, starts) = shared;
     let off = (0..cfg.vcpus).map(|i| i > 0 && servers.is_some()).collect();
     Ok(Parts {
