@@ -103,7 +103,7 @@ it); 1 incompatible; 2 bad input (missing, \
 unreadable or too big file, not a snapshot, a field that fails validation, a duplicate key, \
 a bad checksum, a truncated file, an unknown profile); 141 standard output closed early.")]
 pub struct CheckArgs {
-    /// A state file (`armfw save` output, JSON or binary).
+    /// A state file (`armfw save` output, JSON or binary), or a running VM's bundle (`armfw-vmm run --save`), of which only the snapshot is read.
     #[arg(long)]
     state: Option<PathBuf>,
     /// Instead of a state file: a VM created with the defaults of this host (name or file).

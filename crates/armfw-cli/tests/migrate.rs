@@ -584,3 +584,44 @@ fn baseline_prints_the_cpu_part_and_its_recipe() {
     );
     assert_eq!(doc["any_to_any"], false);
 }
+
+#[test]
+fn a_vm_bundle_is_checked_by_its_snapshot_and_a_cut_one_is_refused() {
+    use armfw::bundle::{Bundle, DEVICES_FORMAT, Devices, GicState, RamRange};
+    let state = save(&["--profile", M612, "--whole"], "whole.json");
+    let snapshot = armfw::Snapshot::load(&std::fs::read(&state).unwrap()).unwrap();
+    let n = snapshot.vcpus().len();
+    let devices = Devices {
+        format: DEVICES_FORMAT.into(),
+        ram: vec![RamRange {
+            base: 0x4000_0000,
+            size: 0x10_0000,
+        }],
+        gic: GicState {
+            nr_irqs: 64,
+            redist: vec![Vec::new(); n],
+            cpu: vec![Vec::new(); n],
+            ..GicState::default()
+        },
+        engine: None,
+        vmm: serde_json::json!({}),
+    };
+    let page = vec![7u8; 0x1000];
+    let runs = [armfw::bundle::MemoryRun {
+        gpa: 0x4000_0000,
+        data: &page,
+    }];
+    let bytes = Bundle::encode(&snapshot, &devices, &runs).unwrap();
+    let bundle = scratch().join("vm.bundle");
+    std::fs::write(&bundle, &bytes).unwrap();
+    let (c_state, r_state) = check_json(&["--state", state(&state)], M72);
+    let (c_bundle, r_bundle) = check_json(&["--state", bundle.to_str().unwrap()], M72);
+    assert_eq!(c_bundle, c_state);
+    assert_eq!(r_bundle["whole_vm"], r_state["whole_vm"]);
+    assert_eq!(r_bundle["findings"], r_state["findings"]);
+    // A bundle cut inside its snapshot: one line, exit 2.
+    let cut = scratch().join("cut.bundle");
+    std::fs::write(&cut, &bytes[..100]).unwrap();
+    let out = armfw(&["check", "--state", cut.to_str().unwrap(), "--to", M72]);
+    assert_bad_input(&out, "truncated");
+}
