@@ -428,9 +428,6 @@ pub struct VcpuSet<'a> {
     error: Option<Error>,
 }
 
-/// MPIDR_EL1's ONE_REG id.
-pub const MPIDR_EL1: u64 = armfw::abi::vcpu_reg::sysreg_id(3, 0, 0, 0, 5);
-
 impl<'a> VcpuSet<'a> {
     /// The vCPUs `vcpus` of `vm`, created with `inits`, every one out of KVM_RUN.
     pub fn of(
@@ -478,7 +475,7 @@ impl<'a> VcpuSet<'a> {
     pub fn mpidrs(&self) -> Result<Vec<u64>, AbiErrno> {
         self.vcpus
             .iter()
-            .map(|fd| crate::vm::get_u64(fd, MPIDR_EL1))
+            .map(|fd| crate::vm::get_u64(fd, crate::regs::MPIDR_EL1))
             .collect()
     }
 

@@ -128,6 +128,17 @@ fn write_whole(path: &Path, bytes: &[u8]) -> Result<(), VmmError> {
     std::fs::rename(&part, path).map_err(ctx("writing the bundle"))
 }
 
+/// The first reasons of a refusal, and how many more there are (a whole-VM plan refuses
+/// each vCPU's registers one by one).
+fn summary(reasons: &[String]) -> String {
+    const SHOWN: usize = 3;
+    let mut s = reasons[..reasons.len().min(SHOWN)].join("; ");
+    if reasons.len() > SHOWN {
+        s.push_str(&format!("; and {} more", reasons.len() - SHOWN));
+    }
+    s
+}
+
 /// Reads and checks the bundle at `path`, asks armfw's plan for this host and, if it
 /// restores, creates the VM and restores it: a VM ready to run. A bundle that cannot be read
 /// and a refused plan create nothing; a refused plan sets `result.exit` to
@@ -190,7 +201,7 @@ pub(crate) fn restore(
                 .and_then(|r| r.as_ref().err())
                 .map_or("no plan".into(), armfw::compat::whole::stop_line)
         } else {
-            refused.join("; ")
+            summary(&refused)
         };
         migration.prediction = Some(format!("refused: {why}"));
         migration.restore_ms = Some(crate::vmm::millis(t0.elapsed()));

@@ -217,7 +217,25 @@ pub fn run(cfg: &VmConfig) -> RunResult {
     };
     result.total_ms = millis(first_run.elapsed());
     match outcome {
-        None => result.exit = RunExit::Timeout,
+        None => {
+            result.exit = RunExit::Timeout;
+            // Where the guest was: pause what still runs and read its vCPUs.
+            shared.pause.store(true, Ordering::SeqCst);
+            let until = Instant::now() + Duration::from_secs(3);
+            while Instant::now() < until && paused.iter().any(Option::is_none) {
+                for t in threads.iter().flatten() {
+                    let _ = armfw_kvm::kick::kick(t);
+                }
+                if let Ok(Outcome::Paused { vcpu, fd, server }) =
+                    outcome_rx.recv_timeout(Duration::from_millis(5))
+                {
+                    if let Some(slot) = paused.get_mut(vcpu) {
+                        *slot = Some((fd, *server));
+                    }
+                }
+            }
+            result.error = Some(format!("the guest stalled: {}", positions(&paused)));
+        }
         Some(Outcome::PauseNow) => {
             let pause_ms = pause_started.map(|t| millis(t.elapsed()));
             let vcpus: Vec<(VcpuFd, Option<VcpuServer>)> = paused.into_iter().flatten().collect();
@@ -262,6 +280,32 @@ pub fn run(cfg: &VmConfig) -> RunResult {
     drop(console);
     result.userspace_calls = name_calls(shared.calls.iter().map(|c| std::mem::take(&mut *lock(c))));
     result
+}
+
+/// Each paused vCPU's PC, PSTATE, ELR_EL1, ESR_EL1 and MP state, for a run that timed out.
+fn positions(paused: &[Option<(VcpuFd, Option<VcpuServer>)>]) -> String {
+    let read = |fd: &VcpuFd, id: u64| {
+        let mut b = [0u8; 8];
+        fd.get_one_reg(id, &mut b)
+            .map_or("?".to_string(), |_| format!("{:#x}", u64::from_le_bytes(b)))
+    };
+    paused
+        .iter()
+        .enumerate()
+        .map(|(i, p)| match p {
+            None => format!("vCPU {i} did not stop"),
+            Some((fd, _)) => format!(
+                "vCPU {i} PC {} PSTATE {} ELR_EL1 {} ESR_EL1 {} MP state {}",
+                read(fd, regs::PC),
+                read(fd, regs::PSTATE),
+                read(fd, regs::ELR_EL1),
+                read(fd, regs::ESR_EL1),
+                fd.get_mp_state()
+                    .map_or("?".into(), |m| m.mp_state.to_string()),
+            ),
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 pub(crate) fn millis(d: Duration) -> u64 {
