@@ -604,6 +604,7 @@ fn a_vm_bundle_is_checked_by_its_snapshot_and_a_cut_one_is_refused() {
             ..GicState::default()
         },
         engine: None,
+        implementations: Vec::new(),
         vmm: serde_json::json!({}),
     };
     let page = vec![7u8; 0x1000];

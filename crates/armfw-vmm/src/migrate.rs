@@ -77,9 +77,17 @@ pub(crate) fn save(
         &mpidrs,
     )
     .map_err(ctx("the vGIC"))?;
-    let engine = match servers.first().and_then(Option::as_ref) {
-        Some(s) => Some(s.vm().save().map_err(ctx("the firmware engine"))?.to_json()),
-        None => None,
+    let (engine, implementations) = match servers.first().and_then(Option::as_ref) {
+        Some(s) => (
+            Some(s.vm().save().map_err(ctx("the firmware engine"))?.to_json()),
+            s.vm()
+                .to_firmware()
+                .implementations()
+                .iter()
+                .map(|i| [i.midr, i.revidr, i.aidr])
+                .collect(),
+        ),
+        None => (None, Vec::new()),
     };
     let vmm = VmmDevices {
         console: lock(&shared.console).state(),
@@ -98,6 +106,7 @@ pub(crate) fn save(
         }],
         gic,
         engine,
+        implementations,
         vmm: serde_json::to_value(&vmm).map_err(ctx("the console"))?,
     };
     let runs = nonzero_runs(RAM_BASE, &ram);
@@ -106,6 +115,7 @@ pub(crate) fn save(
     Ok(Migration {
         bundle_bytes: bytes.len() as u64,
         memory_bytes: runs.iter().map(|r| r.data.len() as u64).sum(),
+        implementations: devices.implementations.len(),
         ..Migration::default()
     })
 }
@@ -247,10 +257,16 @@ pub(crate) fn restore(
         None => (None, vec![false; n]),
         Some(engine) => {
             let mut server = FirmwareServer::new(&profile);
+            // Before the restore, which needs a VM that has not run, as this call does.
+            server
+                .firmware_mut()
+                .set_implementations(&bundle.implementations())
+                .map_err(ctx("the engine's implementations"))?;
             server
                 .firmware_mut()
                 .restore(engine, RestorePolicy::Armfw)
                 .map_err(ctx("restoring the firmware engine"))?;
+            migration.implementations = server.firmware().implementations().len();
             let off = (0..n)
                 .map(|i| server.firmware().mp_state(i).ok() == Some(MpState::Stopped))
                 .collect();

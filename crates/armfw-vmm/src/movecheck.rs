@@ -187,6 +187,21 @@ pub fn move_checks(src: &RunResult, dst: &RunResult) -> Vec<Check> {
             ),
         ));
     }
+    let implementations = |r: &RunResult| r.migration.as_ref().map_or(0, |m| m.implementations);
+    let n = implementations(src);
+    if n > 0 {
+        // Linux 6.15+'s kvm_arm_target_impl_cpu_init() says how many it was given.
+        let want = format!("Number of target implementation CPUs is {n}");
+        let m = implementations(dst);
+        checks.push(Check::new(
+            "errata_cpus",
+            value(src, "impl") == want && value(dst, "impl_after") == want && m == n,
+            format!(
+                "the guest at boot: \"{}\"; the engine after the move reports {m} implementations",
+                value(src, "impl")
+            ),
+        ));
+    }
     checks
 }
 
@@ -309,6 +324,33 @@ mod tests {
         let mut d = dest("4", "10.9");
         d.guest[11].1 = "1".into();
         assert_eq!(failing(&move_checks(&source(), &d)), vec!["id_registers"]);
+    }
+
+    #[test]
+    fn implementations_are_checked_where_the_engine_reported_them() {
+        let mut src = source();
+        src.migration = Some(Migration {
+            implementations: 2,
+            ..Migration::default()
+        });
+        src.guest.push((
+            "impl".into(),
+            "Number of target implementation CPUs is 2".into(),
+        ));
+        let mut d = dest("4", "10.9");
+        d.guest.push((
+            "impl_after".into(),
+            "Number of target implementation CPUs is 2".into(),
+        ));
+        assert_eq!(failing(&move_checks(&src, &d)), vec!["errata_cpus"]);
+        d.migration.as_mut().unwrap().implementations = 2;
+        assert_eq!(failing(&move_checks(&src, &d)), Vec::<&str>::new());
+        // Without implementations there is no such check.
+        assert!(
+            !move_checks(&source(), &d)
+                .iter()
+                .any(|c| c.check == "errata_cpus")
+        );
     }
 
     #[test]

@@ -134,6 +134,10 @@ pub struct Migration {
     pub prediction: Option<String>,
     /// The last `@@GUEST` value of the key the save paused at, as the guest printed it.
     pub paused_after: Option<String>,
+    /// The CPU implementations armfw's engine reports through DISCOVER_IMPL_CPUS (at the
+    /// save; after the restore).
+    #[serde(default)]
+    pub implementations: usize,
 }
 
 impl RunResult {

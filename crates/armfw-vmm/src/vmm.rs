@@ -295,13 +295,16 @@ fn positions(paused: &[Option<(VcpuFd, Option<VcpuServer>)>]) -> String {
         .map(|(i, p)| match p {
             None => format!("vCPU {i} did not stop"),
             Some((fd, _)) => format!(
-                "vCPU {i} PC {} PSTATE {} ELR_EL1 {} ESR_EL1 {} MP state {}",
+                "vCPU {i} PC {} PSTATE {} ELR_EL1 {} ESR_EL1 {} MP state {}, timer CTL {} CVAL {} CNT {}",
                 read(fd, regs::PC),
                 read(fd, regs::PSTATE),
                 read(fd, regs::ELR_EL1),
                 read(fd, regs::ESR_EL1),
                 fd.get_mp_state()
                     .map_or("?".into(), |m| m.mp_state.to_string()),
+                read(fd, armfw::abi::vcpu_reg::TIMER_CTL),
+                read(fd, armfw::abi::vcpu_reg::TIMER_CVAL),
+                read(fd, armfw::abi::vcpu_reg::TIMER_CNT),
             ),
         })
         .collect::<Vec<_>>()

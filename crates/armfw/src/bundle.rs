@@ -279,6 +279,11 @@ pub struct Devices {
     /// PSCI/SMCCC calls (a firmware snapshot in its JSON form); absent (or `null`) with KVM's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub engine: Option<Value>,
+    /// The implementations the engine reports through DISCOVER_IMPL_CPUS
+    /// ([`crate::Firmware::set_implementations`]), as `[MIDR_EL1, REVIDR_EL1, AIDR_EL1]`;
+    /// only with `engine`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub implementations: Vec<[u64; 3]>,
     /// The VMM's own devices (its console, ...), as that VMM writes them.
     pub vmm: Value,
 }
@@ -406,6 +411,15 @@ impl<'a> Bundle<'a> {
         Ok(out)
     }
 
+    /// The engine's implementations ([`Devices::implementations`]).
+    pub fn implementations(&self) -> Vec<crate::firmware::Implementation> {
+        self.devices
+            .implementations
+            .iter()
+            .map(|&[midr, revidr, aidr]| crate::firmware::Implementation { midr, revidr, aidr })
+            .collect()
+    }
+
     /// The guest RAM the runs hold, in bytes (the rest is zero).
     pub fn memory_bytes(&self) -> u64 {
         self.memory.iter().map(|r| r.data.len() as u64).sum()
@@ -500,6 +514,16 @@ fn check_devices(d: &Devices, s: &Snapshot) -> Result<Option<Snapshot>, BundleEr
             "gic.line_levels[{i}]: interrupt {} is not the first of 32 SPIs below {}",
             g.line_levels[i].0, g.nr_irqs
         )));
+    }
+    if d.implementations.len() > crate::firmware::MAX_IMPLEMENTATIONS {
+        return Err(bad(format!(
+            "implementations: {}, at most {}",
+            d.implementations.len(),
+            crate::firmware::MAX_IMPLEMENTATIONS
+        )));
+    }
+    if !d.implementations.is_empty() && matches!(d.engine, None | Some(Value::Null)) {
+        return Err(bad("implementations without an engine".into()));
     }
     let engine = match &d.engine {
         None | Some(Value::Null) => None,

@@ -25,6 +25,7 @@ fn devices(vcpus: usize) -> Devices {
             line_levels: vec![GicReg(32, 0x2)],
         },
         engine: None,
+        implementations: Vec::new(),
         vmm: serde_json::json!({"uart": {"ier": 2}}),
     }
 }
@@ -229,10 +230,21 @@ fn the_engine_snapshot_is_read_and_checked() {
     let engine = Snapshot::created_on(&p, 2).unwrap();
     let mut d = devices(2);
     d.engine = Some(engine.to_json());
+    d.implementations = vec![[0x410f_d083, 0, 0], [0x411f_d070, 0, 0]];
     let bytes = Bundle::encode(&whole(2), &d, &[]).unwrap();
-    assert_eq!(Bundle::parse(&bytes).unwrap().engine, Some(engine.clone()));
+    let b = Bundle::parse(&bytes).unwrap();
+    assert_eq!(b.engine, Some(engine.clone()));
+    assert_eq!(b.implementations()[1].midr, 0x411f_d070);
     let mut d = devices(2);
     d.engine = Some(Snapshot::created_on(&p, 1).unwrap().to_json());
     let e = Bundle::encode(&whole(2), &d, &[]).unwrap_err();
     assert_eq!(e.to_string(), "devices: engine: 1 vCPUs, the snapshot 2");
+}
+
+#[test]
+fn implementations_need_an_engine() {
+    let mut d = devices(2);
+    d.implementations = vec![[1, 0, 0]];
+    let e = Bundle::encode(&whole(2), &d, &[]).unwrap_err();
+    assert_eq!(e.to_string(), "devices: implementations without an engine");
 }
