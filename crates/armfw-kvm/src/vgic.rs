@@ -404,6 +404,44 @@ pub fn restore(gic: &DeviceFd, state: &GicState, mpidrs: &[u64]) -> Result<(), E
     Ok(())
 }
 
+/// Redistributor words KVM sanitises on a write, so that they read back otherwise than
+/// written: GICR_PROPBASER's and GICR_PENDBASER's low words, whose cacheability and
+/// shareability fields KVM sets to what it supports (`vgic_sanitise_propbaser()`,
+/// `vgic_sanitise_pendbaser()`; measured: 0 reads back as 0x180).
+const SANITISED: [u32; 2] = [0x0070, 0x0078];
+
+/// The registers of `b` that differ from `a`'s (two states of one GIC layout), other than the
+/// words KVM sanitises: group, vCPU, offset or encoding, and both values.
+pub fn differences(a: &GicState, b: &GicState) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut words = |what: String, x: &[GicReg], y: &[GicReg], skip: &[u32]| {
+        for (x, y) in x.iter().zip(y) {
+            if x != y && !skip.contains(&x.0) {
+                out.push(format!(
+                    "{what} {:#x}: {:#x} reads back as {:#x}",
+                    x.0, x.1, y.1
+                ));
+            }
+        }
+    };
+    words("distributor".into(), &a.dist, &b.dist, &[]);
+    words("line level".into(), &a.line_levels, &b.line_levels, &[]);
+    for (v, (x, y)) in a.redist.iter().zip(&b.redist).enumerate() {
+        words(format!("vCPU {v} redistributor"), x, y, &SANITISED);
+    }
+    for (v, (x, y)) in a.cpu.iter().zip(&b.cpu).enumerate() {
+        for (x, y) in x.iter().zip(y) {
+            if x != y {
+                out.push(format!(
+                    "vCPU {v} CPU interface {:#x}: {:#x} reads back as {:#x}",
+                    x.0, x.1, y.1
+                ));
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

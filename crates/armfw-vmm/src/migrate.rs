@@ -138,36 +138,6 @@ fn write_whole(path: &Path, bytes: &[u8]) -> Result<(), VmmError> {
     std::fs::rename(&part, path).map_err(ctx("writing the bundle"))
 }
 
-/// The registers of `b` that differ from `a`'s, named by group, vCPU and offset.
-fn gic_differences(a: &armfw::bundle::GicState, b: &armfw::bundle::GicState) -> Vec<String> {
-    let mut out = Vec::new();
-    for (x, y) in a.dist.iter().zip(&b.dist) {
-        if x != y {
-            out.push(format!("dist {:#x}: {:#x} -> {:#x}", x.0, x.1, y.1));
-        }
-    }
-    for (x, y) in a.line_levels.iter().zip(&b.line_levels) {
-        if x != y {
-            out.push(format!("level {}: {:#x} -> {:#x}", x.0, x.1, y.1));
-        }
-    }
-    for (v, (xs, ys)) in a.redist.iter().zip(&b.redist).enumerate() {
-        for (x, y) in xs.iter().zip(ys) {
-            if x != y {
-                out.push(format!("redist{v} {:#x}: {:#x} -> {:#x}", x.0, x.1, y.1));
-            }
-        }
-    }
-    for (v, (xs, ys)) in a.cpu.iter().zip(&b.cpu).enumerate() {
-        for (x, y) in xs.iter().zip(ys) {
-            if x != y {
-                out.push(format!("icc{v} {:#x}: {:#x} -> {:#x}", x.0, x.1, y.1));
-            }
-        }
-    }
-    out
-}
-
 /// The first reasons of a refusal, and how many more there are (a whole-VM plan refuses
 /// each vCPU's registers one by one).
 fn summary(reasons: &[String]) -> String {
@@ -282,15 +252,16 @@ pub(crate) fn restore(
     let (vcpus, inits, gic) = set.into_parts();
     let gic = gic.ok_or_else(|| VmmError("the restore created no vGIC".into()))?;
     vgic::restore(&gic, g, &mpidrs).map_err(ctx("restoring the vGIC"))?;
-    // Read back: KVM keeps what it was given, or the restore says what it changed.
+    // Read back: KVM keeps what it was given, or the restore fails saying what it changed
+    // (the new VM has not run; it goes with the process).
     let back = vgic::save(&gic, g.dist_base, g.redist_base, g.nr_irqs, &mpidrs)
         .map_err(ctx("reading the vGIC back"))?;
-    let diff = gic_differences(g, &back);
+    let diff = vgic::differences(g, &back);
     if !diff.is_empty() {
-        eprintln!(
-            "armfw-vmm: the vGIC reads back otherwise: {}",
-            diff.join(", ")
-        );
+        return Err(VmmError(format!(
+            "restoring the vGIC: KVM changed what it was given: {}",
+            summary(&diff)
+        )));
     }
 
     let (servers, off) = match &bundle.engine {
