@@ -69,40 +69,42 @@ pub fn read(path: &Path) -> Result<Vec<u8>> {
     bounded(f, Some(meta.len())).with_context(|| InFile::new(path))
 }
 
-/// The bytes of a saved state at `path`: the whole file, at most [`MAX_INPUT`]; or, for a
-/// VM bundle ([`armfw::bundle`], tens of megabytes of guest RAM), only its header and
-/// snapshot, without reading the rest.
+/// The bytes of a saved state at `path`: the whole file, as [`read`] reads it; or, for a VM
+/// bundle ([`armfw::bundle`], tens of megabytes of guest RAM), only its header and snapshot,
+/// without reading the rest.
 pub fn read_state(path: &Path) -> Result<Vec<u8>> {
     use armfw::bundle::{BundleHeader, HEADER_LEN, MAGIC};
-    let ctx = || InFile::with(path, "cannot read");
-    let mut r: Box<dyn Read> = if is_stdin(path) {
+    let stdin = is_stdin(path);
+    let mut r: Box<dyn Read> = if stdin {
         Box::new(io::stdin().lock())
     } else {
-        let meta = fs::metadata(path).with_context(ctx)?;
-        if !meta.is_file() {
-            return read(path);
+        match fs::metadata(path) {
+            Ok(meta) if meta.is_file() => {
+                Box::new(fs::File::open(path).with_context(|| InFile::with(path, "cannot read"))?)
+            }
+            // Not a regular file (or none): refused as every input is.
+            _ => return read(path),
         }
-        Box::new(fs::File::open(path).with_context(ctx)?)
     };
     let mut head = Vec::with_capacity(HEADER_LEN);
     (&mut r)
         .take(HEADER_LEN as u64)
         .read_to_end(&mut head)
-        .with_context(ctx)?;
+        .with_context(|| InFile::with(path, "cannot read"))?;
     if !head.starts_with(&MAGIC) {
-        let mut rest = bounded(r, None).with_context(|| InFile::new(path))?;
-        head.append(&mut rest);
-        if head.len() as u64 > MAX_INPUT {
-            return Err(TooBig { size: None }.into());
+        if !stdin {
+            // A snapshot file: read whole, its size checked before reading.
+            return read(path);
         }
-        return Ok(head);
+        return bounded(io::Cursor::new(head).chain(r), None)
+            .context(InFile::with("-", "cannot read"));
     }
     let header = BundleHeader::parse(&head).with_context(|| InFile::new(path))?;
     let want = header.snapshot_end() - head.len();
     (&mut r)
         .take(want as u64)
         .read_to_end(&mut head)
-        .with_context(ctx)?;
+        .with_context(|| InFile::with(path, "cannot read"))?;
     Ok(head)
 }
 

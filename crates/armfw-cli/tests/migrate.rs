@@ -588,8 +588,8 @@ fn baseline_prints_the_cpu_part_and_its_recipe() {
 #[test]
 fn a_vm_bundle_is_checked_by_its_snapshot_and_a_cut_one_is_refused() {
     use armfw::bundle::{Bundle, DEVICES_FORMAT, Devices, GicState, RamRange};
-    let state = save(&["--profile", M612, "--whole"], "whole.json");
-    let snapshot = armfw::Snapshot::load(&std::fs::read(&state).unwrap()).unwrap();
+    let saved = save(&["--profile", M612, "--whole"], "whole.json");
+    let snapshot = armfw::Snapshot::load(&std::fs::read(&saved).unwrap()).unwrap();
     let n = snapshot.vcpus().len();
     let devices = Devices {
         format: DEVICES_FORMAT.into(),
@@ -615,7 +615,7 @@ fn a_vm_bundle_is_checked_by_its_snapshot_and_a_cut_one_is_refused() {
     let bytes = Bundle::encode(&snapshot, &devices, &runs).unwrap();
     let bundle = scratch().join("vm.bundle");
     std::fs::write(&bundle, &bytes).unwrap();
-    let (c_state, r_state) = check_json(&["--state", state(&state)], M72);
+    let (c_state, r_state) = check_json(&["--state", state(&saved)], M72);
     let (c_bundle, r_bundle) = check_json(&["--state", bundle.to_str().unwrap()], M72);
     assert_eq!(c_bundle, c_state);
     assert_eq!(r_bundle["whole_vm"], r_state["whole_vm"]);

@@ -32,7 +32,7 @@ fn devices(vcpus: usize) -> Devices {
 
 /// RAM with two non-zero stretches: pages 1..3 and the last page.
 fn ram() -> Vec<u8> {
-    let mut m = vec![0u8; RAM.size as usize];
+    let mut m = vec![0u8; usize::try_from(RAM.size).unwrap()];
     m[0x1000] = 1;
     m[0x2fff] = 2;
     let last = m.len() - 1;
@@ -69,9 +69,9 @@ fn a_bundle_reads_back_what_was_written() {
     assert_eq!(b.engine, None);
     assert_eq!(b.memory_bytes(), 0x3000);
     // The pages come back where they were.
-    let mut m = vec![0u8; RAM.size as usize];
+    let mut m = vec![0u8; usize::try_from(RAM.size).unwrap()];
     for r in &b.memory {
-        let at = (r.gpa - RAM.base) as usize;
+        let at = usize::try_from(r.gpa - RAM.base).unwrap();
         m[at..at + r.data.len()].copy_from_slice(r.data);
     }
     assert_eq!(m, ram());
