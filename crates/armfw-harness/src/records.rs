@@ -469,13 +469,19 @@ mod tests {
         m.iter().for_each(|r| w.emit(r));
         let log = String::from_utf8(w.end()).unwrap();
         assert_eq!(read_as::<MigrationRecord>(&log).unwrap(), m);
-        let v = vec![VmmRecord::Check {
-            firmware: "armfw".into(),
-            action: "reboot".into(),
-            check: "run".into(),
-            result: "skip".into(),
-            detail: "no filter".into(),
-        }];
+        let v = vec![
+            VmmRecord::Check {
+                firmware: "armfw".into(),
+                action: "reboot".into(),
+                check: "run".into(),
+                result: "skip".into(),
+                detail: "no filter".into(),
+            },
+            VmmRecord::Migration {
+                role: "save".into(),
+                run: json!({"exit": "SAVED", "migration": {"bundle_bytes": 4096}}),
+            },
+        ];
         let mut w = Writer::new(Vec::new());
         v.iter().for_each(|r| w.emit(r));
         let log = String::from_utf8(w.end()).unwrap();

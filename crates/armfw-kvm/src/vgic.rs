@@ -200,49 +200,59 @@ pub fn create(
     Ok(gic)
 }
 
-fn get32(gic: &DeviceFd, group: u32, attr: u64) -> Result<u32, Error> {
-    let mut value: u32 = 0;
+/// A register value as KVM's vGIC attributes carry it: `u32` for the distributor,
+/// redistributor and line-level groups, `u64` for the CPU interface.
+trait Word: Copy + Default {}
+impl Word for u32 {}
+impl Word for u64 {}
+
+/// The width KVM reads and writes at `addr` for `group` (`vgic_v3_attr_regs_access()`).
+const fn width(group: u32) -> usize {
+    if group == KVM_DEV_ARM_VGIC_GRP_CPU_SYSREGS {
+        8
+    } else {
+        4
+    }
+}
+
+/// KVM_GET_DEVICE_ATTR of one register, as a `T` of the group's width.
+fn get<T: Word>(gic: &DeviceFd, group: u32, attr: u64) -> Result<T, Error> {
+    if std::mem::size_of::<T>() != width(group) {
+        return Err(vgic_error(
+            group,
+            attr,
+            false,
+            vmm_sys_util::errno::Error::new(libc::EINVAL),
+        ));
+    }
+    let mut value = T::default();
     let mut a = kvm_device_attr {
         group,
         attr,
-        addr: &mut value as *mut u32 as u64,
+        addr: &raw mut value as u64,
         flags: 0,
     };
-    // SAFETY: one KVM_GET_DEVICE_ATTR ioctl. For every group read here KVM writes one u32
-    // to `addr`, which points to `value`, alive and writable for the whole call.
+    // SAFETY: one KVM_GET_DEVICE_ATTR ioctl. KVM writes `width(group)` bytes to `addr`, which
+    // points to `value`, of exactly that size (checked above), alive and writable for the
+    // whole call.
     unsafe { gic.get_device_attr(&mut a) }.map_err(|e| vgic_error(group, attr, false, e))?;
     Ok(value)
 }
 
-fn get64(gic: &DeviceFd, group: u32, attr: u64) -> Result<u64, Error> {
-    let mut value: u64 = 0;
-    let mut a = kvm_device_attr {
-        group,
-        attr,
-        addr: &mut value as *mut u64 as u64,
-        flags: 0,
-    };
-    // SAFETY: one KVM_GET_DEVICE_ATTR ioctl. For KVM_DEV_ARM_VGIC_GRP_CPU_SYSREGS, the one
-    // group read here, KVM writes one u64 to `addr`, which points to `value`.
-    unsafe { gic.get_device_attr(&mut a) }.map_err(|e| vgic_error(group, attr, false, e))?;
-    Ok(value)
-}
-
-fn set32(gic: &DeviceFd, group: u32, attr: u64, value: u32) -> Result<(), Error> {
+/// KVM_SET_DEVICE_ATTR of one register from a `T` of the group's width.
+fn set<T: Word>(gic: &DeviceFd, group: u32, attr: u64, value: T) -> Result<(), Error> {
+    if std::mem::size_of::<T>() != width(group) {
+        return Err(vgic_error(
+            group,
+            attr,
+            true,
+            vmm_sys_util::errno::Error::new(libc::EINVAL),
+        ));
+    }
     gic.set_device_attr(&kvm_device_attr {
         group,
         attr,
-        addr: &value as *const u32 as u64,
-        flags: 0,
-    })
-    .map_err(|e| vgic_error(group, attr, true, e))
-}
-
-fn set64(gic: &DeviceFd, group: u32, attr: u64, value: u64) -> Result<(), Error> {
-    gic.set_device_attr(&kvm_device_attr {
-        group,
-        attr,
-        addr: &value as *const u64 as u64,
+        addr: &raw const value as u64,
         flags: 0,
     })
     .map_err(|e| vgic_error(group, attr, true, e))
@@ -278,16 +288,16 @@ pub fn save(
     mpidrs: &[u64],
 ) -> Result<GicState, Error> {
     let d = KVM_DEV_ARM_VGIC_GRP_DIST_REGS;
-    let mut dist = vec![GicReg(GICD_CTLR, get32(gic, d, u64::from(GICD_CTLR))?)];
+    let mut dist = vec![GicReg(GICD_CTLR, get::<u32>(gic, d, u64::from(GICD_CTLR))?)];
     for r in DIST_BEFORE_LEVELS.iter().chain(&DIST_AFTER_LEVELS) {
         for w in spi_words(r, nr_irqs) {
-            dist.push(GicReg(w, get32(gic, d, u64::from(w))?));
+            dist.push(GicReg(w, get::<u32>(gic, d, u64::from(w))?));
         }
     }
     let vcpu0 = mpidrs.first().map_or(0, |&m| affinity_attr(m));
     let mut line_levels = Vec::new();
     for intid in (FIRST_SPI..nr_irqs).step_by(32) {
-        let v = get32(
+        let v = get::<u32>(
             gic,
             KVM_DEV_ARM_VGIC_GRP_LEVEL_INFO,
             vcpu0 | level_attr(intid),
@@ -300,12 +310,12 @@ pub fn save(
         let aff = affinity_attr(mpidr);
         let mut words = Vec::new();
         for &(off, _) in REDIST.iter().chain(&REDIST_LAST) {
-            let v = get32(gic, KVM_DEV_ARM_VGIC_GRP_REDIST_REGS, aff | u64::from(off))?;
+            let v = get::<u32>(gic, KVM_DEV_ARM_VGIC_GRP_REDIST_REGS, aff | u64::from(off))?;
             words.push(GicReg(off, v));
         }
         redist.push(words);
         let s = KVM_DEV_ARM_VGIC_GRP_CPU_SYSREGS;
-        let ctlr = get64(gic, s, aff | u64::from(ICC_CTLR_EL1))?;
+        let ctlr = get::<u64>(gic, s, aff | u64::from(ICC_CTLR_EL1))?;
         let n = active_priority_regs(ctlr);
         let mut regs = Vec::new();
         let order = [
@@ -320,7 +330,7 @@ pub fn save(
         .chain((0..n).map(icc_ap1r))
         .chain([ICC_IGRPEN0_EL1, ICC_IGRPEN1_EL1]);
         for reg in order {
-            regs.push(GicSysReg(reg, get64(gic, s, aff | u64::from(reg))?));
+            regs.push(GicSysReg(reg, get::<u64>(gic, s, aff | u64::from(reg))?));
         }
         cpu.push(regs);
     }
@@ -360,15 +370,15 @@ pub fn restore(gic: &DeviceFd, state: &GicState, mpidrs: &[u64]) -> Result<(), E
     let vcpu0 = mpidrs.first().map_or(0, |&m| affinity_attr(m));
     let write_dist = |r: &GicReg| -> Result<(), Error> {
         if let Some(clear) = dist_clear(r.0, nr) {
-            set32(gic, d, u64::from(clear), u32::MAX)?;
+            set::<u32>(gic, d, u64::from(clear), u32::MAX)?;
         }
-        set32(gic, d, u64::from(r.0), r.1)
+        set::<u32>(gic, d, u64::from(r.0), r.1)
     };
     for r in state.dist.iter().filter(|r| !levels_before(r.0)) {
         write_dist(r)?;
     }
     for l in &state.line_levels {
-        set32(
+        set::<u32>(
             gic,
             KVM_DEV_ARM_VGIC_GRP_LEVEL_INFO,
             vcpu0 | level_attr(l.0),
@@ -388,12 +398,12 @@ pub fn restore(gic: &DeviceFd, state: &GicState, mpidrs: &[u64]) -> Result<(), E
                 .find(|x| x.0 == r.0)
                 .and_then(|x| x.1);
             if let Some(clear) = clear {
-                set32(gic, g, aff | u64::from(clear), u32::MAX)?;
+                set::<u32>(gic, g, aff | u64::from(clear), u32::MAX)?;
             }
-            set32(gic, g, aff | u64::from(r.0), r.1)?;
+            set::<u32>(gic, g, aff | u64::from(r.0), r.1)?;
         }
         for r in sysregs {
-            set64(
+            set::<u64>(
                 gic,
                 KVM_DEV_ARM_VGIC_GRP_CPU_SYSREGS,
                 aff | u64::from(r.0),

@@ -29,8 +29,8 @@ use armfw::snapshot::Source;
 use armfw_kvm::migrate::VcpuSet;
 use armfw_kvm::serve::{FirmwareServer, VcpuServer};
 use armfw_kvm::vgic;
-use kvm_ioctls::{Kvm, VcpuFd};
-use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use kvm_ioctls::VcpuFd;
+use vm_memory::{Bytes, GuestAddress};
 
 use crate::console::VmmDevices;
 use crate::layout::{GIC_DIST_BASE, GIC_NR_IRQS, GIC_REDIST_BASE, MAX_VCPUS, RAM_BASE};
@@ -221,17 +221,8 @@ pub(crate) fn restore(
     }
     migration.prediction = Some("ok".into());
 
-    let kvm = Kvm::new().map_err(ctx("opening /dev/kvm"))?;
-    let vm = kvm.create_vm_with_type(0).map_err(ctx("KVM_CREATE_VM"))?;
     let size = ram[0].size;
-    let memory: &'static GuestMemoryMmap = Box::leak(Box::new(
-        GuestMemoryMmap::<()>::from_ranges(&[(
-            GuestAddress(RAM_BASE),
-            usize::try_from(size).map_err(ctx("RAM size"))?,
-        )])
-        .map_err(ctx("allocating guest RAM"))?,
-    ));
-    armfw_kvm::memory::register_ram(&vm, 0, memory).map_err(ctx("guest RAM"))?;
+    let (vm, memory) = crate::vmm::new_vm(size)?;
     for run in &bundle.memory {
         memory
             .write_slice(run.data, GuestAddress(run.gpa))

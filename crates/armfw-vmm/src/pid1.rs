@@ -147,7 +147,15 @@ fn run_child(
     action: GuestAction,
     cpu: Option<&str>,
 ) -> RunResult {
-    let mut args: Vec<String> = vec![
+    let mut args = guest_args(plan);
+    args.extend(["--action".into(), action.name().into()]);
+    args.extend(["--prefix".into(), format!("[{firmware}/{action}] ")]);
+    run_vmm(plan, firmware, cpu, &args)
+}
+
+/// The guest the plan boots: `--kernel`, `--initrd`, `--vcpus`, `--memory`.
+pub(crate) fn guest_args(plan: &Plan) -> Vec<String> {
+    vec![
         "--kernel".into(),
         plan.kernel.clone(),
         "--initrd".into(),
@@ -156,11 +164,7 @@ fn run_child(
         plan.vcpus.to_string(),
         "--memory".into(),
         plan.memory_mib.to_string(),
-        "--action".into(),
-        action.name().into(),
-    ];
-    args.extend(["--prefix".into(), format!("[{firmware}/{action}] ")]);
-    run_vmm(plan, firmware, cpu, &args)
+    ]
 }
 
 /// `armfw-vmm run` with `args`, `--firmware`, `--timeout`, `--cpu` and `--result`, in a

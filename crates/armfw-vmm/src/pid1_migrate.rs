@@ -18,7 +18,7 @@ use armfw_harness::records::VmmRecord;
 use armfw_kvm::init;
 
 use crate::movecheck::{move_checks, refused_check, save_checks};
-use crate::pid1::{Records, check_record, host_record, run_vmm};
+use crate::pid1::{Records, check_record, guest_args, host_record, run_vmm};
 use crate::plan::{MigrateRole, Plan};
 use crate::report::{FirmwareMode, RunExit, RunResult};
 
@@ -73,22 +73,15 @@ pub(crate) fn run(plan: &Plan, rec: &mut Records) {
                 Ok(p) => p,
                 Err(e) => return error(rec, e),
             };
-            let mut args: Vec<String> = vec![
-                "--kernel".into(),
-                plan.kernel.clone(),
-                "--initrd".into(),
-                plan.initrd.clone(),
-                "--vcpus".into(),
-                plan.vcpus.to_string(),
-                "--memory".into(),
-                plan.memory_mib.to_string(),
+            let mut args = guest_args(plan);
+            args.extend([
                 "--prefix".into(),
                 "[save] ".into(),
                 "--pause-at".into(),
                 format!("tick={}", plan.pause_tick),
                 "--save".into(),
                 port.display().to_string(),
-            ];
+            ]);
             if let Some(dir) = &plan.baseline {
                 args.extend(["--baseline".into(), dir.clone()]);
             }

@@ -460,19 +460,7 @@ fn setup(cfg: &VmConfig) -> Result<Parts, VmmError> {
     let layout = Layout::plan(ram_size, &header, image.len() as u64, initrd.len() as u64)
         .map_err(ctx("memory layout"))?;
 
-    let kvm = Kvm::new().map_err(ctx("opening /dev/kvm"))?;
-    // Type 0: the default 40-bit IPA space (kvm-ioctls' create_vm asks for the largest,
-    // which makes closing a VM take seconds on Linux 7.x; docs/kvm-backend-notes.md).
-    let vm = kvm.create_vm_with_type(0).map_err(ctx("KVM_CREATE_VM"))?;
-    // Leaked: KVM uses the RAM as long as the VM exists, which is the rest of the process.
-    let memory: &'static GuestMemoryMmap = Box::leak(Box::new(
-        GuestMemoryMmap::<()>::from_ranges(&[(
-            GuestAddress(RAM_BASE),
-            usize::try_from(ram_size).map_err(ctx("RAM size"))?,
-        )])
-        .map_err(ctx("allocating guest RAM"))?,
-    ));
-    armfw_kvm::memory::register_ram(&vm, 0, memory).map_err(ctx("guest RAM"))?;
+    let (vm, memory) = new_vm(ram_size)?;
     memory
         .write_slice(&image, GuestAddress(layout.kernel_addr))
         .map_err(ctx("loading the kernel"))?;
@@ -604,6 +592,24 @@ fn setup(cfg: &VmConfig) -> Result<Parts, VmmError> {
         servers,
         off,
     })
+}
+
+/// A new VM (no vCPU yet) with `ram_size` bytes of RAM at [`RAM_BASE`], registered.
+pub(crate) fn new_vm(ram_size: u64) -> Result<(VmFd, &'static GuestMemoryMmap), VmmError> {
+    let kvm = Kvm::new().map_err(ctx("opening /dev/kvm"))?;
+    // Type 0: the default 40-bit IPA space (kvm-ioctls' create_vm asks for the largest,
+    // which makes closing a VM take seconds on Linux 7.x; docs/kvm-backend-notes.md).
+    let vm = kvm.create_vm_with_type(0).map_err(ctx("KVM_CREATE_VM"))?;
+    // Leaked: KVM uses the RAM as long as the VM exists, which is the rest of the process.
+    let memory: &'static GuestMemoryMmap = Box::leak(Box::new(
+        GuestMemoryMmap::<()>::from_ranges(&[(
+            GuestAddress(RAM_BASE),
+            usize::try_from(ram_size).map_err(ctx("RAM size"))?,
+        )])
+        .map_err(ctx("allocating guest RAM"))?,
+    ));
+    armfw_kvm::memory::register_ram(&vm, 0, memory).map_err(ctx("guest RAM"))?;
+    Ok((vm, memory))
 }
 
 impl Shared {
