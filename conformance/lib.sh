@@ -266,6 +266,102 @@ fetch_kernel() {
     echo "$ARMFW_KERNEL_RELEASE $ARMFW_KERNEL_VMLINUZ"
 }
 
+# fetch_qemu SUITE: Debian's arm64 QEMU of SUITE (bookworm: 7.2, trixie: 10.0, sid: 11.1),
+# its Depends closure and busybox-static, unpacked under $ARMFW_CACHE/qemu/SUITE/root/ with a
+# private apt configuration of that suite alone (its own sources, state and cache; the
+# machine's apt setup is read for its archive address, never changed), downloading only when
+# the folder is not there yet. Sets ARMFW_QEMU_ROOT (the unpacked tree) and
+# ARMFW_QEMU_VERSION (qemu-system-arm's package version), and prints both. ARMFW_KERNEL_OFFLINE=1
+# uses the cache only.
+fetch_qemu() {
+    local suite=${1:?fetch_qemu SUITE} d list pkgs=() deb
+    case $suite in
+    bookworm | trixie) list="$suite $suite-updates" ;;
+    sid) list=sid ;;
+    *) _armfw_die "fetch_qemu: unknown suite '$suite' (bookworm, trixie or sid)"; return 1 ;;
+    esac
+    d=$ARMFW_CACHE/qemu/$suite
+    if [[ ! -f $d/version ]]; then
+        [[ ${ARMFW_KERNEL_OFFLINE:-0} != 1 ]] || { _armfw_die "fetch_qemu: $suite is not in the cache"; return 1; }
+        _armfw_archive_uris || return 1
+        local a=$d/apt keyring=${ARMFW_APT_KEYRING:-/usr/share/keyrings/debian-archive-keyring.gpg} s
+        rm -rf "$d" && mkdir -p "$a"/state/lists/partial "$a"/cache/archives/partial \
+            "$a"/sources.list.d "$a"/preferences.d "$d"/debs "$d"/root.new || return 1
+        : >"$a"/state/status
+        for s in $list; do
+            echo "deb [arch=arm64 signed-by=$keyring] $ARMFW_DEBIAN_URI $s main"
+        done >"$a"/sources.list
+        [[ $suite == sid ]] || echo "deb [arch=arm64 signed-by=$keyring] $ARMFW_SECURITY_URI $suite-security main" >>"$a"/sources.list
+        cat >"$a"/apt.conf <<CONF
+Dir::Etc::SourceList "$a/sources.list";
+Dir::Etc::SourceParts "$a/sources.list.d";
+Dir::Etc::Preferences "$a/preferences";
+Dir::Etc::PreferencesParts "$a/preferences.d";
+Dir::State "$a/state";
+Dir::State::Lists "$a/state/lists";
+Dir::State::status "$a/state/status";
+Dir::Cache "$a/cache";
+Dir::Cache::Archives "$a/cache/archives";
+APT::Architecture "arm64";
+APT::Architectures { "arm64"; };
+APT::Sandbox::User "root";
+Acquire::Languages "none";
+Acquire::IndexTargets::deb::Contents-deb::DefaultEnabled "false";
+CONF
+        _armfw_log "apt-get update (private arm64 configuration, $suite, for QEMU)"
+        apt-get -c "$a/apt.conf" update -qq >&2 || return 1
+        # The real packages of the closure (virtual ones are printed as <name>).
+        mapfile -t pkgs < <(apt-cache -c "$a/apt.conf" depends --recurse --no-recommends \
+            --no-suggests --no-conflicts --no-breaks --no-replaces --no-enhances \
+            qemu-system-arm busybox-static 2>/dev/null | grep -v '^[ <]' | sort -u)
+        ((${#pkgs[@]})) || { _armfw_die "fetch_qemu: no qemu-system-arm in $suite"; return 1; }
+        (cd "$d/debs" && apt-get -c "$a/apt.conf" download -qq "${pkgs[@]}" >&2) || return 1
+        for deb in "$d"/debs/*.deb; do
+            dpkg-deb -x "$deb" "$d/root.new" || return 1
+        done
+        dpkg-deb -f "$d"/debs/qemu-system-arm_*.deb Version >"$d/version.new" &&
+            mv "$d/root.new" "$d/root" && rm -rf "$d/debs" "$a/cache/archives" &&
+            mv "$d/version.new" "$d/version" || return 1
+        _armfw_log "unpacked QEMU $(cat "$d/version") ($suite, ${#pkgs[@]} packages) into $d/root"
+    fi
+    ARMFW_QEMU_ROOT=$d/root
+    ARMFW_QEMU_VERSION=$(cat "$d/version")
+    echo "$ARMFW_QEMU_VERSION $ARMFW_QEMU_ROOT"
+}
+
+# qemu_tree SUITE DIR: the files QEMU needs to run inside an emulated host, copied into DIR
+# (for an initramfs): usr/bin/qemu-system-aarch64, the shared libraries of its DT_NEEDED
+# closure and the dynamic loader (at their paths in the package tree), and bin/busybox with
+# bin/sh. fetch_qemu SUITE first.
+qemu_tree() {
+    local suite=${1:?qemu_tree SUITE DIR} out=${2:?qemu_tree SUITE DIR} root lib f interp
+    root=$ARMFW_CACHE/qemu/$suite/root
+    [[ -x $root/usr/bin/qemu-system-aarch64 ]] || { _armfw_die "qemu_tree: fetch_qemu $suite first"; return 1; }
+    mkdir -p "$out/usr/bin" "$out/bin" || return 1
+    cp "$root/usr/bin/qemu-system-aarch64" "$out/usr/bin/" &&
+        cp "$root/usr/bin/busybox" "$out/bin/busybox" && ln -sf busybox "$out/bin/sh" || return 1
+    interp=$(readelf -l "$root/usr/bin/qemu-system-aarch64" | sed -n 's/.*interpreter: \(.*\)]$/\1/p')
+    local -a todo=("$root/usr/bin/qemu-system-aarch64") seen=()
+    while ((${#todo[@]})); do
+        f=${todo[0]} todo=("${todo[@]:1}")
+        for lib in $(readelf -d "$f" | sed -n 's/.*(NEEDED).*\[\(.*\)\]$/\1/p'); do
+            [[ " ${seen[*]} " == *" $lib "* ]] && continue
+            seen+=("$lib")
+            local found=""
+            for dir in lib/aarch64-linux-gnu usr/lib/aarch64-linux-gnu lib usr/lib; do
+                if [[ -e $root/$dir/$lib ]]; then found=$dir/$lib; break; fi
+            done
+            [[ -n $found ]] || { _armfw_die "qemu_tree: $lib (needed by ${f#"$root"/}) is not in the $suite packages"; return 1; }
+            mkdir -p "$out/$(dirname "$found")" && cp -L "$root/$found" "$out/$found" || return 1
+            todo+=("$root/$found")
+        done
+    done
+    # The loader, at the path the binary asks for (a symlink into usr/lib on merged-/usr trees).
+    mkdir -p "$out$(dirname "$interp")" && cp -L "$root$interp" "$out$interp" 2>/dev/null ||
+        cp -L "$root/usr$interp" "$out$interp" || return 1
+    _armfw_log "qemu_tree $suite: ${#seen[@]} libraries, $(du -sh "$out" | cut -f1)"
+}
+
 # fetch_busybox: makes sure Debian's busybox-static for arm64 (bookworm) is unpacked under
 # $ARMFW_CACHE/busybox/, downloading it only if it is not (with the private apt setup of
 # fetch_kernel). Sets ARMFW_BUSYBOX (the static binary) and prints its path. The package and

@@ -11,6 +11,8 @@ mod migrations;
 #[cfg(all(target_os = "linux", target_arch = "aarch64"))]
 mod pid1;
 #[cfg(all(target_os = "linux", target_arch = "aarch64"))]
+mod qemu_client;
+#[cfg(all(target_os = "linux", target_arch = "aarch64"))]
 mod smoke;
 
 use std::path::{Path, PathBuf};

@@ -5,7 +5,8 @@
 //! - no `armfw.mode`: the conformance harness on the initramfs's scenarios
 //!   (`/armfw/scenarios`), with the swap test if `armfw.firmware=armfw`;
 //! - `probe`, `save`, `restore`: the real-migration harness, inputs under `/armfw`;
-//! - `smoke`: the smoke program.
+//! - `smoke`: the smoke program;
+//! - `qemu-save`, `qemu-load`: Debian's QEMU as the KVM client (conformance/qemu).
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -31,6 +32,7 @@ pub fn main() -> ExitCode {
             crate::smoke::main(true);
             true
         }
+        Some(mode @ ("qemu-save" | "qemu-load")) => crate::qemu_client::guest(mode),
         Some(mode) => crate::migrations::guest(mode, Path::new("/armfw")),
     };
     let e = init::power_off();

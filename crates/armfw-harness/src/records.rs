@@ -168,6 +168,62 @@ fn leading_number(s: &str) -> usize {
 }
 
 // ------------------------------------------------------------------------------------------
+// QEMU as a KVM client (conformance/qemu).
+
+/// A record of the QEMU client harness's in-host program.
+#[derive(Clone, Debug, Deserialize, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum QemuRecord {
+    /// The host and its QEMU (first).
+    Host {
+        /// The host's kernel release.
+        kernel: String,
+        /// The host's CPU model (`armfw.cpu=`).
+        cpu: String,
+        /// `qemu-system-aarch64 --version`'s first line.
+        qemu: String,
+    },
+    /// QEMU saved its guest.
+    Save {
+        /// `completed`, `failed`, `exited` or `timeout`.
+        status: String,
+        /// The guest's last tick before `stop`.
+        last_tick: u64,
+        /// The stream's size.
+        stream_bytes: u64,
+        /// Milliseconds from QEMU's start to that tick.
+        boot_ms: u64,
+        /// Milliseconds from `stop` to the end of the migration.
+        save_ms: u64,
+        /// QEMU's last message, when it did not complete.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+    },
+    /// QEMU loaded (or refused) a stream.
+    Load {
+        /// `refused` (QEMU exited before the VM was loaded), `continues` (the guest printed
+        /// its next tick) or `died` (loaded, and the guest did not go on).
+        outcome: String,
+        /// The guest's first tick after `cont`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        first_tick: Option<u64>,
+        /// Milliseconds from QEMU's start to the loaded VM (or its exit).
+        load_ms: u64,
+        /// QEMU's exit status, if it had exited.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        exit: Option<i32>,
+        /// QEMU's messages (`qemu-system-aarch64: ...` lines), for a refusal or a death.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+    },
+    /// The program could not run.
+    Error {
+        /// Why.
+        error: String,
+    },
+}
+
+// ------------------------------------------------------------------------------------------
 // The conformance harness (conformance/run).
 
 /// A record of the conformance harness's in-host program.

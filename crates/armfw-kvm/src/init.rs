@@ -41,6 +41,21 @@ pub fn mount_pseudo_filesystems() -> Result<(), (&'static str, Errno)> {
     Ok(())
 }
 
+/// The device of the virtio-serial port named `name` (`/dev/vportNpM`, found through
+/// `/sys/class/virtio-ports/*/name`): how a program in an emulated host hands a file to the
+/// machine outside (QEMU writes the port to a file there).
+pub fn virtio_port(name: &str) -> Result<std::path::PathBuf, String> {
+    let dir = std::fs::read_dir("/sys/class/virtio-ports")
+        .map_err(|e| format!("/sys/class/virtio-ports: {e} (no virtio-serial device)"))?;
+    for entry in dir.flatten() {
+        let named = std::fs::read_to_string(entry.path().join("name")).unwrap_or_default();
+        if named.trim() == name {
+            return Ok(std::path::Path::new("/dev").join(entry.file_name()));
+        }
+    }
+    Err(format!("no virtio-serial port named {name}"))
+}
+
 /// The value of `key=value` on the kernel command line (`/proc/cmdline`), e.g.
 /// `cmdline_value("armfw.cpu")`.
 pub fn cmdline_value(key: &str) -> Option<String> {

@@ -12,8 +12,6 @@
 //!
 //! Each half runs in a child process (`armfw-vmm run`), as the runs of conformance/linux-guest.
 
-use std::path::PathBuf;
-
 use armfw_harness::records::VmmRecord;
 use armfw_kvm::init;
 
@@ -28,19 +26,6 @@ pub const PORT_NAME: &str = "armfw-bundle";
 pub const BUNDLE: &str = "/armfw/bundle";
 /// Where the restore finds the save's records.
 pub const SOURCE: &str = "/armfw/source.jsonl";
-
-/// The device of the virtio-serial port named `name` (`/dev/vportNpM`).
-fn find_port(name: &str) -> Result<PathBuf, String> {
-    let dir = std::fs::read_dir("/sys/class/virtio-ports")
-        .map_err(|e| format!("/sys/class/virtio-ports: {e} (no virtio-serial device)"))?;
-    for entry in dir.flatten() {
-        let named = std::fs::read_to_string(entry.path().join("name")).unwrap_or_default();
-        if named.trim() == name {
-            return Ok(PathBuf::from("/dev").join(entry.file_name()));
-        }
-    }
-    Err(format!("no virtio-serial port named {name}"))
-}
 
 /// The save's result, from its records.
 fn saved_run() -> Result<RunResult, String> {
@@ -69,7 +54,7 @@ pub(crate) fn run(plan: &Plan, rec: &mut Records) {
     let error = |rec: &mut Records, error: String| rec.emit(&VmmRecord::Error { error });
     let result = match role {
         MigrateRole::Save => {
-            let port = match find_port(PORT_NAME) {
+            let port = match init::virtio_port(PORT_NAME) {
                 Ok(p) => p,
                 Err(e) => return error(rec, e),
             };
