@@ -546,6 +546,34 @@ mod tests {
     }
 
     #[test]
+    fn qemu_records_round_trip() {
+        let q = vec![
+            QemuRecord::Host {
+                kernel: "7.2.13+deb14-arm64".into(),
+                cpu: "neoverse-n1".into(),
+                qemu: "QEMU emulator version 10.0.13".into(),
+            },
+            QemuRecord::Load {
+                outcome: "refused".into(),
+                first_tick: None,
+                load_ms: 900,
+                exit: Some(1),
+                message: Some(
+                    "qemu-system-aarch64: Failed to load cpu:cpreg_vmstate_array_len".into(),
+                ),
+            },
+        ];
+        let mut w = Writer::new(Vec::new());
+        q.iter().for_each(|r| w.emit(r));
+        let log = String::from_utf8(w.end()).unwrap();
+        assert!(
+            log.contains("{\"type\":\"load\",\"outcome\":\"refused\""),
+            "{log}"
+        );
+        assert_eq!(read_as::<QemuRecord>(&log).unwrap(), q);
+    }
+
+    #[test]
     fn read_ignores_console_noise_around_the_records() {
         let log = "[    1.0] Booting\r\nnoise @@ARMFW 0 {\"a\":1}\r\n\
                    [    2.0] kvm: hyp mode\n\u{1b}[0m@@ARMFW 1 [2]\nmore\n\
