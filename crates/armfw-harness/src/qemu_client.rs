@@ -85,6 +85,8 @@ struct Qemu {
 
 impl Qemu {
     fn start(extra: &[&str]) -> Result<Qemu> {
+        // The initramfs has no /tmp.
+        std::fs::create_dir_all("/tmp").map_err(|e| Error::msg(format!("/tmp: {e}")))?;
         let _ = std::fs::remove_file(SERIAL);
         let mut child = Command::new(QEMU)
             .args([
