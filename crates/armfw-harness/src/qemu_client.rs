@@ -169,6 +169,21 @@ impl Qemu {
     /// Sends a monitor command and waits until QEMU's output after it contains one of
     /// `want` (the first found is returned), QEMU exits or `limit` runs out.
     fn command(&mut self, cmd: &str, want: &[&str], limit: Duration) -> Option<String> {
+        self.command_until(cmd, limit, |new| {
+            want.iter()
+                .find(|w| new.contains(*w))
+                .map(|w| (*w).to_string())
+        })
+    }
+
+    /// Sends a monitor command and waits until `found` recognises QEMU's output after it,
+    /// QEMU exits or `limit` runs out.
+    fn command_until(
+        &mut self,
+        cmd: &str,
+        limit: Duration,
+        found: impl Fn(&str) -> Option<String>,
+    ) -> Option<String> {
         let from = self.output().len();
         let _ = writeln!(self.monitor, "{cmd}");
         let _ = self.monitor.flush();
@@ -176,8 +191,8 @@ impl Qemu {
         while Instant::now() < until {
             let out = self.output();
             let new = out.get(from..).unwrap_or_default();
-            if let Some(w) = want.iter().find(|w| new.contains(*w)) {
-                return Some((*w).to_string());
+            if let Some(w) = found(new) {
+                return Some(w);
             }
             if self.exited().is_some() {
                 return None;
@@ -325,11 +340,13 @@ fn load(rec: &mut Records) -> Result<bool> {
     let mut loaded = false;
     let until = Instant::now() + Duration::from_secs(180);
     while Instant::now() < until {
-        match q.command(
-            "info status",
-            &["VM status: paused"],
-            Duration::from_secs(3),
-        ) {
+        // "paused (inmigrate)" while the stream is still being read.
+        let loaded_status = |out: &str| {
+            out.lines()
+                .map(strip_escapes)
+                .find(|l| l.contains("VM status: paused") && !l.contains("inmigrate"))
+        };
+        match q.command_until("info status", Duration::from_secs(3), loaded_status) {
             Some(_) => {
                 loaded = true;
                 break;
