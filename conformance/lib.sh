@@ -86,6 +86,30 @@ _armfw_archive_uris() {
     : "${ARMFW_SECURITY_URI:=${ARMFW_DEBIAN_URI}-security}"
 }
 
+# _armfw_apt_conf DIR: writes DIR/apt.conf, an apt configuration for arm64 whose sources,
+# preferences, state and cache are all under DIR.
+_armfw_apt_conf() {
+    local d=${1:?_armfw_apt_conf DIR}
+    cat >"$d"/apt.conf <<CONF
+Dir::Etc::SourceList "$d/sources.list";
+Dir::Etc::SourceParts "$d/sources.list.d";
+Dir::Etc::Preferences "$d/preferences";
+Dir::Etc::PreferencesParts "$d/preferences.d";
+Dir::State "$d/state";
+Dir::State::Lists "$d/state/lists";
+Dir::State::status "$d/state/status";
+Dir::Cache "$d/cache";
+Dir::Cache::Archives "$d/cache/archives";
+Dir::Cache::pkgcache "$d/cache/pkgcache.bin";
+Dir::Cache::srcpkgcache "$d/cache/srcpkgcache.bin";
+APT::Architecture "arm64";
+APT::Architectures { "arm64"; };
+APT::Sandbox::User "root";
+Acquire::Languages "none";
+Acquire::IndexTargets::deb::Contents-deb::DefaultEnabled "false";
+CONF
+}
+
 # Writes the private configuration (idempotent) and sets _ARMFW_APT (the apt-get/apt-cache
 # options that select it).
 _armfw_apt_setup() {
@@ -108,24 +132,7 @@ Package: *
 Pin: release n=sid
 Pin-Priority: 50
 PREF
-    cat >"$d"/apt.conf <<CONF
-Dir::Etc::SourceList "$d/sources.list";
-Dir::Etc::SourceParts "$d/sources.list.d";
-Dir::Etc::Preferences "$d/preferences";
-Dir::Etc::PreferencesParts "$d/preferences.d";
-Dir::State "$d/state";
-Dir::State::Lists "$d/state/lists";
-Dir::State::status "$d/state/status";
-Dir::Cache "$d/cache";
-Dir::Cache::Archives "$d/cache/archives";
-Dir::Cache::pkgcache "$d/cache/pkgcache.bin";
-Dir::Cache::srcpkgcache "$d/cache/srcpkgcache.bin";
-APT::Architecture "arm64";
-APT::Architectures { "arm64"; };
-APT::Sandbox::User "root";
-Acquire::Languages "none";
-Acquire::IndexTargets::deb::Contents-deb::DefaultEnabled "false";
-CONF
+    _armfw_apt_conf "$d"
     # -c is read after the machine's apt.conf.d, so these settings win.
     _ARMFW_APT=(-c "$d/apt.conf")
 }
@@ -292,22 +299,7 @@ fetch_qemu() {
             echo "deb [arch=arm64 signed-by=$keyring] $ARMFW_DEBIAN_URI $s main"
         done >"$a"/sources.list
         [[ $suite == sid ]] || echo "deb [arch=arm64 signed-by=$keyring] $ARMFW_SECURITY_URI $suite-security main" >>"$a"/sources.list
-        cat >"$a"/apt.conf <<CONF
-Dir::Etc::SourceList "$a/sources.list";
-Dir::Etc::SourceParts "$a/sources.list.d";
-Dir::Etc::Preferences "$a/preferences";
-Dir::Etc::PreferencesParts "$a/preferences.d";
-Dir::State "$a/state";
-Dir::State::Lists "$a/state/lists";
-Dir::State::status "$a/state/status";
-Dir::Cache "$a/cache";
-Dir::Cache::Archives "$a/cache/archives";
-APT::Architecture "arm64";
-APT::Architectures { "arm64"; };
-APT::Sandbox::User "root";
-Acquire::Languages "none";
-Acquire::IndexTargets::deb::Contents-deb::DefaultEnabled "false";
-CONF
+        _armfw_apt_conf "$a"
         _armfw_log "apt-get update (private arm64 configuration, $suite, for QEMU)"
         apt-get -c "$a/apt.conf" update -qq >&2 || return 1
         # The real packages of the closure (virtual ones are printed as <name>).
