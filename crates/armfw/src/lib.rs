@@ -20,6 +20,7 @@
 //!   baseline application.
 //! - [`compat`]: whether a snapshot can move to another host, armfw's restore plan, the
 //!   strict restore's predicted outcome, and pool baselines.
+//! - [`qemu`]: QEMU's migration stream, read for its vCPUs' registers.
 //! - [`json`]: how every JSON file format is read and written: field paths in errors,
 //!   unknown and duplicate keys refused, one number rule.
 //!
@@ -58,6 +59,7 @@ pub mod firmware;
 pub mod json;
 pub mod migrate;
 pub mod profile;
+pub mod qemu;
 pub mod register;
 pub mod release;
 pub mod scenario;
