@@ -78,7 +78,7 @@ impl Writer {
     /// start section and an end section.
     fn ram(&mut self, block: &str, pages: u64) -> &mut Self {
         let id = self.header(section::START, "ram", 0, 4);
-        self.be64(pages * PAGE | ram::MEM_SIZE)
+        self.be64((pages * PAGE) | ram::MEM_SIZE)
             .idstr(block)
             .be64(pages * PAGE);
         self.be64(ram::EOS).footer(id);
@@ -86,14 +86,14 @@ impl Writer {
         for p in 0..pages {
             let cont = if p == 0 { 0 } else { ram::CONTINUE };
             if p % 2 == 0 {
-                self.be64(p * PAGE | ram::PAGE | cont);
+                self.be64((p * PAGE) | ram::PAGE | cont);
                 if cont == 0 {
                     self.idstr(block);
                 }
                 let fill = u8::try_from(p % 251).unwrap() + 1;
                 self.out.extend(std::iter::repeat_n(fill, 4096));
             } else {
-                self.be64(p * PAGE | ram::ZERO | cont).u8(0);
+                self.be64((p * PAGE) | ram::ZERO | cont).u8(0);
             }
         }
         self.be64(ram::EOS).footer(id)
