@@ -129,3 +129,51 @@ fn bounded(r: impl Read, hint: Option<u64>) -> Result<Vec<u8>> {
     }
     Ok(bytes)
 }
+
+/// A QEMU migration stream read in place: tens of megabytes, nearly all guest RAM, which the
+/// reader skips without reading ([`armfw::qemu::stream`]); so no size limit, but it must be a
+/// regular file (it is read at offsets).
+#[derive(Debug)]
+pub struct StreamFile {
+    file: fs::File,
+    len: u64,
+}
+
+impl StreamFile {
+    /// Open `path`.
+    pub fn open(path: &Path) -> Result<StreamFile> {
+        let what = |why: &'static str| {
+            Err(anyhow::anyhow!(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                why
+            )))
+            .with_context(|| InFile::with(path, "cannot read"))
+        };
+        if is_stdin(path) {
+            return what("a QEMU stream is read in place: give a file, not standard input");
+        }
+        let meta = fs::metadata(path).with_context(|| InFile::with(path, "cannot read"))?;
+        if meta.is_dir() {
+            return what("a folder");
+        }
+        if !meta.is_file() {
+            return what("not a regular file (a FIFO or a device)");
+        }
+        let file = fs::File::open(path).with_context(|| InFile::with(path, "cannot read"))?;
+        Ok(StreamFile {
+            file,
+            len: meta.len(),
+        })
+    }
+}
+
+impl armfw::qemu::ByteSource for StreamFile {
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        self.file.read_exact_at(buf, offset)
+    }
+}

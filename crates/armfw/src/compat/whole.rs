@@ -135,8 +135,18 @@ const FEATURE_GATED: [(u64, u64, u32, &str); 5] = [
     ),
 ];
 
+/// The ID-register field that shows `id`'s feature, where KVM lists `id` only with that
+/// feature ([`FEATURE_GATED`]) and the VM's ID_AA64MMFR3_EL1 (`mmfr3`) shows it absent: the
+/// guest cannot observe the register.
+pub fn unobservable(id: u64, mmfr3: u64) -> Option<&'static str> {
+    FEATURE_GATED
+        .iter()
+        .find(|g| g.0 == id && (mmfr3 >> g.2) & 0xf == 0)
+        .map(|g| g.3)
+}
+
 /// ID_AA64MMFR3_EL1.
-const MMFR3: u64 = sysreg_id(3, 0, 0, 7, 3);
+pub const MMFR3: u64 = sysreg_id(3, 0, 0, 7, 3);
 
 /// A saved register of a whole VM that the destination refuses, explained.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -246,11 +256,8 @@ pub fn plan(snapshot: &Snapshot, dest: &Profile) -> WholePlan {
                 {
                     continue;
                 }
-                let gate = FEATURE_GATED
-                    .iter()
-                    .find(|g| g.0 == id && (mmfr3 >> g.2) & 0xf == 0);
-                match (r.errno, gate) {
-                    (Errno::ENOENT, Some(&(_, _, _, field))) => skipped.push(Skipped { id, field }),
+                match (r.errno, unobservable(id, mmfr3)) {
+                    (Errno::ENOENT, Some(field)) => skipped.push(Skipped { id, field }),
                     _ => {
                         refused.push(format!("{}: {}", r.step, r.errno));
                         let vcpu0 = matches!(r.step, Step::SetOneReg { vcpu: 0, .. });

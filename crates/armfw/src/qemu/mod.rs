@@ -6,8 +6,10 @@
 //! what the destination's KVM lists before it writes the values back. [`stream::read`] takes
 //! those lists out of a stream QEMU wrote, without reading guest RAM into memory.
 
+pub mod advice;
 pub mod policy;
 pub mod stream;
 
+pub use advice::{Remedy, remedies};
 pub use policy::{HostCpu, Incoming, LoadPrediction, LoadStop, QemuRelease, predict};
 pub use stream::{ByteSource, QemuVcpu, Stream, StreamError, StreamErrorKind};

@@ -30,6 +30,9 @@ pub fn explain_refusal(
             ),
         };
     }
+    if let Some(reg) = crate::abi::FwReg::from_id(id) {
+        return firmware_refusal(dest, reg, saved, errno);
+    }
     let set = dest.vcpu().and_then(|v| v.feature_set(features));
     let (Some(set), Some(_)) = (set, describes(id)) else {
         return RegisterExplanation {
@@ -88,6 +91,46 @@ pub fn explain_refusal(
         accepts: format!("not {name} = {saved:#x} as a whole ({errno}), though each field alone"),
         rule: "id_register_refused",
         remedy,
+    }
+}
+
+/// [`explain_refusal`] of a firmware register: what the register table's SET rule takes on
+/// `dest`.
+fn firmware_refusal(
+    dest: &Profile,
+    reg: crate::abi::FwReg,
+    saved: u64,
+    errno: crate::abi::Errno,
+) -> RegisterExplanation {
+    use crate::register::SetRule;
+    let name = reg.name();
+    let desc = crate::register::firmware(reg);
+    let accepts = match desc.rule {
+        SetRule::PsciVersion => format!(
+            "PSCI versions {}, not the saved {}",
+            dest.psci_versions()
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+            u32::try_from(saved).map_or_else(|_| format!("{saved:#x}"), |v| crate::abi::PsciVersion(v).to_string())
+        ),
+        SetRule::HostLevel(_) => format!(
+            "{name} up to its own level {:#x}, not the saved {saved:#x}",
+            dest.register(reg).map_or(0, |r| r.default)
+        ),
+        SetRule::FeatureBitmap => format!(
+            "{name} within its writable bits {:#x}, not the saved {saved:#x}",
+            dest.register(reg).and_then(|r| r.writable).unwrap_or(0)
+        ),
+    };
+    RegisterExplanation {
+        accepts: format!("{accepts} ({errno})"),
+        rule: "firmware_value_refused",
+        remedy: format!(
+            "create the VM with the firmware baseline of both hosts (armfw baseline SOURCE {}), or write the destination's value where the guest's view allows (armfw check --state)",
+            dest.name()
+        ),
     }
 }
 

@@ -168,3 +168,31 @@ fn host_cpu_options() {
     let n1 = HostCpu::default().features(&host(N1_612));
     assert_eq!(n1, CpuFeatures::NONE.with(CpuFeature::PmuV3));
 }
+
+#[test]
+fn remedies_come_from_the_guests_id_registers_and_the_destinations_rules() {
+    use crate::qemu::advice::{Remedy, remedies};
+    // 6.12 -> 7.2: 7.2 hides TCR2_EL1, PIRE0_EL1 and PIR_EL1 from a guest without TCRX and
+    // S1PIE (and lists VENDOR_HYP_BMAP_2, which 6.12 does not: 184 - 3 + 1 = 182).
+    let inc = saved(N1_612);
+    let p = predict(QemuRelease::Qemu10_0, &inc, &host(N1_72), PMU_OFF);
+    let r = remedies(&p, &inc, &host(N1_72), PMU_OFF);
+    assert!(r.contains(&Remedy::Release(QemuRelease::Qemu11_1)), "{r:?}");
+    let Some(Remedy::LeaveOut(ids)) = r.iter().find(|x| matches!(x, Remedy::LeaveOut(_))) else {
+        panic!("{r:?}")
+    };
+    let ids: Vec<u64> = ids.iter().map(|i| i.0).collect();
+    assert_eq!(
+        ids,
+        [sysreg_id(3, 0, 2, 0, 3), sysreg_id(3, 0, 10, 2, 2), sysreg_id(3, 0, 10, 2, 3)]
+    );
+    // 7.2 -> 6.12: the saved PSCI 1.3, which 6.12 does not offer.
+    let inc = saved(N1_72);
+    let p = predict(QemuRelease::Qemu10_0, &inc, &host(N1_612), PMU_OFF);
+    let r = remedies(&p, &inc, &host(N1_612), PMU_OFF);
+    let Some(Remedy::Value { id, saved, .. }) = r.first() else {
+        panic!("{r:?}")
+    };
+    assert_eq!((*id, *saved), (0x6030_0000_0014_0000, 0x1_0003));
+    assert!(r[0].text().contains("PSCI versions"), "{}", r[0].text());
+}
