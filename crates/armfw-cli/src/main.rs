@@ -8,6 +8,7 @@ mod fleet;
 mod input;
 mod migrate;
 mod output;
+mod qemu;
 mod sim;
 mod tables;
 

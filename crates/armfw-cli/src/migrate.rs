@@ -80,7 +80,7 @@ pub struct SaveArgs {
 
 /// Arguments of `armfw check`.
 #[derive(Debug, Args)]
-#[command(group(ArgGroup::new("source").required(true).args(["state", "from"])))]
+#[command(group(ArgGroup::new("source").required(true).args(["state", "from", "qemu_stream"])))]
 #[command(after_help = "\
 For each firmware register: the saved value, what the destination accepts, the rule that \
 decides, the outcome (restore, keep, pin, skip, refuse) and, for a refusal, the remedy; then \
@@ -105,10 +105,10 @@ a bad checksum, a truncated file, an unknown profile); 141 standard output close
 pub struct CheckArgs {
     /// A state file (`armfw save` output, JSON or binary), or a running VM's bundle (`armfw-vmm run --save`), of which only the snapshot is read.
     #[arg(long)]
-    state: Option<PathBuf>,
+    pub state: Option<PathBuf>,
     /// Instead of a state file: a VM created with the defaults of this host (name or file).
     #[arg(long, value_name = "PROFILE")]
-    from: Option<String>,
+    pub from: Option<String>,
     /// With --from: the whole VM (every register of a fresh vCPU of the source host, run
     /// once), not its firmware state alone.
     #[arg(long, requires = "from")]
@@ -116,12 +116,34 @@ pub struct CheckArgs {
     /// With --from --whole: the vCPU features of that VM, comma-separated (default none).
     #[arg(long, value_parser = crate::parse_features, default_value = "", requires = "whole")]
     features: armfw::abi::CpuFeatures,
+    /// Instead: a QEMU migration stream (`migrate "exec:cat > FILE"`), checked as QEMU will
+    /// load it (--policy; default the release that wrote it).
+    #[arg(long, value_name = "FILE")]
+    pub qemu_stream: Option<PathBuf>,
+    /// Check the move as this QEMU release loads it: qemu-7.2, qemu-10.0, qemu-11.1 (with
+    /// --state, a whole-VM state; with --from, a VM created with that host's defaults).
+    #[arg(long, value_name = "POLICY", value_parser = parse_policy)]
+    pub policy: Option<armfw::qemu::QemuRelease>,
+    /// With a QEMU policy: the destination QEMU's -cpu (host, with pmu=, sve=, pauth= on or
+    /// off; each on by default where the host has it).
+    #[arg(long, value_name = "CPU", default_value = "host", value_parser = armfw::qemu::HostCpu::parse)]
+    pub qemu_cpu: armfw::qemu::HostCpu,
     /// The destination host (built-in profile name or profile file).
     #[arg(long, value_name = "PROFILE")]
-    to: String,
-    /// Print the report as JSON (format armfw-check/1).
+    pub to: String,
+    /// Print the report as JSON (format armfw-check/1; armfw-qemu-check/1 with a QEMU
+    /// policy).
     #[arg(long)]
     pub json: bool,
+}
+
+fn parse_policy(s: &str) -> Result<armfw::qemu::QemuRelease, String> {
+    armfw::qemu::QemuRelease::from_name(s).ok_or_else(|| {
+        format!(
+            "{s:?} is not a QEMU policy ({})",
+            armfw::qemu::QemuRelease::ALL.map(|r| r.name()).join(", ")
+        )
+    })
 }
 
 /// `armfw save`.
@@ -270,6 +292,9 @@ pub fn save(a: SaveArgs) -> Result<ExitCode> {
 
 /// `armfw check`.
 pub fn check(a: CheckArgs) -> Result<ExitCode> {
+    if a.qemu_stream.is_some() || a.policy.is_some() {
+        return crate::qemu::check(&a);
+    }
     let json = a.json;
     let dest = load_profile(Some(&a.to))?;
     let snapshot = match (&a.state, &a.from) {
@@ -318,7 +343,7 @@ pub(crate) fn load_pool(names: &[String]) -> Result<Vec<Profile>> {
 }
 
 /// A saved state: a snapshot in either form, or the snapshot of a VM bundle.
-fn load_state(path: &Path) -> Result<Snapshot> {
+pub(crate) fn load_state(path: &Path) -> Result<Snapshot> {
     let bytes = crate::input::read_state(path)?;
     if bytes.starts_with(&armfw::bundle::MAGIC) {
         let header = armfw::bundle::BundleHeader::parse(&bytes)

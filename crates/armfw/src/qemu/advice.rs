@@ -3,8 +3,8 @@
 //! registers and the destination's rules, never from a list of known cases.
 
 use crate::Profile;
-use crate::compat::{RegisterExplanation, explain_refusal};
 use crate::compat::whole::{MMFR3, unobservable};
+use crate::compat::{RegisterExplanation, explain_refusal};
 use crate::vcpu::names::reg_name;
 
 use super::policy::{HostCpu, Incoming, LoadPrediction, LoadStop, QemuRelease, is_cpreg, predict};
@@ -36,9 +36,8 @@ pub enum Remedy {
 impl Remedy {
     /// One line for reports.
     pub fn text(&self) -> String {
-        let names = |ids: &mut dyn Iterator<Item = u64>| {
-            ids.map(reg_name).collect::<Vec<_>>().join(", ")
-        };
+        let names =
+            |ids: &mut dyn Iterator<Item = u64>| ids.map(reg_name).collect::<Vec<_>>().join(", ");
         match self {
             Remedy::Release(r) => format!(
                 "QEMU {}.{} loads it on this destination",
@@ -130,10 +129,15 @@ pub fn remedies(
                 // A register the stream does not carry was written with the destination's
                 // own value: nothing of the guest's to explain.
                 let Some(saved) = saved else { continue };
+                let mut explanation = explain_refusal(dest, prediction.features, id, saved, errno);
+                if crate::abi::OneRegId(id).is_firmware_class() {
+                    // QEMU writes back what KVM gave the guest and has no option to choose it.
+                    explanation.remedy = "QEMU keeps the value KVM gave the guest at creation and has no option to choose another, so only a destination whose KVM takes it; a VMM that pins the firmware at creation (armfw baseline) moves such VMs".into();
+                }
                 out.push(Remedy::Value {
                     id,
                     saved,
-                    explanation: explain_refusal(dest, prediction.features, id, saved, errno),
+                    explanation,
                 });
             }
         }
@@ -147,7 +151,14 @@ fn destination_cpregs(dest: &Profile, prediction: &LoadPrediction) -> Vec<u64> {
     let mut ids: Vec<u64> = dest
         .vcpu()
         .and_then(|v| v.feature_set(prediction.features))
-        .map(|s| s.registers.0.iter().map(|r| r.0).filter(|&id| is_cpreg(id)).collect())
+        .map(|s| {
+            s.registers
+                .0
+                .iter()
+                .map(|r| r.0)
+                .filter(|&id| is_cpreg(id))
+                .collect()
+        })
         .unwrap_or_default();
     ids.sort_unstable();
     ids

@@ -8,6 +8,7 @@
 
 pub mod advice;
 pub mod policy;
+pub mod report;
 pub mod stream;
 
 pub use advice::{Remedy, remedies};

@@ -339,6 +339,45 @@ impl Incoming {
     }
 }
 
+impl Incoming {
+    /// The vCPUs QEMU would carry of a VM saved whole by armfw (format 2.0): each vCPU's
+    /// listed ids but the core and SVE ones, sorted, with their saved values (the low 64
+    /// bits), and the saved PSTATE. `None` for a firmware-only state.
+    pub fn from_snapshot(snapshot: &crate::Snapshot) -> Option<Vec<Incoming>> {
+        let m = snapshot.machine()?;
+        let mut ids: Vec<u64> = m
+            .reg_list
+            .iter()
+            .copied()
+            .filter(|&id| is_cpreg(id))
+            .collect();
+        ids.sort_unstable();
+        let firmware = |id: u64| {
+            snapshot
+                .vm
+                .registers
+                .iter()
+                .find(|r| r.id == id)
+                .map(|r| r.value)
+        };
+        Some(
+            (0..snapshot.vcpus.len())
+                .map(|vcpu| Incoming {
+                    cpregs: ids
+                        .iter()
+                        .filter_map(|&id| {
+                            let v =
+                                firmware(id).or_else(|| m.value(vcpu, id).map(|r| r.low_u64()))?;
+                            Some((id, v))
+                        })
+                        .collect(),
+                    pstate: m.value(vcpu, CORE_PSTATE).map_or(0x3c5, |r| r.low_u64()),
+                })
+                .collect(),
+        )
+    }
+}
+
 /// Why QEMU fails the load.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]

@@ -113,7 +113,10 @@ fn firmware_refusal(
                 .map(ToString::to_string)
                 .collect::<Vec<_>>()
                 .join(", "),
-            u32::try_from(saved).map_or_else(|_| format!("{saved:#x}"), |v| crate::abi::PsciVersion(v).to_string())
+            u32::try_from(saved).map_or_else(
+                |_| format!("{saved:#x}"),
+                |v| crate::abi::PsciVersion(v).to_string()
+            )
         ),
         SetRule::HostLevel(_) => format!(
             "{name} up to its own level {:#x}, not the saved {saved:#x}",

@@ -184,7 +184,11 @@ fn remedies_come_from_the_guests_id_registers_and_the_destinations_rules() {
     let ids: Vec<u64> = ids.iter().map(|i| i.0).collect();
     assert_eq!(
         ids,
-        [sysreg_id(3, 0, 2, 0, 3), sysreg_id(3, 0, 10, 2, 2), sysreg_id(3, 0, 10, 2, 3)]
+        [
+            sysreg_id(3, 0, 2, 0, 3),
+            sysreg_id(3, 0, 10, 2, 2),
+            sysreg_id(3, 0, 10, 2, 3)
+        ]
     );
     // 7.2 -> 6.12: the saved PSCI 1.3, which 6.12 does not offer.
     let inc = saved(N1_72);
