@@ -330,8 +330,11 @@ qemu_tree() {
     root=$ARMFW_CACHE/qemu/$suite/root
     [[ -x $root/usr/bin/qemu-system-aarch64 ]] || { _armfw_die "qemu_tree: fetch_qemu $suite first"; return 1; }
     mkdir -p "$out/usr/bin" "$out/bin" || return 1
+    # busybox-static is in usr/bin from trixie on, in bin before.
+    local bb=$root/usr/bin/busybox
+    [[ -e $bb ]] || bb=$root/bin/busybox
     cp "$root/usr/bin/qemu-system-aarch64" "$out/usr/bin/" &&
-        cp "$root/usr/bin/busybox" "$out/bin/busybox" && ln -sf busybox "$out/bin/sh" || return 1
+        cp "$bb" "$out/bin/busybox" && ln -sf busybox "$out/bin/sh" || return 1
     interp=$(readelf -l "$root/usr/bin/qemu-system-aarch64" | sed -n 's/.*interpreter: \(.*\)]$/\1/p')
     local -a todo=("$root/usr/bin/qemu-system-aarch64") seen=()
     while ((${#todo[@]})); do

@@ -12,6 +12,7 @@ mod migrations;
 mod pid1;
 #[cfg(all(target_os = "linux", target_arch = "aarch64"))]
 mod qemu_client;
+mod qemu_matrix;
 #[cfg(all(target_os = "linux", target_arch = "aarch64"))]
 mod smoke;
 
@@ -91,6 +92,12 @@ enum Command {
     },
     /// The real-migration harness, after the boots: the rows as a markdown table, the JSON
     /// report, and the count line.
+    /// The QEMU client harness, after the boots: each move's prediction against QEMU's
+    /// outcome, a matrix per QEMU version and CPU model, and `qemu: N passed, M failed`.
+    QemuMatrix {
+        /// The moves (JSON Lines: suite, qemu, cpu, from, to, save, check, load).
+        rows: PathBuf,
+    },
     MigrationsReport {
         /// Write the rows as JSON to FILE.
         #[arg(long)]
@@ -165,6 +172,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             record,
             hosts,
         } => conformance::report(&sets, &hosts, out.as_deref(), record.as_deref()),
+        Command::QemuMatrix { rows } => qemu_matrix::report(&rows),
         Command::MigrationsReport { json, records } => {
             migrations::report(&records, json.as_deref())
         }

@@ -248,7 +248,16 @@ pub fn probe_vcpu() -> Result<VcpuProfile, Error> {
         all = CpuFeatures::of(&all.iter().chain(features.iter()).collect::<Vec<_>>());
         feature_sets.push(probe_set(features)?);
     }
-    if feature_sets.len() > 2 {
+    // Every feature but the PMU: what QEMU's `-cpu host,pmu=off` asks for.
+    let no_pmu = CpuFeatures::of(
+        &all.iter()
+            .filter(|&f| f != CpuFeature::PmuV3)
+            .collect::<Vec<_>>(),
+    );
+    if all.has(CpuFeature::PmuV3) && !feature_sets.iter().any(|s| s.features == no_pmu) {
+        feature_sets.push(probe_set(no_pmu)?);
+    }
+    if !feature_sets.iter().any(|s| s.features == all) {
         feature_sets.push(probe_set(all)?);
     }
     let v = VcpuProfile {

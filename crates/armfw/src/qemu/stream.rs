@@ -191,6 +191,7 @@ pub fn read<S: ByteSource + ?Sized>(src: &S) -> Result<Stream, StreamError> {
     let mut r = Reader {
         cur: Cursor::new(src, 0),
         machine_type: None,
+        block_named: false,
     };
     match r.stream() {
         Ok(s) => Ok(s),
@@ -205,6 +206,9 @@ pub fn read<S: ByteSource + ?Sized>(src: &S) -> Result<Stream, StreamError> {
 struct Reader<'s, S: ?Sized> {
     cur: Cursor<'s, S>,
     machine_type: Option<String>,
+    /// A RAM record has named a block: later ones may continue it, in any RAM section
+    /// (QEMU keeps the last block across sections).
+    block_named: bool,
 }
 
 /// Where the description starts, and the description.
@@ -419,7 +423,6 @@ impl<S: ByteSource + ?Sized> Reader<'_, S> {
         let mask = out.page_size - 1;
         let mut first = true;
         let mut records_from = self.cur.pos;
-        let mut have_block = false;
         loop {
             let at = self.cur.pos;
             let word = self.cur.be64("RAM record")?;
@@ -451,8 +454,8 @@ impl<S: ByteSource + ?Sized> Reader<'_, S> {
                         if !out.ram_blocks.iter().any(|(b, _)| *b == id) {
                             return Err(StreamErrorKind::RamBlock(id));
                         }
-                        have_block = true;
-                    } else if !have_block {
+                        self.block_named = true;
+                    } else if !self.block_named {
                         return Err(StreamErrorKind::RamRecord(
                             flags,
                             "continues a block before any was named",
