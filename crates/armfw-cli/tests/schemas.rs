@@ -358,3 +358,43 @@ fn whole_vm_check_documents_match_the_schema_and_set_the_exit_code() {
     // Every kind of outcome occurs among these moves.
     assert_eq!(outcomes.len(), 5, "{outcomes:?}");
 }
+
+#[test]
+fn qemu_check_documents_match_the_schema() {
+    let v = validator("armfw-qemu-check-1");
+    let hosts: Vec<String> = builtin()
+        .into_iter()
+        .filter(|n| n.ends_with("-neoverse-n1") || n.ends_with("-max"))
+        .collect();
+    let mut results = std::collections::BTreeSet::new();
+    for from in &hosts {
+        for to in hosts
+            .iter()
+            .filter(|t| t.rsplit('-').next() == from.rsplit('-').next())
+        {
+            for policy in ["qemu-7.2", "qemu-10.0", "qemu-11.1"] {
+                let args = [
+                    "check",
+                    "--from",
+                    from,
+                    "--to",
+                    to,
+                    "--policy",
+                    policy,
+                    "--qemu-cpu",
+                    "host,pmu=off",
+                    "--json",
+                ];
+                let o = armfw(&args);
+                let doc = json_of(&o);
+                let what = format!("{from} -> {to} {policy}");
+                assert_valid(&v, &doc, &what);
+                let loads = doc["result"] == "loads";
+                assert_eq!(o.status.code(), Some(if loads { 0 } else { 1 }), "{what}");
+                results.insert(doc["rule"].as_str().unwrap_or("loads").to_string());
+            }
+        }
+    }
+    // The pairs reach every outcome the built-in hosts give.
+    assert!(results.len() >= 3, "{results:?}");
+}

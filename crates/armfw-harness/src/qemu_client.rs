@@ -281,16 +281,21 @@ fn save(tick: u64, rec: &mut Records) -> Result<bool> {
     let mut status = "timeout".to_string();
     let until = Instant::now() + Duration::from_secs(120);
     while Instant::now() < until {
-        match q.command(
-            "info migrate",
-            &[
-                "Status: completed",
-                "status: completed",
-                "Status: failed",
-                "status: failed",
-            ],
-            Duration::from_secs(5),
-        ) {
+        // 7.2/10.0 print "Migration status: completed", 11.1 "Status:" and tabs.
+        match q.command_until("info migrate", Duration::from_secs(5), |new| {
+            new.lines().find_map(|l| {
+                let l = strip_escapes(l);
+                let words: Vec<&str> = l.split_whitespace().collect();
+                let i = words
+                    .iter()
+                    .position(|w| w.eq_ignore_ascii_case("status:"))?;
+                match words.get(i + 1) {
+                    Some(&"completed") => Some("completed".to_string()),
+                    Some(&"failed") => Some("failed".to_string()),
+                    _ => None,
+                }
+            })
+        }) {
             Some(s) => {
                 status = if s.ends_with("completed") {
                     "completed"

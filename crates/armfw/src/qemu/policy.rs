@@ -16,8 +16,8 @@
 //! 3. writes the destination's whole list back with `write_list_to_kvmstate()`, every write
 //!    tried, any refusal failing the load (QEMU does not say which);
 //! 4. after the load (`cpu_synchronize_all_post_init()`), writes the core registers and the
-//!    list again (`kvm_arch_put_registers()`); a refusal there ends QEMU ("Failed to put
-//!    registers after init: Invalid argument").
+//!    list again (`kvm_arch_put_registers()`); in 10.0 a refusal there ends QEMU ("Failed to
+//!    put registers after init: Invalid argument"), even after a failed load.
 //!
 //! [`predict`] plays that on the model of the destination ([`crate::migrate::ModelVm`]),
 //! whose KVM answers each write by the destination's rules.
@@ -96,6 +96,15 @@ impl QemuRelease {
     /// incoming id the destination lacks fails the load.
     const fn walks_to_the_end(self) -> bool {
         matches!(self, QemuRelease::Qemu11_1)
+    }
+
+    /// Whether `cpu_synchronize_all_post_init()` runs after a failed load too and ends QEMU
+    /// on a refused write ("Failed to put registers after init", `exit(1)`): 10.0. 7.2's
+    /// `do_kvm_cpu_synchronize_post_init()` ignores the answer (measured: a 7.2 load whose
+    /// write-back KVM refuses ends with "load of migration failed: Operation not
+    /// permitted"); 11.1 synchronises only after a successful `post_load` (`.cpu_sync`).
+    const fn post_init_exits(self) -> bool {
+        matches!(self, QemuRelease::Qemu10_0)
     }
 
     /// Whether a refused write is reported by register (10.2: `kvm_print_register_name()`,
@@ -565,8 +574,10 @@ impl LoadPrediction {
             }
             Some(LoadStop::Refused { vcpu, .. }) => {
                 lines.push(device(vcpu));
-                if !self.release.walks_to_the_end() {
+                if self.release.post_init_exits() {
                     lines.push("Failed to put registers after init: Invalid argument".into());
+                } else if !self.release.walks_to_the_end() {
+                    lines.push("load of migration failed: Operation not permitted".into());
                 }
             }
             Some(LoadStop::Core { .. }) => {
@@ -661,8 +672,12 @@ pub fn predict(
             return out;
         }
     }
-    // cpu_synchronize_all_post_init(): the core registers, then the list again.
+    // cpu_synchronize_all_post_init(): the core registers, then the list again; 7.2 does
+    // not look at KVM's answer.
     for (vcpu, inc) in incoming.iter().enumerate() {
+        if release == QemuRelease::Qemu7_2 {
+            break;
+        }
         if let Err(errno) = vm.set_reg(vcpu, CORE_PSTATE, &inc.pstate.to_le_bytes()) {
             out.stop = Some(LoadStop::Core {
                 vcpu,
