@@ -15,9 +15,11 @@
 //!    are dropped unchecked;
 //! 3. writes the destination's whole list back with `write_list_to_kvmstate()`, every write
 //!    tried, any refusal failing the load (QEMU does not say which);
-//! 4. after the load (`cpu_synchronize_all_post_init()`), writes the core registers and the
-//!    list again (`kvm_arch_put_registers()`); in 10.0 a refusal there ends QEMU ("Failed to
-//!    put registers after init: Invalid argument"), even after a failed load.
+//! 4. writes the core registers and the list again (`kvm_arch_put_registers()`): 7.2 after
+//!    the load and whatever KVM answers; 10.0 after the load even when it failed, a refusal
+//!    ending QEMU ("Failed to put registers after init: Invalid argument"); 11.1 right after
+//!    `post_load` (which goes on after refused writes), naming each refusal, then ending the
+//!    same way. (7.2's and 11.1's behaviour here is measured, docs/qemu.md.)
 //!
 //! [`predict`] plays that on the model of the destination ([`crate::migrate::ModelVm`]),
 //! whose KVM answers each write by the destination's rules.
@@ -96,15 +98,6 @@ impl QemuRelease {
     /// incoming id the destination lacks fails the load.
     const fn walks_to_the_end(self) -> bool {
         matches!(self, QemuRelease::Qemu11_1)
-    }
-
-    /// Whether `cpu_synchronize_all_post_init()` runs after a failed load too and ends QEMU
-    /// on a refused write ("Failed to put registers after init", `exit(1)`): 10.0. 7.2's
-    /// `do_kvm_cpu_synchronize_post_init()` ignores the answer (measured: a 7.2 load whose
-    /// write-back KVM refuses ends with "load of migration failed: Operation not
-    /// permitted"); 11.1 synchronises only after a successful `post_load` (`.cpu_sync`).
-    const fn post_init_exits(self) -> bool {
-        matches!(self, QemuRelease::Qemu10_0)
     }
 
     /// Whether a refused write is reported by register (10.2: `kvm_print_register_name()`,
@@ -525,6 +518,7 @@ impl LoadPrediction {
                 }
             }
         }
+        let mut refusals = Vec::new();
         if self.release.names_refused_writes() {
             for &(id, written, now) in &self.refused_values {
                 let name = qemu_reg_name(id);
@@ -534,7 +528,7 @@ impl LoadPrediction {
                     }
                     _ => None,
                 };
-                lines.push(match (errno, now) {
+                refusals.push(match (errno, now) {
                     (Some(Errno::ENOENT), _) => {
                         format!("Could not set register {name}: unknown to KVM")
                     }
@@ -572,14 +566,23 @@ impl LoadPrediction {
                     lines.push("load of migration failed: Operation not permitted".into());
                 }
             }
-            Some(LoadStop::Refused { vcpu, .. }) => {
-                lines.push(device(vcpu));
-                if self.release.post_init_exits() {
+            Some(LoadStop::Refused { vcpu, .. }) => match self.release {
+                QemuRelease::Qemu7_2 => lines.extend([
+                    device(vcpu),
+                    "load of migration failed: Operation not permitted".into(),
+                ]),
+                QemuRelease::Qemu10_0 => lines.extend([
+                    device(vcpu),
+                    "Failed to put registers after init: Invalid argument".into(),
+                ]),
+                // Measured: 11.1's post_load goes on after a refused write, and the
+                // synchronisation right after it writes the list again and ends QEMU.
+                QemuRelease::Qemu11_1 => {
+                    lines.extend(refusals.iter().cloned());
+                    lines.extend(refusals);
                     lines.push("Failed to put registers after init: Invalid argument".into());
-                } else if !self.release.walks_to_the_end() {
-                    lines.push("load of migration failed: Operation not permitted".into());
                 }
-            }
+            },
             Some(LoadStop::Core { .. }) => {
                 lines.push("Failed to put registers after init: Invalid argument".into());
             }
