@@ -397,16 +397,19 @@ fn load(rec: &mut Records) -> Result<bool> {
         std::thread::sleep(Duration::from_millis(200));
     }
     let outcome = if first.is_some() { "continues" } else { "died" };
-    let message = (first.is_none()).then(|| {
-        let m = q
-            .output()
-            .lines()
-            .map(strip_escapes)
-            .filter(|l| l.contains("qemu-system-aarch64:") || l.contains("kvm run failed"))
-            .collect::<Vec<_>>()
-            .join(" | ");
-        if m.is_empty() { q.last_message() } else { m }
-    });
+    // QEMU's messages: its warnings on a load that goes on, why on one that dies.
+    let m = q
+        .output()
+        .lines()
+        .map(strip_escapes)
+        .filter(|l| l.contains("qemu-system-aarch64:") || l.contains("kvm run failed"))
+        .collect::<Vec<_>>()
+        .join(" | ");
+    let message = match (first.is_none(), m.is_empty()) {
+        (true, true) => Some(q.last_message()),
+        (_, false) => Some(m),
+        (false, true) => None,
+    };
     rec.emit(&QemuRecord::Load {
         outcome: outcome.into(),
         first_tick: first,

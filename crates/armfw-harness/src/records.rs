@@ -212,7 +212,8 @@ pub enum QemuRecord {
         /// QEMU's exit status, if it had exited.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         exit: Option<i32>,
-        /// QEMU's messages (`qemu-system-aarch64: ...` lines), for a refusal or a death.
+        /// QEMU's messages (`qemu-system-aarch64: ...` lines): why, for a refusal or a
+        /// death; its warnings, for a load that goes on.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         message: Option<String>,
     },
