@@ -393,15 +393,7 @@ fn print_whole(w: &compat::whole::WholeVmJson) -> Result<()> {
     outln!(
         "whole VM ({} registers per vCPU, features: {}): a restore as today's VMMs write it back",
         w.registers,
-        if w.features.iter().next().is_none() {
-            "none".to_string()
-        } else {
-            w.features
-                .iter()
-                .map(|f| f.name())
-                .collect::<Vec<_>>()
-                .join(",")
-        }
+        w.features.label()
     )?;
     for p in &w.policies {
         let what = match p.result.as_str() {

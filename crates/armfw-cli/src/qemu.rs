@@ -122,15 +122,7 @@ fn print(d: &QemuCheckJson) -> Result<()> {
         if s.vcpus == 1 { "" } else { "s" },
         s.cpregs
     )?;
-    let features = if d.features.iter().next().is_none() {
-        "none".to_string()
-    } else {
-        d.features
-            .iter()
-            .map(|f| f.name())
-            .collect::<Vec<_>>()
-            .join(",")
-    };
+    let features = d.features.label();
     outln!(
         "{} loading it on {} (kernel {}), -cpu {} (vCPU features {features}, {} cpregs): {}",
         d.policy,

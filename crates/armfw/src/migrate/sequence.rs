@@ -15,7 +15,8 @@
 use crate::abi::{CpuFeatures, Errno, FwReg, OneRegId};
 use crate::compat::{ApplyError, Baseline, CpuRecipe, PlanAction, Report};
 use crate::firmware::MpState;
-use crate::register::{self, RegClass};
+use crate::qemu::policy::is_cpreg;
+use crate::register;
 use crate::snapshot::machine::is_vm_wide;
 use crate::snapshot::{
     FilterRange, Machine, PendingStart, RegValue, SavedReg, Snapshot, Source, Step, VcpuState,
@@ -132,7 +133,9 @@ impl VmmPolicy {
         match self {
             VmmPolicy::FirstRefusal => "Firecracker, Cloud Hypervisor",
             VmmPolicy::WriteAll => "a VMM that writes every register and reports each refusal",
-            VmmPolicy::Qemu => "QEMU (cpreg list rules)",
+            VmmPolicy::Qemu => {
+                "QEMU's cpreg list rules, simplified (armfw check --policy qemu-X models each release)"
+            }
         }
     }
 }
@@ -485,15 +488,6 @@ fn sources(snapshot: &Snapshot, list: &[u64]) -> Vec<Src> {
             }
         })
         .collect()
-}
-
-/// QEMU's cpreg ids: everything but the core and SVE registers
-/// (`kvm_arm_reg_syncs_via_cpreg_list()`).
-fn is_cpreg(id: u64) -> bool {
-    !matches!(
-        RegClass::from_value(OneRegId(id).class()),
-        Some(RegClass::Core | RegClass::Sve)
-    )
 }
 
 /// The register phase of [`restore_with`].
