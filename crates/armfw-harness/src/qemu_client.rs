@@ -260,7 +260,20 @@ fn wait_tick(q: &mut Qemu, n: u64, limit: Duration) -> bool {
 }
 
 fn save(tick: u64, rec: &mut Records) -> Result<bool> {
-    let port = armfw_kvm::init::virtio_port(PORT_NAME).map_err(Error::msg)?;
+    // A kernel with virtio-pci and virtio-console as modules (6.1) gets them in /armfw/modules.
+    let modules = Path::new("/armfw/modules");
+    if modules.is_dir() {
+        armfw_kvm::init::load_modules(modules).map_err(Error::msg)?;
+    }
+    let mut port = armfw_kvm::init::virtio_port(PORT_NAME);
+    for _ in 0..50 {
+        if port.is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        port = armfw_kvm::init::virtio_port(PORT_NAME);
+    }
+    let port = port.map_err(Error::msg)?;
     let t0 = Instant::now();
     let mut q = Qemu::start(&[])?;
     if !wait_tick(&mut q, tick, Duration::from_secs(240)) {

@@ -56,6 +56,34 @@ pub fn virtio_port(name: &str) -> Result<std::path::PathBuf, String> {
     Err(format!("no virtio-serial port named {name}"))
 }
 
+/// Load the kernel modules in `dir` (`*.ko`, in name order: give them a numeric prefix where
+/// one needs another), for a kernel that has as modules what a program needs built in (6.1's
+/// virtio-pci and virtio-console). A module already loaded is no error. The error names the
+/// file.
+pub fn load_modules(dir: &std::path::Path) -> Result<usize, String> {
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "ko"))
+        .collect();
+    files.sort();
+    for f in &files {
+        let file = std::fs::File::open(f).map_err(|e| format!("{}: {e}", f.display()))?;
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&file);
+        // SAFETY: one finit_module system call on an open descriptor, with an empty
+        // NUL-terminated parameter string that outlives it, and no flags.
+        let rc = unsafe { libc::syscall(libc::SYS_finit_module, fd, c"".as_ptr(), 0) };
+        if rc != 0 {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EEXIST) {
+                return Err(format!("{}: finit_module: {e}", f.display()));
+            }
+        }
+    }
+    Ok(files.len())
+}
+
 /// The value of `key=value` on the kernel command line (`/proc/cmdline`), e.g.
 /// `cmdline_value("armfw.cpu")`.
 pub fn cmdline_value(key: &str) -> Option<String> {
