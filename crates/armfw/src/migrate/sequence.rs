@@ -15,8 +15,7 @@
 use crate::abi::{CpuFeatures, Errno, FwReg, OneRegId};
 use crate::compat::{ApplyError, Baseline, CpuRecipe, PlanAction, Report};
 use crate::firmware::MpState;
-use crate::qemu::policy::is_cpreg;
-use crate::register;
+use crate::register::{self, is_cpreg};
 use crate::snapshot::machine::is_vm_wide;
 use crate::snapshot::{
     FilterRange, Machine, PendingStart, RegValue, SavedReg, Snapshot, Source, Step, VcpuState,

@@ -199,14 +199,7 @@ pub fn qemu_reg_name(id: u64) -> String {
     }
 }
 
-/// QEMU's cpreg ids: every id but the core and SVE ones
-/// (`kvm_arm_reg_syncs_via_cpreg_list()`).
-pub fn is_cpreg(id: u64) -> bool {
-    !matches!(
-        RegClass::from_value(OneRegId(id).class()),
-        Some(RegClass::Core | RegClass::Sve)
-    )
-}
+pub use crate::register::is_cpreg;
 
 /// The `-cpu host` options that choose a vCPU's KVM features: `pmu`, `sve`, `pauth` (each
 /// on by default where the host's KVM offers it).
