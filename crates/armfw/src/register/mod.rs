@@ -288,6 +288,16 @@ pub fn lookup(id: u64) -> Option<&'static RegDesc> {
     FwReg::from_id(id).map(firmware)
 }
 
+/// Whether `id` is one of QEMU's "cpreg" ids: every id KVM_GET_REG_LIST gives but the core
+/// and SVE ones, which QEMU saves apart (`kvm_arm_reg_syncs_via_cpreg_list()`,
+/// target/arm/kvm.c). VMMs that follow QEMU's layout write them as one sorted list.
+pub fn is_cpreg(id: u64) -> bool {
+    !matches!(
+        RegClass::from_value(crate::abi::OneRegId(id).class()),
+        Some(RegClass::Core | RegClass::Sve)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -316,14 +326,4 @@ mod tests {
         }
         assert_eq!(RegClass::from_value(0x0012), None);
     }
-}
-
-/// Whether `id` is one of QEMU's "cpreg" ids: every id KVM_GET_REG_LIST gives but the core
-/// and SVE ones, which QEMU saves apart (`kvm_arm_reg_syncs_via_cpreg_list()`,
-/// target/arm/kvm.c). VMMs that follow QEMU's layout write them as one sorted list.
-pub fn is_cpreg(id: u64) -> bool {
-    !matches!(
-        RegClass::from_value(crate::abi::OneRegId(id).class()),
-        Some(RegClass::Core | RegClass::Sve)
-    )
 }
