@@ -278,6 +278,60 @@ mod tests {
         );
     }
 
+    fn row(check: &str, load: &str) -> Move {
+        serde_json::from_str(&format!(
+            r#"{{"suite": "sid", "qemu": "QEMU 11.1.3", "cpu": "neoverse-n1", "from": "7", "to": "6.12",
+               "save": {{"type": "save", "status": "completed", "last_tick": 6, "stream_bytes": 1, "boot_ms": 1, "save_ms": 1}},
+               "check": {check}, "load": {load}}}"#
+        ))
+        .unwrap()
+    }
+
+    fn check(result: &str, named: Option<&str>) -> String {
+        let reg = |n: &str| {
+            format!(r#"{{"id": "0x6030000000140000", "name": "PSCI_VERSION", "qemu_name": "{n}"}}"#)
+        };
+        let mut doc = serde_json::json!({
+            "format": "armfw-qemu-check/1",
+            "source": {"kind": "stream", "name": "s", "vcpus": 1, "cpregs": 182},
+            "destination": {"profile": "p", "kernel": "k", "cpregs": 184},
+            "policy": "qemu-11.1", "cpu": "host,pmu=off", "features": [], "result": result,
+            "refused": [], "messages": [], "unmatched": [], "remedies": []
+        });
+        if result == "refused" {
+            doc["rule"] = "cpreg_refused".into();
+        }
+        if let Some(n) = named {
+            doc["named_register"] = serde_json::from_str(&reg(n)).unwrap();
+        }
+        doc.to_string()
+    }
+
+    #[test]
+    fn a_row_passes_only_on_the_same_outcome_and_register() {
+        let load = |outcome: &str, tick: &str, msg: &str| {
+            format!(
+                r#"{{"type": "load", "outcome": "{outcome}", {tick} "load_ms": 1, "message": "{msg}"}}"#
+            )
+        };
+        let refused = load(
+            "refused",
+            "",
+            "x: Could not set register fw reg 0 to 10003 (is 10001)",
+        );
+        assert!(verdict(&row(&check("refused", Some("fw reg 0")), &refused)).pass);
+        assert!(!verdict(&row(&check("refused", Some("fw reg 1")), &refused)).pass);
+        assert!(!verdict(&row(&check("refused", None), &refused)).pass);
+        assert!(!verdict(&row(&check("loads", None), &refused)).pass);
+        let next = load("continues", r#""first_tick": 7,"#, "");
+        let gap = load("continues", r#""first_tick": 9,"#, "");
+        let died = load("died", "", "kvm run failed Bad address");
+        assert!(verdict(&row(&check("loads", None), &next)).pass);
+        assert!(!verdict(&row(&check("loads", None), &gap)).pass);
+        assert!(!verdict(&row(&check("loads", None), &died)).pass);
+        assert!(!verdict(&row(&check("refused", None), &died)).pass);
+    }
+
     #[test]
     fn kernel_series_sort_in_release_order() {
         let mut s = vec!["7", "6.12", "6.1"];
