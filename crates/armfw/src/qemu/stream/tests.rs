@@ -135,6 +135,16 @@ impl Writer {
         self.footer(id)
     }
 
+    /// A full section of these bytes, described by `fields` (JSON).
+    fn raw_device(&mut self, name: &str, bytes: &[u8], fields: Value) -> &mut Self {
+        let id = self.header(section::FULL, name, 0, 1);
+        self.out.extend(bytes);
+        self.devices
+            .push(json!({"name": name, "instance_id": 0, "vmsd_name": name,
+            "version": 1, "fields": fields}));
+        self.footer(id)
+    }
+
     /// An arm vCPU section with these cpregs.
     fn cpu(&mut self, instance: u32, pc: u64, pstate: u32, cpregs: &[(u64, u64)]) -> &mut Self {
         let n = cpregs.len() as u64;
@@ -380,4 +390,35 @@ fn machine_versions() {
     assert_eq!(machine_version("virt-11.1"), Some((11, 1)));
     assert_eq!(machine_version("virt"), None);
     assert_eq!(machine_version("virt-x.1"), None);
+}
+
+#[test]
+fn an_array_of_structures_described_once_takes_each_element() {
+    // QEMU 7.2's cpu/sve: `env.vfp.zregs`, a structure of 112 bytes, array_len 32.
+    let elem = json!({"vmsd_name": "zreg", "version": 1, "fields": [
+        {"name": "d", "type": "uint64", "size": 8, "array_len": 2}]});
+    let fields = json!([{"name": "regs", "type": "struct", "size": 16, "array_len": 3,
+        "struct": elem}]);
+    let mut w = Writer::new();
+    w.ram("mach-virt.ram", 1)
+        .raw_device("gic", &[7; 48], fields.clone())
+        .cpu(0, 0, 0x3c5, &CPREGS);
+    assert_eq!(read(&w.finish()[..]).unwrap().vcpus[0].cpregs, CPREGS);
+    // One byte short of three elements.
+    let mut w = Writer::new();
+    w.ram("mach-virt.ram", 1)
+        .raw_device("gic", &[7; 47], fields)
+        .cpu(0, 0, 0x3c5, &CPREGS);
+    assert!(read(&w.finish()[..]).is_err());
+}
+
+#[test]
+fn a_huge_array_of_empty_structures_is_walked_once() {
+    let fields = json!([{"name": "none", "type": "struct", "size": 0,
+        "array_len": u64::MAX, "struct": {"vmsd_name": "e", "version": 1, "fields": []}}]);
+    let mut w = Writer::new();
+    w.ram("mach-virt.ram", 1)
+        .raw_device("x", &[], fields)
+        .cpu(0, 0, 0x3c5, &CPREGS);
+    assert!(read(&w.finish()[..]).is_ok());
 }

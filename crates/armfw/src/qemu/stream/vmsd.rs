@@ -104,16 +104,29 @@ impl<S: ByteSource + ?Sized> Reader<'_, S> {
         for field in &vmsd.fields {
             let start = self.cur.pos;
             if let Some(inner) = &field.inner {
-                self.fields(device, inner, depth + 1, None)?;
-                self.subsections(device, inner, depth + 1)?;
-                let read = self.cur.pos - start;
-                if read != field.size {
-                    return Err(StreamErrorKind::FieldSize {
-                        device: device.into(),
-                        field: field.name.clone(),
-                        described: field.size,
-                        read,
-                    });
+                // A structure, or an array of them described once (`array_len`): each
+                // element takes `size` bytes, so the stream must hold them all (and elements
+                // of no bytes are walked once).
+                let count = field.array_len.unwrap_or(1);
+                let bytes = field
+                    .size
+                    .checked_mul(count)
+                    .ok_or(limit("field bytes", u64::MAX))?;
+                self.cur.need("structure", bytes)?;
+                let walks = if field.size == 0 { count.min(1) } else { count };
+                for _ in 0..walks {
+                    let element = self.cur.pos;
+                    self.fields(device, inner, depth + 1, None)?;
+                    self.subsections(device, inner, depth + 1)?;
+                    let read = self.cur.pos - element;
+                    if read != field.size {
+                        return Err(StreamErrorKind::FieldSize {
+                            device: device.into(),
+                            field: field.name.clone(),
+                            described: field.size,
+                            read,
+                        });
+                    }
                 }
             } else {
                 let count = field.array_len.unwrap_or(1);
