@@ -170,3 +170,63 @@ fn bad_input_is_one_line_and_exit_2() {
         assert!(o.stdout.is_empty(), "{args:?}");
     }
 }
+
+#[test]
+fn a_whole_vm_state_is_checked_as_qemu_would_load_it() {
+    // An armfw whole-VM state of a 6.12 neoverse-n1 VM carries the 184 cpregs a QEMU 10.0
+    // stream of that host carries (QEMU: "Invalid value 184 expecting positive value <= 182"
+    // on 7.2).
+    let d = scratch("state");
+    let f = d.join("whole.json");
+    let o = armfw(&[
+        "save",
+        "--profile",
+        N1_612,
+        "--whole",
+        "-o",
+        f.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{o:?}");
+    let o = armfw(&[
+        "check",
+        "--state",
+        f.to_str().unwrap(),
+        "--to",
+        N1_72,
+        "--policy",
+        "qemu-10.0",
+        "--qemu-cpu",
+        "host,pmu=off",
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    let doc: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(doc["source"]["kind"], "state");
+    assert_eq!(doc["source"]["cpregs"], 184);
+    assert_eq!(
+        doc["messages"][0],
+        "Invalid value 184 expecting positive value <= 182"
+    );
+    // A firmware-only state has no cpregs to check.
+    let g = d.join("fw.json");
+    assert!(
+        armfw(&["save", "--profile", N1_612, "-o", g.to_str().unwrap()])
+            .status
+            .success()
+    );
+    let o = armfw(&[
+        "check",
+        "--state",
+        g.to_str().unwrap(),
+        "--to",
+        N1_72,
+        "--policy",
+        "qemu-10.0",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        String::from_utf8(o.stderr)
+            .unwrap()
+            .contains("whole-VM state")
+    );
+}
