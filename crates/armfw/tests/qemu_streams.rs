@@ -4,7 +4,7 @@
 //! profiles and QEMU's own outcomes of loading them (recorded by conformance/qemu,
 //! 2026-12-02).
 
-use armfw::abi::{CpuFeatures, OneRegId};
+use armfw::abi::OneRegId;
 use armfw::qemu::policy::is_cpreg;
 use armfw::qemu::{HostCpu, Incoming, QemuRelease, predict, stream};
 
@@ -57,7 +57,9 @@ fn the_streams_carry_what_the_probe_saw() {
         let v = &s.vcpus[0];
         // QEMU's list is KVM's, core and SVE ids left out, sorted: the probe's list.
         let p = armfw::profile::builtin_named(host).unwrap();
-        let set = p.vcpu().unwrap().feature_set(CpuFeatures::NONE).unwrap();
+        let features = PMU_OFF.features(&p);
+        assert_eq!(v.has_sve(), !features.is_empty(), "{name}");
+        let set = p.vcpu().unwrap().feature_set(features).unwrap();
         let mut listed: Vec<u64> = set
             .registers
             .0
