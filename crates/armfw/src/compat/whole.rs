@@ -136,7 +136,7 @@ const FEATURE_GATED: [(u64, u64, u32, &str); 5] = [
 ];
 
 /// The ID-register field that shows `id`'s feature, where KVM lists `id` only with that
-/// feature ([`FEATURE_GATED`]) and the VM's ID_AA64MMFR3_EL1 (`mmfr3`) shows it absent: the
+/// feature (the visibility functions of `sys_regs.c`, 6.13+) and the VM's ID_AA64MMFR3_EL1 (`mmfr3`) shows it absent: the
 /// guest cannot observe the register.
 pub fn unobservable(id: u64, mmfr3: u64) -> Option<&'static str> {
     FEATURE_GATED
