@@ -81,7 +81,7 @@ mod ram {
     pub const XBZRLE_ENCODING: u8 = 0x01;
 }
 
-/// Where a stream's bytes come from. The reader asks only for ranges inside [`len`]
+/// Where a stream's bytes come from. The reader asks only for ranges inside [`ByteSource::len`]
 /// (`ByteSource::len`), a few bytes at a time, and skips guest RAM without asking for it.
 pub trait ByteSource {
     /// The stream's length in bytes.
