@@ -81,8 +81,8 @@ mod ram {
     pub const XBZRLE_ENCODING: u8 = 0x01;
 }
 
-/// Where a stream's bytes come from. The reader asks only for ranges inside [`ByteSource::len`]
-/// (`ByteSource::len`), a few bytes at a time, and skips guest RAM without asking for it.
+/// Where a stream's bytes come from. The reader asks only for ranges inside
+/// [`ByteSource::len`], a few bytes at a time, and skips guest RAM without asking for it.
 pub trait ByteSource {
     /// The stream's length in bytes.
     fn len(&self) -> u64;
