@@ -77,6 +77,18 @@ fn named_in(message: &str) -> Option<&str> {
     .map(|c| c.1)
 }
 
+/// Every register QEMU's walk warned about as missing from the stream (11.1), in order.
+fn warned_missing(text: &str) -> Vec<&str> {
+    const START: &str = "handle_cpreg_missing_in_incoming_stream: ";
+    text.match_indices(START)
+        .filter_map(|(i, _)| {
+            let rest = &text[i + START.len()..];
+            rest.find(" expected by the destination")
+                .map(|e| &rest[..e])
+        })
+        .collect()
+}
+
 fn verdict(m: &Move) -> Verdict {
     let fail = |cell: String, why: String| Verdict {
         pass: false,
@@ -111,6 +123,18 @@ fn verdict(m: &Move) -> Verdict {
     };
     let message = message.as_deref().unwrap_or("");
     let predicted_loads = check.result == "loads";
+    // Where QEMU names the registers its walk passes over, armfw names the same ones.
+    let said = check.messages.join("\n");
+    if warned_missing(&said) != warned_missing(message) {
+        return fail(
+            format!("{outcome}*"),
+            format!(
+                "QEMU warned of {:?} missing, armfw of {:?}",
+                warned_missing(message),
+                warned_missing(&said)
+            ),
+        );
+    }
     match (outcome.as_str(), predicted_loads) {
         ("continues", true) => {
             if *first_tick == Some(last + 1) {
@@ -330,6 +354,18 @@ mod tests {
         assert!(!verdict(&row(&check("loads", None), &gap)).pass);
         assert!(!verdict(&row(&check("loads", None), &died)).pass);
         assert!(!verdict(&row(&check("refused", None), &died)).pass);
+    }
+
+    #[test]
+    fn the_walks_warnings_are_read_in_order() {
+        let m = "q: warning: handle_cpreg_missing_in_incoming_stream: demuxed reg 6020000000110003 expected by the destination but not in the incoming stream: skip it | q: warning: handle_cpreg_missing_in_incoming_stream: op0:3 op1:0 crn:2 crm:0 op2:3 expected by the destination but not in the incoming stream: skip it";
+        assert_eq!(
+            warned_missing(m),
+            [
+                "demuxed reg 6020000000110003",
+                "op0:3 op1:0 crn:2 crm:0 op2:3"
+            ]
+        );
     }
 
     #[test]
