@@ -182,14 +182,15 @@ fn tolerated(release: QemuRelease, id: u64, incoming: Option<u64>) -> bool {
     })
 }
 
-/// How QEMU names a register in its messages (`kvm_print_register_name()`, 10.2).
+/// How QEMU names a register in its messages (`kvm_print_register_name()`, 10.2, as 11.1
+/// prints it: "system register op0:3 ...", measured with Debian's 11.1.3).
 pub fn qemu_reg_name(id: u64) -> String {
     let r = OneRegId(id);
     let index = id & 0xffff;
     match RegClass::from_value(r.class()) {
         Some(RegClass::SysReg) => {
             let (op0, op1, crn, crm, op2) = crate::abi::vcpu_reg::sysreg_encoding(id);
-            format!("op0:{op0} op1:{op1} crn:{crn} crm:{crm} op2:{op2}")
+            format!("system register op0:{op0} op1:{op1} crn:{crn} crm:{crm} op2:{op2}")
         }
         Some(RegClass::Core) => format!("core reg {id:x}"),
         Some(RegClass::Demux) => format!("demuxed reg {id:x}"),
