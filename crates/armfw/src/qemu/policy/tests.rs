@@ -144,9 +144,14 @@ fn qemu_11_1_loads_6_12_onto_7_2_and_names_what_7_2_refuses() {
 
 #[test]
 fn qemu_names_registers_as_kvm_print_register_name_does() {
+    // As Debian's QEMU 11.1.3 printed them.
     assert_eq!(
-        qemu_reg_name(sysreg_id(3, 0, 0, 0, 0)),
-        "op0:3 op1:0 crn:0 crm:0 op2:0"
+        qemu_reg_name(sysreg_id(3, 0, 0, 5, 0)),
+        "system register op0:3 op1:0 crn:0 crm:5 op2:0"
+    );
+    assert_eq!(
+        qemu_reg_name(0x6020_0000_0011_0003),
+        "demuxed reg 6020000000110003"
     );
     assert_eq!(qemu_reg_name(0x6030_0000_0014_0000), "fw reg 0");
     assert_eq!(qemu_reg_name(BMAP2), "fw feat reg 3");
