@@ -96,6 +96,11 @@ policies' restore (first-refusal: Firecracker, Cloud Hypervisor; write-all; qemu
 refused register, and armfw's whole-VM plan (registers the guest cannot observe left out, \
 the implementation ids written with KVM_CAP_ARM_WRITABLE_IMP_ID_REGS on 6.15+).
 
+With a QEMU policy (--qemu-stream, or --policy qemu-7.2|qemu-10.0|qemu-11.1): whether that \
+QEMU release loads the VM on the destination, the rule and register that refuse it, the lines \
+QEMU prints, and what would make it work (docs/qemu.md); exit 0 QEMU loads it, 1 it refuses \
+it, 2 bad input.
+
 Exit codes: 0 compatible (the strict restore succeeds and the guest's firmware does not \
 change; for a whole VM, every VMM policy restores it too); 3 compatible only with armfw's \
 plan (the strict restore fails, or succeeds but changes the guest's firmware; the plan keeps \
