@@ -29,7 +29,7 @@ some moves refused; sim: a scenario ended with an error); 2 bad input or a faile
 line on stderr; with --json also an armfw-error/1 document on stdout); 3 check: compatible \
 only with armfw's plan; 141 standard output closed early (nothing on stderr).
 
-Reads are limited to 1 MiB per file; - reads standard input. See docs/cli.md.")]
+Reads are limited to 32 MiB per file (a QEMU stream is read in place); - reads standard input. See docs/cli.md.")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
