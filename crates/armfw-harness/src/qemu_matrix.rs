@@ -207,12 +207,21 @@ pub fn report(rows: &Path) -> Result<ExitCode> {
         moves.push(m);
     }
     let rows: Vec<(&Move, Verdict)> = moves.iter().map(|m| (m, verdict(m))).collect();
-    let groups: BTreeSet<(&str, &str, &str)> = rows
+    // One matrix per QEMU version (oldest first) and CPU model.
+    let groups: BTreeSet<(Vec<u32>, &str, &str, &str)> = rows
         .iter()
-        .map(|(m, _)| (m.suite.as_str(), m.qemu.as_str(), m.cpu.as_str()))
+        .map(|(m, _)| {
+            let version = m.qemu.strip_prefix("QEMU ").unwrap_or(&m.qemu);
+            (
+                series_key(version),
+                m.suite.as_str(),
+                m.qemu.as_str(),
+                m.cpu.as_str(),
+            )
+        })
         .collect();
     let mut out = String::new();
-    for (suite, qemu, cpu) in groups {
+    for (_, suite, qemu, cpu) in groups {
         let here: Vec<&(&Move, Verdict)> = rows
             .iter()
             .filter(|(m, _)| m.suite == suite && m.cpu == cpu)
@@ -373,5 +382,8 @@ mod tests {
         let mut s = vec!["7", "6.12", "6.1"];
         s.sort_by_key(|k| series_key(k));
         assert_eq!(s, ["6.1", "6.12", "7"]);
+        let mut q = vec!["11.1.3", "7.2.22", "10.0.13"];
+        q.sort_by_key(|k| series_key(k));
+        assert_eq!(q, ["7.2.22", "10.0.13", "11.1.3"]);
     }
 }
