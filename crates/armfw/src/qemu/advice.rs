@@ -7,7 +7,7 @@ use crate::compat::whole::{MMFR3, unobservable};
 use crate::compat::{RegisterExplanation, explain_refusal};
 use crate::vcpu::names::reg_name;
 
-use super::policy::{HostCpu, Incoming, LoadPrediction, LoadStop, QemuRelease, is_cpreg, predict};
+use super::policy::{HostCpu, Incoming, LoadPrediction, LoadStop, QemuRelease, predict};
 
 /// One way to make the move work.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -88,19 +88,12 @@ pub fn remedies(
         .filter(|&r| r != prediction.release && predict(r, incoming, dest, cpu).loads())
         .map(Remedy::Release)
         .collect();
-    let vcpu = match stop {
-        LoadStop::Length { vcpu, .. }
-        | LoadStop::Unknown { vcpu, .. }
-        | LoadStop::Refused { vcpu, .. }
-        | LoadStop::Core { vcpu, .. } => *vcpu,
-        LoadStop::Create { .. } => return out,
-    };
-    let Some(inc) = incoming.get(vcpu) else {
+    let Some(inc) = stop.vcpu().and_then(|v| incoming.get(v)) else {
         return out;
     };
     match stop {
         LoadStop::Length { .. } | LoadStop::Unknown { .. } => {
-            let listed = destination_cpregs(dest, prediction);
+            let listed = &prediction.destination;
             let mmfr3 = inc.cpregs.iter().find(|r| r.0 == MMFR3).map_or(0, |r| r.1);
             let only: Vec<u64> = inc
                 .cpregs
@@ -144,22 +137,4 @@ pub fn remedies(
         LoadStop::Core { .. } | LoadStop::Create { .. } => {}
     }
     out
-}
-
-/// The destination's cpreg ids for the prediction's features, sorted.
-fn destination_cpregs(dest: &Profile, prediction: &LoadPrediction) -> Vec<u64> {
-    let mut ids: Vec<u64> = dest
-        .vcpu()
-        .and_then(|v| v.feature_set(prediction.features))
-        .map(|s| {
-            s.registers
-                .0
-                .iter()
-                .map(|r| r.0)
-                .filter(|&id| is_cpreg(id))
-                .collect()
-        })
-        .unwrap_or_default();
-    ids.sort_unstable();
-    ids
 }

@@ -29,9 +29,12 @@ use crate::abi::{CpuFeature, CpuFeatures, Errno, OneRegId};
 use crate::firmware::Firmware;
 use crate::migrate::ModelVm;
 use crate::migrate::sequence::{RestoreTarget, SaveSource, VcpuInit};
-use crate::register::RegClass;
 
-use super::stream::QemuVcpu;
+mod incoming;
+mod outcome;
+
+pub use incoming::Incoming;
+pub use outcome::{Handling, LoadPrediction, LoadStop, Unmatched, qemu_reg_name};
 
 /// KVM_REG_ARM_CORE's PSTATE (`struct kvm_regs`, `regs.pstate`).
 pub const CORE_PSTATE: u64 = 0x6030_0000_0010_0042;
@@ -182,24 +185,6 @@ fn tolerated(release: QemuRelease, id: u64, incoming: Option<u64>) -> bool {
     })
 }
 
-/// How QEMU names a register in its messages (`kvm_print_register_name()`, 10.2, as 11.1
-/// prints it: "system register op0:3 ...", measured with Debian's 11.1.3).
-pub fn qemu_reg_name(id: u64) -> String {
-    let r = OneRegId(id);
-    let index = id & 0xffff;
-    match RegClass::from_value(r.class()) {
-        Some(RegClass::SysReg) => {
-            let (op0, op1, crn, crm, op2) = crate::abi::vcpu_reg::sysreg_encoding(id);
-            format!("system register op0:{op0} op1:{op1} crn:{crn} crm:{crm} op2:{op2}")
-        }
-        Some(RegClass::Core) => format!("core reg {id:x}"),
-        Some(RegClass::Demux) => format!("demuxed reg {id:x}"),
-        _ if id & 0xffff_0000 == 0x0014_0000 => format!("fw reg {index}"),
-        _ if id & 0xffff_0000 == 0x0016_0000 => format!("fw feat reg {index}"),
-        _ => format!("{id:x}"),
-    }
-}
-
 pub use crate::register::is_cpreg;
 
 /// The `-cpu host` options that choose a vCPU's KVM features: `pmu`, `sve`, `pauth` (each
@@ -274,331 +259,6 @@ impl HostCpu {
     }
 }
 
-/// One incoming vCPU: what QEMU's load uses of it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Incoming {
-    /// The cpreg ids and values, in stream order (sorted by id).
-    pub cpregs: Vec<(u64, u64)>,
-    /// PSTATE.
-    pub pstate: u64,
-}
-
-impl From<&QemuVcpu> for Incoming {
-    fn from(v: &QemuVcpu) -> Incoming {
-        Incoming {
-            cpregs: v.cpregs.clone(),
-            pstate: u64::from(v.pstate),
-        }
-    }
-}
-
-impl Incoming {
-    /// The vCPUs QEMU would save of a VM of `host` with `features`, created with KVM's
-    /// defaults and run once (KVM's first-run changes made): every cpreg the host lists, sorted,
-    /// with its value. `None` where the profile has no such feature set (or no whole-vCPU
-    /// part).
-    pub fn default_vm(
-        host: &Profile,
-        features: CpuFeatures,
-        vcpus: usize,
-    ) -> Option<Vec<Incoming>> {
-        let mut vm = ModelVm::new(Firmware::new(host));
-        let init = VcpuInit {
-            psci_0_2: host.capabilities().psci_0_2,
-            features,
-            sve_vls: None,
-        };
-        vm.create_vcpus(vcpus, &init).ok()?;
-        vm.registers()?;
-        let mut out = Vec::with_capacity(vcpus);
-        for vcpu in 0..vcpus {
-            vm.run(vcpu).ok()?;
-        }
-        for vcpu in 0..vcpus {
-            let mut ids: Vec<u64> = vm
-                .listed_ids(vcpu)
-                .ok()?
-                .into_iter()
-                .filter(|&id| is_cpreg(id))
-                .collect();
-            ids.sort_unstable();
-            let cpregs = ids
-                .into_iter()
-                .map(|id| Some((id, crate::json::le_u64(&vm.get_reg(vcpu, id).ok()?))))
-                .collect::<Option<Vec<_>>>()?;
-            out.push(Incoming {
-                cpregs,
-                pstate: 0x3c5,
-            });
-        }
-        Some(out)
-    }
-}
-
-impl Incoming {
-    /// The vCPUs QEMU would carry of a VM saved whole by armfw (format 2.0): each vCPU's
-    /// listed ids but the core and SVE ones, sorted, with their saved values (the low 64
-    /// bits), and the saved PSTATE. `None` for a firmware-only state.
-    pub fn from_snapshot(snapshot: &crate::Snapshot) -> Option<Vec<Incoming>> {
-        let m = snapshot.machine()?;
-        let mut ids: Vec<u64> = m
-            .reg_list
-            .iter()
-            .copied()
-            .filter(|&id| is_cpreg(id))
-            .collect();
-        ids.sort_unstable();
-        let firmware = |id: u64| {
-            snapshot
-                .vm
-                .registers
-                .iter()
-                .find(|r| r.id == id)
-                .map(|r| r.value)
-        };
-        Some(
-            (0..snapshot.vcpus.len())
-                .map(|vcpu| Incoming {
-                    cpregs: ids
-                        .iter()
-                        .filter_map(|&id| {
-                            let v =
-                                firmware(id).or_else(|| m.value(vcpu, id).map(|r| r.low_u64()))?;
-                            Some((id, v))
-                        })
-                        .collect(),
-                    pstate: m.value(vcpu, CORE_PSTATE).map_or(0x3c5, |r| r.low_u64()),
-                })
-                .collect(),
-        )
-    }
-}
-
-/// Why QEMU fails the load.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum LoadStop {
-    /// The destination's vCPUs cannot be created with these features.
-    Create {
-        /// KVM's answer.
-        errno: Errno,
-    },
-    /// More incoming cpregs than the destination lists.
-    Length {
-        /// The vCPU.
-        vcpu: usize,
-        /// Incoming.
-        incoming: usize,
-        /// Listed on the destination.
-        destination: usize,
-    },
-    /// An incoming id the destination does not list.
-    Unknown {
-        /// The vCPU.
-        vcpu: usize,
-        /// The first such id.
-        id: u64,
-    },
-    /// KVM refused writes of the vCPU's list (every refused one, in write order).
-    Refused {
-        /// The vCPU.
-        vcpu: usize,
-        /// The refused ids and KVM's answers.
-        writes: Vec<(u64, Errno)>,
-    },
-    /// KVM refused the core registers after the load (PSTATE).
-    Core {
-        /// The vCPU.
-        vcpu: usize,
-        /// The register.
-        id: u64,
-        /// KVM's answer.
-        errno: Errno,
-    },
-}
-
-impl LoadStop {
-    /// The register the failure is about, where there is one.
-    pub fn register(&self) -> Option<u64> {
-        match self {
-            LoadStop::Create { .. } | LoadStop::Length { .. } => None,
-            LoadStop::Unknown { id, .. } | LoadStop::Core { id, .. } => Some(*id),
-            LoadStop::Refused { writes, .. } => writes.first().map(|w| w.0),
-        }
-    }
-
-    /// The rule's name in reports.
-    pub fn rule(&self) -> &'static str {
-        match self {
-            LoadStop::Create { .. } => "vcpu_init",
-            LoadStop::Length { .. } => "cpreg_count",
-            LoadStop::Unknown { .. } => "cpreg_unknown",
-            LoadStop::Refused { .. } => "cpreg_refused",
-            LoadStop::Core { .. } => "core_refused",
-        }
-    }
-}
-
-/// An id on one side only, and what the release did with it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Unmatched {
-    /// The vCPU.
-    pub vcpu: usize,
-    /// The register.
-    pub id: u64,
-    /// In the stream only (`true`), or on the destination only.
-    pub incoming: bool,
-    /// What QEMU did.
-    pub handling: Handling,
-}
-
-/// What QEMU does with an id on one side only.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Handling {
-    /// On the destination only: it keeps its own value (11.1 warns).
-    Kept,
-    /// In the stream only, above the destination's largest id: the walk (up to 11.0) never
-    /// looks at it.
-    Unwalked,
-    /// In the tolerance list: passed over in silence.
-    Tolerated,
-    /// Reported as unknown; this fails the load unless a later incoming-only id of the same
-    /// vCPU is tolerated (11.1 assigns its `fail` flag instead of accumulating it).
-    Reported,
-}
-
-/// What a QEMU release does loading a stream on a destination.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct LoadPrediction {
-    /// The release modelled.
-    pub release: QemuRelease,
-    /// The vCPU features QEMU gives the destination's vCPUs.
-    pub features: CpuFeatures,
-    /// How many cpregs the destination lists per vCPU.
-    pub destination_cpregs: usize,
-    /// Why the load fails; `None`: QEMU loads the stream and the guest goes on.
-    pub stop: Option<LoadStop>,
-    /// The ids on one side only that the walk met (or passed), in walk order.
-    pub unmatched: Vec<Unmatched>,
-    /// The refused writes' values, as QEMU reports them from 10.2: (id, written, read back).
-    refused_values: Vec<(u64, u64, Option<u64>)>,
-}
-
-impl LoadPrediction {
-    /// Whether QEMU loads the stream.
-    pub fn loads(&self) -> bool {
-        self.stop.is_none()
-    }
-
-    /// The lines QEMU prints (its `error_report()`s and warnings, without the program name),
-    /// in order.
-    pub fn messages(&self) -> Vec<String> {
-        let device = |vcpu: &usize| {
-            format!("error while loading state for instance {vcpu:#x} of device 'cpu'")
-        };
-        let mut lines = Vec::new();
-        if self.release.walks_to_the_end() {
-            for u in &self.unmatched {
-                let name = qemu_reg_name(u.id);
-                match (u.incoming, u.handling) {
-                    (false, Handling::Kept) => lines.push(format!(
-                        "warning: handle_cpreg_missing_in_incoming_stream: {name} expected by the destination but not in the incoming stream: skip it"
-                    )),
-                    (true, Handling::Reported) => lines.push(format!(
-                        "handle_cpreg_only_in_incoming_stream: {name} in the incoming stream but unknown on the destination: fail migration"
-                    )),
-                    _ => {}
-                }
-            }
-        }
-        let mut refusals = Vec::new();
-        if self.release.names_refused_writes() {
-            for &(id, written, now) in &self.refused_values {
-                let name = qemu_reg_name(id);
-                let errno = match &self.stop {
-                    Some(LoadStop::Refused { writes, .. }) => {
-                        writes.iter().find(|w| w.0 == id).map(|w| w.1)
-                    }
-                    _ => None,
-                };
-                refusals.push(match (errno, now) {
-                    (Some(Errno::ENOENT), _) => {
-                        format!("Could not set register {name}: unknown to KVM")
-                    }
-                    (Some(Errno::EINVAL), Some(now)) => {
-                        format!("Could not set register {name} to {written:x} (is {now:x})")
-                    }
-                    (Some(Errno::EINVAL), None) => {
-                        format!("Could not set register {name} to {written:x}")
-                    }
-                    (e, _) => format!(
-                        "Could not set register {name}: {}",
-                        e.map_or_else(String::new, |e| e.to_string())
-                    ),
-                });
-            }
-        }
-        match &self.stop {
-            None => {}
-            Some(LoadStop::Create { errno }) => {
-                lines.push(format!("kvm_init_vcpu: kvm_arch_init_vcpu failed: {errno}"));
-            }
-            Some(LoadStop::Length {
-                vcpu,
-                incoming,
-                destination,
-            }) => lines.extend([
-                format!("Invalid value {incoming} expecting positive value <= {destination}"),
-                "Failed to load cpu:cpreg_vmstate_array_len".into(),
-                device(vcpu),
-                "load of migration failed: Invalid argument".into(),
-            ]),
-            Some(LoadStop::Unknown { vcpu, .. }) => {
-                lines.push(device(vcpu));
-                if !self.release.walks_to_the_end() {
-                    lines.push("load of migration failed: Operation not permitted".into());
-                }
-            }
-            Some(LoadStop::Refused { vcpu, .. }) => match self.release {
-                QemuRelease::Qemu7_2 => lines.extend([
-                    device(vcpu),
-                    "load of migration failed: Operation not permitted".into(),
-                ]),
-                QemuRelease::Qemu10_0 => lines.extend([
-                    device(vcpu),
-                    "Failed to put registers after init: Invalid argument".into(),
-                ]),
-                // Measured: 11.1's post_load goes on after a refused write, and the
-                // synchronisation right after it writes the list again and ends QEMU.
-                QemuRelease::Qemu11_1 => {
-                    lines.extend(refusals.iter().cloned());
-                    lines.extend(refusals);
-                    lines.push("Failed to put registers after init: Invalid argument".into());
-                }
-            },
-            Some(LoadStop::Core { .. }) => {
-                lines.push("Failed to put registers after init: Invalid argument".into());
-            }
-        }
-        lines
-    }
-
-    /// The register QEMU names first in its messages, where it names one (11.1 names the
-    /// ids on one side only and the refused writes; earlier releases none).
-    pub fn named_register(&self) -> Option<u64> {
-        if !self.release.names_refused_writes() {
-            return None;
-        }
-        let reported = self
-            .unmatched
-            .iter()
-            .find(|u| u.incoming && u.handling == Handling::Reported)
-            .map(|u| u.id);
-        reported.or_else(|| self.refused_values.first().map(|r| r.0))
-    }
-}
-
 /// What `release` does loading `incoming` (every vCPU of a stream, in order) on `dest`,
 /// started with `cpu`: played on the model of `dest`.
 pub fn predict(
@@ -611,38 +271,23 @@ pub fn predict(
     let mut out = LoadPrediction {
         release,
         features,
-        destination_cpregs: 0,
+        destination: Vec::new(),
         stop: None,
         unmatched: Vec::new(),
         refused_values: Vec::new(),
     };
-    let mut vm = ModelVm::new(Firmware::new(dest));
-    let init = VcpuInit {
-        psci_0_2: dest.capabilities().psci_0_2,
-        features,
-        sve_vls: None,
+    let mut vm = match model_vm(dest, features, incoming.len()) {
+        Ok(vm) => vm,
+        Err(errno) => {
+            out.stop = Some(LoadStop::Create { errno });
+            return out;
+        }
     };
-    if let Err((_, errno)) = vm.create_vcpus(incoming.len(), &init) {
-        out.stop = Some(LoadStop::Create { errno });
-        return out;
-    }
     // Each vCPU's list and values as QEMU reads them when it creates the vCPU.
-    let mut lists = Vec::with_capacity(incoming.len());
-    for vcpu in 0..incoming.len() {
-        let mut ids: Vec<u64> = vm
-            .listed_ids(vcpu)
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|&id| is_cpreg(id))
-            .collect();
-        ids.sort_unstable();
-        let values: Vec<u64> = ids
-            .iter()
-            .map(|&id| vm.get_reg(vcpu, id).map_or(0, |b| crate::json::le_u64(&b)))
-            .collect();
-        lists.push((ids, values));
-    }
-    out.destination_cpregs = lists.first().map_or(0, |l| l.0.len());
+    let mut lists: Vec<(Vec<u64>, Vec<u64>)> = (0..incoming.len())
+        .map(|vcpu| cpregs(&vm, vcpu).unwrap_or_default().into_iter().unzip())
+        .collect();
+    out.destination = lists.first().map(|l| l.0.clone()).unwrap_or_default();
     for (vcpu, inc) in incoming.iter().enumerate() {
         let (ids, values) = &mut lists[vcpu];
         if release.bounds_the_count() && inc.cpregs.len() > ids.len() {
@@ -662,8 +307,7 @@ pub fn predict(
         if !writes.is_empty() {
             for &(id, _) in &writes {
                 let written = ids.iter().position(|&i| i == id).map_or(0, |k| values[k]);
-                let now = vm.get_reg(vcpu, id).ok().map(|b| crate::json::le_u64(&b));
-                out.refused_values.push((id, written, now));
+                out.refused_values.push((id, written, value(&vm, vcpu, id)));
             }
             out.stop = Some(LoadStop::Refused { vcpu, writes });
             return out;
@@ -685,6 +329,39 @@ pub fn predict(
         }
     }
     out
+}
+
+/// A model VM of `host` with `vcpus` vCPUs set up as QEMU's `-cpu host` does (PSCI 0.2 where
+/// the host has it, `features`, the host's SVE lengths).
+fn model_vm(host: &Profile, features: CpuFeatures, vcpus: usize) -> Result<ModelVm, Errno> {
+    let mut vm = ModelVm::new(Firmware::new(host));
+    let init = VcpuInit {
+        psci_0_2: host.capabilities().psci_0_2,
+        features,
+        sve_vls: None,
+    };
+    vm.create_vcpus(vcpus, &init).map_err(|(_, errno)| errno)?;
+    Ok(vm)
+}
+
+/// The value of `id` on `vcpu` as QEMU keeps it (64 bits).
+fn value(vm: &ModelVm, vcpu: usize, id: u64) -> Option<u64> {
+    vm.get_reg(vcpu, id).ok().map(|b| crate::json::le_u64(&b))
+}
+
+/// `vcpu`'s cpreg list as QEMU reads it from KVM (`kvm_arm_init_cpreg_list()`): every listed
+/// id but the core and SVE ones, sorted, with its value.
+fn cpregs(vm: &ModelVm, vcpu: usize) -> Option<Vec<(u64, u64)>> {
+    let mut ids: Vec<u64> = vm
+        .listed_ids(vcpu)
+        .ok()?
+        .into_iter()
+        .filter(|&id| is_cpreg(id))
+        .collect();
+    ids.sort_unstable();
+    ids.into_iter()
+        .map(|id| Some((id, value(vm, vcpu, id)?)))
+        .collect()
 }
 
 /// `cpu_post_load()`'s walk over the destination's sorted `ids` and the incoming list,

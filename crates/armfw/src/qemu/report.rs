@@ -150,20 +150,13 @@ impl QemuCheckJson {
                 .collect(),
             _ => Vec::new(),
         };
-        let vcpu = stop.and_then(|s| match s {
-            LoadStop::Create { .. } => None,
-            LoadStop::Length { vcpu, .. }
-            | LoadStop::Unknown { vcpu, .. }
-            | LoadStop::Refused { vcpu, .. }
-            | LoadStop::Core { vcpu, .. } => Some(*vcpu),
-        });
         QemuCheckJson {
             format: QEMU_CHECK_FORMAT.into(),
             source,
             destination: DestinationJson {
                 profile: dest.name().into(),
                 kernel: dest.kernel().into(),
-                cpregs: prediction.destination_cpregs,
+                cpregs: prediction.destination.len(),
             },
             policy: prediction.release.name().into(),
             cpu: cpu_text.into(),
@@ -175,7 +168,7 @@ impl QemuCheckJson {
             }
             .into(),
             rule: stop.map(|s| s.rule().into()),
-            vcpu,
+            vcpu: stop.and_then(LoadStop::vcpu),
             register: stop.and_then(LoadStop::register).map(RegisterJson::new),
             named_register: prediction.named_register().map(RegisterJson::new),
             refused,

@@ -384,13 +384,7 @@ impl<S: ByteSource + ?Sized> Reader<'_, S> {
             match name.as_str() {
                 "configuration/target-page-bits" => self.cur.skip("target page bits", 4)?,
                 "configuration/uuid" => self.cur.skip("uuid", 16)?,
-                "configuration/capabilities" => {
-                    let count = self.cur.be32("capability count")?;
-                    for _ in 0..count {
-                        let cap = self.cur.idstr("capability")?;
-                        refuse_capability(&cap)?;
-                    }
-                }
+                "configuration/capabilities" => self.capabilities()?,
                 _ => {
                     return Err(StreamErrorKind::Subsection {
                         device: "configuration".into(),
@@ -505,13 +499,6 @@ fn limit(what: &'static str, max: impl TryInto<u64>) -> StreamErrorKind {
         what,
         max: max.try_into().unwrap_or(u64::MAX),
     }
-}
-
-/// Capabilities whose RAM records carry fields this reader does not walk (`x-ignore-shared`
-/// adds a block address, `mapped-ram` places pages elsewhere). Only capabilities that change
-/// the stream are in the configuration's list.
-pub(super) fn refuse_capability(cap: &str) -> Result<(), StreamErrorKind> {
-    Err(StreamErrorKind::Capability(cap.to_owned()))
 }
 
 /// A copy of the stream without guest RAM: every RAM record between a RAM section's block

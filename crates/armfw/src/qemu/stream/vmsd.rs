@@ -4,7 +4,7 @@ use serde::Deserialize;
 
 use super::{
     ByteSource, MAX_CPREGS, MAX_VCPUS, QemuVcpu, Reader, Stream, StreamErrorKind, limit, read_at,
-    refuse_capability, section,
+    section,
 };
 
 /// The device description's JSON (`qemu_savevm_state_complete_precopy_non_iterable()`).
@@ -186,7 +186,7 @@ impl<S: ByteSource + ?Sized> Reader<'_, S> {
     }
 
     /// The configuration's capability list (described as `caps_count` and `capabilities`).
-    fn capabilities(&mut self) -> Result<(), StreamErrorKind> {
+    pub(super) fn capabilities(&mut self) -> Result<(), StreamErrorKind> {
         let count = self.cur.be32("capability count")?;
         for _ in 0..count {
             let cap = self.cur.idstr("capability")?;
@@ -275,4 +275,11 @@ impl<S: ByteSource + ?Sized> Reader<'_, S> {
             .map(|c| u64::from_be_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
             .collect())
     }
+}
+
+/// Capabilities whose RAM records carry fields this reader does not walk (`x-ignore-shared`
+/// adds a block address, `mapped-ram` places pages elsewhere). Only capabilities that change
+/// the stream are in the configuration's list.
+fn refuse_capability(cap: &str) -> Result<(), StreamErrorKind> {
+    Err(StreamErrorKind::Capability(cap.to_owned()))
 }
