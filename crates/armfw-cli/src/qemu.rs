@@ -28,13 +28,12 @@ pub fn check(a: &CheckArgs) -> Result<ExitCode> {
         let file = StreamFile::open(path)?;
         let s = stream::read(&file).with_context(|| InFile::new(path))?;
         let incoming: Vec<Incoming> = s.vcpus.iter().map(Incoming::from).collect();
-        let source = SourceJson {
-            kind: "stream".into(),
-            name: path.display().to_string(),
-            machine_type: s.machine_type.clone(),
-            vcpus: incoming.len(),
-            cpregs: incoming.first().map_or(0, |v| v.cpregs.len()),
-        };
+        let source = SourceJson::new(
+            "stream",
+            &path.display().to_string(),
+            s.machine_type.clone(),
+            &incoming,
+        );
         (source, incoming, s.qemu_version())
     } else if let Some(path) = &a.state {
         let snap = load_state(path)?;
@@ -44,13 +43,7 @@ pub fn check(a: &CheckArgs) -> Result<ExitCode> {
                 path.display()
             )
         })?;
-        let source = SourceJson {
-            kind: "state".into(),
-            name: path.display().to_string(),
-            machine_type: None,
-            vcpus: incoming.len(),
-            cpregs: incoming.first().map_or(0, |v| v.cpregs.len()),
-        };
+        let source = SourceJson::new("state", &path.display().to_string(), None, &incoming);
         (source, incoming, None)
     } else if let Some(from) = &a.from {
         let p = load_profile(Some(from))?;
@@ -62,13 +55,7 @@ pub fn check(a: &CheckArgs) -> Result<ExitCode> {
                 cpu_text(a.qemu_cpu)
             )
         })?;
-        let source = SourceJson {
-            kind: "host".into(),
-            name: p.name().into(),
-            machine_type: None,
-            vcpus: 1,
-            cpregs: incoming[0].cpregs.len(),
-        };
+        let source = SourceJson::new("host", p.name(), None, &incoming);
         (source, incoming, None)
     } else {
         bail!("give --qemu-stream FILE, --state FILE or --from PROFILE");

@@ -71,6 +71,24 @@ pub struct SourceJson {
     pub cpregs: usize,
 }
 
+impl SourceJson {
+    /// The source of kind `kind` named `name`, of these vCPUs.
+    pub fn new(
+        kind: &str,
+        name: &str,
+        machine_type: Option<String>,
+        incoming: &[super::policy::Incoming],
+    ) -> SourceJson {
+        SourceJson {
+            kind: kind.into(),
+            name: name.into(),
+            machine_type,
+            vcpus: incoming.len(),
+            cpregs: incoming.first().map_or(0, |v| v.cpregs.len()),
+        }
+    }
+}
+
 /// The destination.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
