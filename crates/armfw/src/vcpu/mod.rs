@@ -66,13 +66,8 @@ pub struct VcpuTemplate {
     base: Vec<Reg>,
     /// MPIDR_EL1's list position.
     mpidr: Option<usize>,
-    /// The host's value (reset on a fresh vCPU) of each register, low 64 bits, by position.
-    limits: Vec<u64>,
-    /// The writable mask of each register (0 where none was probed), by position.
-    writable: Vec<u64>,
-    /// The bits of each register's fields inside its writable mask, by position.
-    checked: Vec<u64>,
-    /// What each register's accesses need, decided once from its id, by position.
+    /// What each register's accesses need, decided once from its id and the host, by
+    /// position.
     slots: Vec<Slot>,
     /// The host has KVM_ARM_SET_COUNTER_OFFSET (KVM_CAP_COUNTER_OFFSET, 6.4).
     counter_offset_cap: bool,
@@ -113,10 +108,19 @@ struct Slot {
     fields: Option<&'static crate::register::ftr::FtrReg>,
     /// A system register's SET rule (not for the timer ids and the demux).
     sys: Option<SysRule>,
+    /// The host's value (reset on a fresh vCPU), low 64 bits.
+    limit: u64,
+    /// The writable mask (0 where none was probed).
+    writable: u64,
+    /// The bits of the register's fields inside its writable mask
+    /// ([`rules::checked_fields`]).
+    checked: u64,
+    /// An ID register's own `set_user` checks.
+    special: rules::IdSpecial,
 }
 
 impl Slot {
-    fn new(id: u64, release: Release, limit: u64, aarch32_el0: bool) -> Slot {
+    fn new(id: u64, release: Release, limit: u64, writable: u64, aarch32_el0: bool) -> Slot {
         let kind = rules::kind(id, release);
         let sys = (kind == Kind::SysReg).then(|| rules::sys_rule(id));
         let pmu_masked = matches!(sys, Some(SysRule::PmuSetClr { .. })) && release.at_least(6, 7);
@@ -135,6 +139,10 @@ impl Slot {
             write_ignored: aa32 && !aarch32_el0,
             fields,
             sys,
+            limit,
+            writable,
+            checked: rules::checked_fields(fields, writable),
+            special: rules::IdSpecial::of(enc),
         }
     }
 }
@@ -210,25 +218,20 @@ impl VcpuTemplate {
             .registers
             .0
             .iter()
-            .map(|(id, w)| Slot::new(*id, release, w.low_u64(), aarch32_el0))
+            .map(|(id, w)| {
+                let writable = v
+                    .writable_masks
+                    .as_ref()
+                    .and_then(|m| m.get(*id))
+                    .map_or(0, Wide::low_u64);
+                Slot::new(*id, release, w.low_u64(), writable, aarch32_el0)
+            })
             .collect();
         let base: Vec<Reg> = set
             .registers
             .0
             .iter()
             .map(|(id, w)| Reg::from_bytes(&w.fit(OneRegId(*id).size_bytes()).unwrap_or_default()))
-            .collect();
-        let limits = set.registers.0.iter().map(|(_, w)| w.low_u64()).collect();
-        let writable = set
-            .registers
-            .0
-            .iter()
-            .map(|(id, _)| {
-                v.writable_masks
-                    .as_ref()
-                    .and_then(|m| m.get(*id))
-                    .map_or(0, Wide::low_u64)
-            })
             .collect();
         let mpidr_id = sysreg_id(3, 0, 0, 0, 5);
         let mpidr = set.ids().position(|id| id == mpidr_id);
@@ -242,13 +245,6 @@ impl VcpuTemplate {
             vq,
             base,
             mpidr,
-            limits,
-            checked: slots
-                .iter()
-                .zip(&writable)
-                .map(|(s, &w)| rules::checked_fields(s.fields, w))
-                .collect(),
-            writable,
             slots,
             counter_offset_cap: v.capabilities.counter_offset,
             set,
@@ -382,11 +378,11 @@ impl VcpuModel {
     /// The host's value of `id` (its reset value on a fresh vCPU).
     /// The host's value of a listed register (its value on a fresh vCPU, low 64 bits).
     pub fn host_value(&self, id: u64) -> Option<u64> {
-        self.listed(id).map(|p| self.t.limits[p])
+        self.listed(id).map(|p| self.t.slots[p].limit)
     }
 
     fn host_u64(&self, id: u64) -> u64 {
-        self.listed(id).map_or(0, |p| self.t.limits[p])
+        self.listed(id).map_or(0, |p| self.t.slots[p].limit)
     }
 
     fn store(&mut self, vcpu: usize, id: u64, data: &[u8]) {
@@ -574,17 +570,18 @@ impl VcpuModel {
 
     #[inline(always)]
     fn id_check(&self, vcpu: usize, pos: usize) -> IdCheck {
-        let slot = self.t.slots[pos];
+        let slot = &self.t.slots[pos];
         IdCheck {
             release: self.t.release,
-            limit: self.t.limits[pos],
+            limit: slot.limit,
             current: self.word_at(vcpu, pos),
-            writable: self.t.writable[pos],
-            checked: self.t.checked[pos],
+            writable: slot.writable,
+            checked: slot.checked,
             has_run: self.has_run,
             raz: slot.raz,
             write_ignored: slot.write_ignored,
             fields: slot.fields,
+            special: slot.special,
         }
     }
 
@@ -596,20 +593,17 @@ impl VcpuModel {
         value: u64,
         data: &[u8],
     ) -> Result<(), Errno> {
-        let enc = sysreg_encoding(id);
-        let rule = self.t.slots[pos].sys.unwrap_or(SysRule::Plain);
-        match rule {
+        let slot = &self.t.slots[pos];
+        match slot.sys.unwrap_or(SysRule::Plain) {
             SysRule::IdReg => {
-                let slot = self.t.slots[pos];
-                let limit = self.t.limits[pos];
                 if !slot.write_ignored
-                    && rules::takes_host_value(self.t.release, self.has_run, limit, value)
+                    && rules::takes_host_value(self.t.release, self.has_run, slot.limit, value)
                 {
                     self.vm_wide[pos] = Some(value);
                     return Ok(());
                 }
                 let c = self.id_check(vcpu, pos);
-                let stored = rules::id_set(enc, c, value)?;
+                let stored = rules::id_set(&c, value)?;
                 if !c.write_ignored {
                     self.vm_wide[pos] = Some(stored);
                 }
@@ -617,14 +611,14 @@ impl VcpuModel {
             }
             SysRule::ImpId => {
                 let c = self.id_check(vcpu, pos);
-                rules::imp_set(c, self.t.imp_writable, value)?;
+                rules::imp_set(&c, self.t.imp_writable, value)?;
                 self.vm_wide[pos] = Some(value);
                 Ok(())
             }
             SysRule::Ctr => {
                 let c = self.id_check(vcpu, pos);
                 if self.t.release.at_least(6, 11) {
-                    rules::id_set(enc, c, value)?;
+                    rules::id_set(&c, value)?;
                 } else if value != c.current {
                     return Err(Errno::EINVAL);
                 }

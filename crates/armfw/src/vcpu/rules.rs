@@ -377,6 +377,35 @@ pub struct IdCheck {
     pub write_ignored: bool,
     /// The kernel's field table of the register (`get_arm64_ftr_reg()`), if it has one.
     pub fields: Option<&'static ftr::FtrReg>,
+    /// The register's own `set_user` checks ([`IdSpecial::of`] its encoding).
+    pub special: IdSpecial,
+}
+
+/// The ID registers whose `set_user` makes checks of its own before `set_id_reg()`
+/// ([`id_pre_check`]), decided once per register from its encoding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IdSpecial {
+    /// `set_id_reg()` alone.
+    None,
+    /// ID_AA64PFR0_EL1 (`set_id_aa64pfr0_el1()`).
+    Pfr0,
+    /// ID_AA64DFR0_EL1 (`set_id_aa64dfr0_el1()`).
+    Dfr0,
+    /// ID_DFR0_EL1 (`set_id_dfr0_el1()`).
+    Aa32Dfr0,
+}
+
+impl IdSpecial {
+    /// The special checks of the register at `encoding`.
+    #[must_use]
+    pub const fn of(encoding: (u8, u8, u8, u8, u8)) -> IdSpecial {
+        match encoding {
+            (3, 0, 0, 4, 0) => IdSpecial::Pfr0,
+            (3, 0, 0, 5, 0) => IdSpecial::Dfr0,
+            (3, 0, 0, 1, 2) => IdSpecial::Aa32Dfr0,
+            _ => IdSpecial::None,
+        }
+    }
 }
 
 /// The per-register `set_user` checks KVM makes before `set_id_reg()` (6.7 and later,
@@ -389,11 +418,11 @@ pub struct IdCheck {
 ///   below 6 (Armv8) is EINVAL.
 /// - ID_DFR0_EL1 (`set_id_dfr0_el1()`): PerfMon IMP_DEF (0xf) becomes 0; PerfMon 1 or 2
 ///   (below PMUv3) and CopDbg below 6 are EINVAL.
-fn id_pre_check(encoding: (u8, u8, u8, u8, u8), c: &IdCheck, value: u64) -> Result<u64, Errno> {
+fn id_pre_check(c: &IdCheck, value: u64) -> Result<u64, Errno> {
     let field = |v: u64, shift: u32| v >> shift & 0xf;
     let mut v = value;
-    match encoding {
-        (3, 0, 0, 4, 0) => {
+    match c.special {
+        IdSpecial::Pfr0 => {
             const MPAM: u64 = 0xf << 40;
             if value & MPAM == c.limit & MPAM {
                 v &= !MPAM;
@@ -402,7 +431,7 @@ fn id_pre_check(encoding: (u8, u8, u8, u8, u8), c: &IdCheck, value: u64) -> Resu
                 return Err(Errno::EINVAL);
             }
         }
-        (3, 0, 0, 5, 0) => {
+        IdSpecial::Dfr0 => {
             if field(v, 8) == 0xf {
                 v &= !(0xf << 8);
             }
@@ -410,7 +439,7 @@ fn id_pre_check(encoding: (u8, u8, u8, u8, u8), c: &IdCheck, value: u64) -> Resu
                 return Err(Errno::EINVAL);
             }
         }
-        (3, 0, 0, 1, 2) => {
+        IdSpecial::Aa32Dfr0 => {
             if field(v, 24) == 0xf {
                 v &= !(0xf << 24);
             }
@@ -419,7 +448,7 @@ fn id_pre_check(encoding: (u8, u8, u8, u8, u8), c: &IdCheck, value: u64) -> Resu
                 return Err(Errno::EINVAL);
             }
         }
-        _ => {}
+        IdSpecial::None => {}
     }
     Ok(v)
 }
@@ -435,13 +464,13 @@ pub fn takes_host_value(release: Release, has_run: bool, limit: u64, value: u64)
 
 /// `set_id_reg()` of the register at `encoding` with `value` (after the register's own
 /// `set_user` checks): the value KVM stores (the caller stores it VM-wide), or the errno.
-#[inline]
-pub fn id_set(encoding: (u8, u8, u8, u8, u8), c: IdCheck, value: u64) -> Result<u64, Errno> {
+#[inline(always)]
+pub fn id_set(c: &IdCheck, value: u64) -> Result<u64, Errno> {
     if c.write_ignored {
         return Ok(c.current);
     }
     if !c.release.at_least(6, 7) {
-        return id_set_pre_6_7(encoding, c, value).map(|()| value);
+        return id_set_pre_6_7(c, value).map(|()| value);
     }
     if takes_host_value(c.release, c.has_run, c.limit, value) {
         return Ok(value);
@@ -449,9 +478,9 @@ pub fn id_set(encoding: (u8, u8, u8, u8, u8), c: IdCheck, value: u64) -> Result<
     let value = if c.has_run {
         value
     } else {
-        id_pre_check(encoding, &c, value)?
+        id_pre_check(c, value)?
     };
-    id_check_features(encoding, &c, value).map(|()| value)
+    id_check_features(c, value).map(|()| value)
 }
 
 /// The bits of the fields of `fields` that lie wholly inside `writable`: the `mask` that
@@ -468,8 +497,8 @@ pub fn checked_fields(fields: Option<&ftr::FtrReg>, writable: u64) -> u64 {
 }
 
 /// The has-run rule and `arm64_check_features()` (6.7+).
-#[inline]
-fn id_check_features(encoding: (u8, u8, u8, u8, u8), c: &IdCheck, value: u64) -> Result<(), Errno> {
+#[inline(always)]
+fn id_check_features(c: &IdCheck, value: u64) -> Result<(), Errno> {
     if c.has_run {
         return if value == c.current {
             Ok(())
@@ -509,7 +538,7 @@ fn id_check_features(encoding: (u8, u8, u8, u8, u8), c: &IdCheck, value: u64) ->
         rest &= !fm;
         let v = ftr::field_value(f, value);
         let lim = ftr::field_value(f, c.limit);
-        if ftr::safe_value_as(ftr::kvm_kind(encoding, f), f, v, lim) != v {
+        if ftr::safe_value_as(ftr::kvm_kind(reg.encoding, f), f, v, lim) != v {
             return Err(Errno::EINVAL);
         }
     }
@@ -519,8 +548,8 @@ fn id_check_features(encoding: (u8, u8, u8, u8, u8), c: &IdCheck, value: u64) ->
 /// Before 6.7 (`set_id_reg()` / `__set_id_reg()`): any value other than the current one is
 /// EINVAL, except ID_AA64PFR0_EL1.CSV2/CSV3 (`set_id_aa64pfr0_el1()`), which may be 0 or,
 /// where the host is unaffected (its value is 1), 1.
-fn id_set_pre_6_7(encoding: (u8, u8, u8, u8, u8), c: IdCheck, value: u64) -> Result<(), Errno> {
-    if encoding == (3, 0, 0, 4, 0) {
+fn id_set_pre_6_7(c: &IdCheck, value: u64) -> Result<(), Errno> {
+    if c.special == IdSpecial::Pfr0 {
         const CSV: u64 = 0xff << 56;
         let csv2 = value >> 56 & 0xf;
         let csv3 = value >> 60 & 0xf;
@@ -544,7 +573,7 @@ fn id_set_pre_6_7(encoding: (u8, u8, u8, u8, u8), c: IdCheck, value: u64) -> Res
 /// MIDR_EL1 / REVIDR_EL1 / AIDR_EL1: the same value is always accepted; a different one
 /// only on 6.15+ with KVM_CAP_ARM_WRITABLE_IMP_ID_REGS enabled, within the writable mask,
 /// before the VM has run (`set_imp_id_reg()`).
-pub fn imp_set(c: IdCheck, cap_enabled: bool, value: u64) -> Result<(), Errno> {
+pub fn imp_set(c: &IdCheck, cap_enabled: bool, value: u64) -> Result<(), Errno> {
     if value == c.current {
         return Ok(());
     }

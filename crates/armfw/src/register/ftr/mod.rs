@@ -100,6 +100,23 @@ pub struct FtrField {
     pub visible: bool,
     /// `FTR_STRICT` (a mismatch between CPUs taints the kernel).
     pub strict: bool,
+    /// The field's bits in the register (`arm64_ftr_mask()`), derived from `shift` and
+    /// `width` when the row is built ([`FtrField::mask_of`]).
+    pub mask: u64,
+}
+
+impl FtrField {
+    /// `arm64_ftr_mask()` of a field at `shift` of `width` bits: what [`FtrField::mask`]
+    /// holds.
+    #[must_use]
+    pub const fn mask_of(shift: u8, width: u8) -> u64 {
+        let ones = match width {
+            0 => 0,
+            w if w >= 64 => u64::MAX,
+            w => (1u64 << w) - 1,
+        };
+        if shift >= 64 { 0 } else { ones << shift }
+    }
 }
 
 /// One ID register with its fields (`struct __ftr_reg_entry` of `arm64_ftr_regs[]`).
@@ -244,12 +261,7 @@ pub fn kvm_kind(encoding: (u8, u8, u8, u8, u8), field: &FtrField) -> FtrType {
 #[must_use]
 #[inline]
 pub fn field_mask(field: &FtrField) -> u64 {
-    let ones = match field.width {
-        0 => 0,
-        w if w >= 64 => u64::MAX,
-        w => (1u64 << w) - 1,
-    };
-    ones.checked_shl(u32::from(field.shift)).unwrap_or(0)
+    field.mask
 }
 
 /// Reinterprets the 64 bits of `v` as a two's-complement `i64` (the C `(s64)` cast of a `u64`),

@@ -23,6 +23,7 @@ const fn fb(
         safe,
         visible,
         strict,
+        mask: FtrField::mask_of(shift, width),
     }
 }
 
