@@ -182,7 +182,7 @@ impl Firmware {
         if index >= KVM_MAX_VCPUS {
             return Err(Errno::EINVAL);
         }
-        self.vcpus.push(Vcpu::new(index));
+        self.vcpus.push(Vcpu::new());
         Ok(index)
     }
 
@@ -209,7 +209,8 @@ impl Firmware {
 
     /// A vCPU's MPIDR affinity.
     pub fn mpidr(&self, vcpu: usize) -> Result<Mpidr, VcpuError> {
-        Ok(self.vcpu(vcpu)?.mpidr)
+        self.vcpu(vcpu)?;
+        Ok(Mpidr::for_vcpu_index(vcpu))
     }
 
     /// A vCPU enters KVM_RUN. The first run of any vCPU makes the VM "has run" (Linux

@@ -142,7 +142,8 @@ impl SharedFirmware {
 
     /// A vCPU's MPIDR affinity.
     pub fn mpidr(&self, vcpu: usize) -> Result<Mpidr, VcpuError> {
-        Ok(lock(self.slot(vcpu)?).mpidr)
+        self.slot(vcpu)?;
+        Ok(Mpidr::for_vcpu_index(vcpu))
     }
 
     /// Whether any vCPU of the VM has run.
