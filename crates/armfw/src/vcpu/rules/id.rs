@@ -32,7 +32,7 @@ pub struct IdCheck {
 }
 
 /// The ID registers whose `set_user` makes checks of its own before `set_id_reg()`
-/// ([`id_pre_check`]), decided once per register from its encoding.
+/// (before [`id_set`] judges the fields), decided once per register from its encoding.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IdSpecial {
     /// `set_id_reg()` alone.
