@@ -130,7 +130,7 @@ fn dispatch(c: &mut Criterion) {
         .map(|i| {
             Call::new(
                 Conduit::Hvc,
-                [CPU_ON, (i / 16) << 8 | i % 16, 0x4008_0000, i],
+                [CPU_ON, ((i / 16) << 8) | (i % 16), 0x4008_0000, i],
             )
         })
         .collect();
