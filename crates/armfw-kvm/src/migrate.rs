@@ -12,7 +12,7 @@ use armfw::abi::Errno as AbiErrno;
 use armfw::compat::{Baseline, CpuRecipe, Report};
 use armfw::firmware::{Conduit, MpState};
 use armfw::migrate::sequence::{
-    self, RestoreStop, RestoreTarget, SaveContext, SaveSource, VcpuInit, Writes,
+    self, RegWriter, RestoreStop, RestoreTarget, SaveContext, SaveSource, VcpuInit, Writes,
 };
 use armfw::snapshot::{FilterRange, PendingStart, Snapshot, Source, Step};
 
@@ -180,6 +180,8 @@ pub fn restore_with(snapshot: &Snapshot, writes: Writes<'_>) -> Result<TestVm, W
         .ok_or_else(|| WholeFailure::Other("the restore created no VM".into()))
 }
 
+/// A test VM that exists, as the sequence saves it ([`SaveSource`]) and writes a baseline
+/// into it ([`RegWriter`]). It is no [`RestoreTarget`]: a restore creates its VM ([`NewVm`]).
 struct Live<'a>(&'a TestVm);
 
 impl SaveSource for Live<'_> {
@@ -210,58 +212,13 @@ impl SaveSource for Live<'_> {
     }
 }
 
-impl RestoreTarget for Live<'_> {
-    fn enable_system_suspend(&mut self) -> Result<(), AbiErrno> {
-        // A capability of VM creation: the VM exists already.
-        Err(AbiErrno::EINVAL)
-    }
-
-    fn enable_writable_imp_id_regs(&mut self) -> Result<(), AbiErrno> {
-        // Also a capability of VM creation, before any vCPU exists.
-        Err(AbiErrno::EINVAL)
-    }
-
-    fn set_counter_offset(&mut self, offset: u64) -> Result<(), AbiErrno> {
-        self.0.set_counter_offset(offset)
-    }
-
-    fn listed_ids(&self, vcpu: usize) -> Result<Vec<u64>, AbiErrno> {
-        self.0.reg_list(vcpu)
-    }
-
+impl RegWriter for Live<'_> {
     fn set_reg(&mut self, vcpu: usize, id: u64, data: &[u8]) -> Result<(), AbiErrno> {
         self.0.set_one_reg(vcpu, id, data)
     }
 
-    fn create_vcpus(&mut self, count: usize, _init: &VcpuInit) -> Result<(), (usize, AbiErrno)> {
-        if count == self.0.vcpu_count() {
-            Ok(())
-        } else {
-            Err((count.min(self.0.vcpu_count()), AbiErrno::EINVAL))
-        }
-    }
-
-    fn set_smccc_filter(&mut self, r: &FilterRange) -> Result<(), AbiErrno> {
-        self.0
-            .set_smccc_filter(r.base, r.nr_functions, r.action.kvm_value())
-    }
-
     fn set_one_reg(&mut self, vcpu: usize, id: u64, value: u64) -> Result<(), AbiErrno> {
         self.0.set_one_reg(vcpu, id, &value.to_le_bytes())
-    }
-
-    fn set_pv_time_ipa(&mut self, vcpu: usize, ipa: u64) -> Result<(), AbiErrno> {
-        self.0.set_pv_time_ipa(vcpu, ipa)
-    }
-
-    fn set_mp_state(&mut self, vcpu: usize, state: MpState) -> Result<(), AbiErrno> {
-        self.0.set_mp_state(vcpu, state.kvm_value())
-    }
-
-    fn start_vcpu(&mut self, vcpu: usize, start: PendingStart) -> Result<(), AbiErrno> {
-        self.0
-            .start_vcpu(vcpu, start.entry, start.context_id)
-            .map_err(|e| e.errno().unwrap_or(AbiErrno::EINVAL))
     }
 }
 
@@ -275,9 +232,19 @@ struct NewVm {
 }
 
 impl NewVm {
-    fn live(&self) -> Result<Live<'_>, AbiErrno> {
+    fn vm(&self) -> Result<&TestVm, AbiErrno> {
         // The sequence creates the vCPUs before any other vCPU or VM-attribute operation.
-        self.vm.as_ref().map(Live).ok_or(AbiErrno::ENOEXEC)
+        self.vm.as_ref().ok_or(AbiErrno::ENOEXEC)
+    }
+}
+
+impl RegWriter for NewVm {
+    fn set_reg(&mut self, vcpu: usize, id: u64, data: &[u8]) -> Result<(), AbiErrno> {
+        Live(self.vm()?).set_reg(vcpu, id, data)
+    }
+
+    fn set_one_reg(&mut self, vcpu: usize, id: u64, value: u64) -> Result<(), AbiErrno> {
+        Live(self.vm()?).set_one_reg(vcpu, id, value)
     }
 }
 
@@ -303,15 +270,11 @@ impl RestoreTarget for NewVm {
     }
 
     fn set_counter_offset(&mut self, offset: u64) -> Result<(), AbiErrno> {
-        self.live()?.set_counter_offset(offset)
+        self.vm()?.set_counter_offset(offset)
     }
 
     fn listed_ids(&self, vcpu: usize) -> Result<Vec<u64>, AbiErrno> {
-        self.live()?.listed_ids(vcpu)
-    }
-
-    fn set_reg(&mut self, vcpu: usize, id: u64, data: &[u8]) -> Result<(), AbiErrno> {
-        self.live()?.set_reg(vcpu, id, data)
+        self.vm()?.reg_list(vcpu)
     }
 
     fn create_vcpus(&mut self, count: usize, init: &VcpuInit) -> Result<(), (usize, AbiErrno)> {
@@ -333,23 +296,22 @@ impl RestoreTarget for NewVm {
     }
 
     fn set_smccc_filter(&mut self, r: &FilterRange) -> Result<(), AbiErrno> {
-        self.live()?.set_smccc_filter(r)
-    }
-
-    fn set_one_reg(&mut self, vcpu: usize, id: u64, value: u64) -> Result<(), AbiErrno> {
-        self.live()?.set_one_reg(vcpu, id, value)
+        self.vm()?
+            .set_smccc_filter(r.base, r.nr_functions, r.action.kvm_value())
     }
 
     fn set_pv_time_ipa(&mut self, vcpu: usize, ipa: u64) -> Result<(), AbiErrno> {
-        self.live()?.set_pv_time_ipa(vcpu, ipa)
+        self.vm()?.set_pv_time_ipa(vcpu, ipa)
     }
 
     fn set_mp_state(&mut self, vcpu: usize, state: MpState) -> Result<(), AbiErrno> {
-        self.live()?.set_mp_state(vcpu, state)
+        self.vm()?.set_mp_state(vcpu, state.kvm_value())
     }
 
     fn start_vcpu(&mut self, vcpu: usize, start: PendingStart) -> Result<(), AbiErrno> {
-        self.live()?.start_vcpu(vcpu, start)
+        self.vm()?
+            .start_vcpu(vcpu, start.entry, start.context_id)
+            .map_err(|e| e.errno().unwrap_or(AbiErrno::EINVAL))
     }
 }
 
@@ -530,6 +492,22 @@ impl SaveSource for VcpuSet<'_> {
     }
 }
 
+impl RegWriter for VcpuSet<'_> {
+    fn set_reg(&mut self, vcpu: usize, id: u64, data: &[u8]) -> Result<(), AbiErrno> {
+        if data.len() != armfw::abi::OneRegId(id).size_bytes() {
+            return Err(AbiErrno::EINVAL);
+        }
+        self.fd(vcpu)?
+            .set_one_reg(id, data)
+            .map(|_| ())
+            .map_err(crate::sys::errno)
+    }
+
+    fn set_one_reg(&mut self, vcpu: usize, id: u64, value: u64) -> Result<(), AbiErrno> {
+        self.set_reg(vcpu, id, &value.to_le_bytes())
+    }
+}
+
 impl RestoreTarget for VcpuSet<'_> {
     fn enable_system_suspend(&mut self) -> Result<(), AbiErrno> {
         self.enable_cap(kvm_bindings::KVM_CAP_ARM_SYSTEM_SUSPEND)
@@ -593,22 +571,8 @@ impl RestoreTarget for VcpuSet<'_> {
         crate::sys::get_reg_list(self.fd(vcpu)?)
     }
 
-    fn set_reg(&mut self, vcpu: usize, id: u64, data: &[u8]) -> Result<(), AbiErrno> {
-        if data.len() != armfw::abi::OneRegId(id).size_bytes() {
-            return Err(AbiErrno::EINVAL);
-        }
-        self.fd(vcpu)?
-            .set_one_reg(id, data)
-            .map(|_| ())
-            .map_err(crate::sys::errno)
-    }
-
     fn set_smccc_filter(&mut self, r: &FilterRange) -> Result<(), AbiErrno> {
         crate::vm::set_smccc_filter(self.vm, r.base, r.nr_functions, r.action.kvm_value())
-    }
-
-    fn set_one_reg(&mut self, vcpu: usize, id: u64, value: u64) -> Result<(), AbiErrno> {
-        self.set_reg(vcpu, id, &value.to_le_bytes())
     }
 
     fn set_pv_time_ipa(&mut self, vcpu: usize, ipa: u64) -> Result<(), AbiErrno> {

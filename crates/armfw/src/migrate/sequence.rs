@@ -1,8 +1,10 @@
-//! The one save and restore sequence, over a small trait pair: what a save reads of a VM
-//! ([`SaveSource`]) and what a restore writes into one ([`RestoreTarget`]).
+//! The one save and restore sequence, over three small traits: what a save reads of a VM
+//! ([`SaveSource`]), the register writes into its vCPUs ([`RegWriter`], all that a baseline
+//! makes), and what a restore does besides them ([`RestoreTarget`], a [`RegWriter`] that also
+//! enables the capabilities, creates the vCPUs and sets the VM up).
 //!
 //! Both the model ([`crate::Firmware`]) and real vCPUs (`armfw_kvm::migrate`) implement the
-//! pair, and [`save_from`], [`restore_into`] and [`apply_baseline`] are the only code that
+//! traits, and [`save_from`], [`restore_into`] and [`apply_baseline`] are the only code that
 //! orders the operations. So a real restore makes exactly the operations the model makes, in
 //! the same order, and its first refused operation is the one [`crate::compat::check`]
 //! predicts: the prediction, the model and real KVM cannot drift apart.
@@ -38,9 +40,21 @@ pub trait SaveSource {
     fn pv_time_ipa(&self, vcpu: usize) -> Result<Option<u64>, Errno>;
 }
 
-/// What a restore writes into a VM, through KVM's interface. Each method is one KVM
-/// operation (or, for [`RestoreTarget::create_vcpus`], the creation of every vCPU).
-pub trait RestoreTarget {
+/// The register writes into a VM's vCPUs, through KVM's interface: what a baseline writes
+/// ([`apply_baseline`]) and the register phase of a restore. Each method is one
+/// KVM_SET_ONE_REG.
+pub trait RegWriter {
+    /// KVM_SET_ONE_REG of a register of any size from `data` (the id's size).
+    fn set_reg(&mut self, vcpu: usize, id: u64, data: &[u8]) -> Result<(), Errno>;
+    /// KVM_SET_ONE_REG of a 64-bit register.
+    fn set_one_reg(&mut self, vcpu: usize, id: u64, value: u64) -> Result<(), Errno>;
+}
+
+/// What a restore does to a VM besides the register writes ([`RegWriter`]), through KVM's
+/// interface: the capabilities, the vCPUs, the counter offset, the SMCCC filter, then the
+/// stolen-time IPAs, MP states and pending starts. Each method is one KVM operation (or, for
+/// [`RestoreTarget::create_vcpus`], the creation of every vCPU).
+pub trait RestoreTarget: RegWriter {
     /// KVM_ENABLE_CAP(KVM_CAP_ARM_SYSTEM_SUSPEND) on the VM, before the vCPUs exist.
     fn enable_system_suspend(&mut self) -> Result<(), Errno>;
     /// KVM_ENABLE_CAP(KVM_CAP_ARM_WRITABLE_IMP_ID_REGS) on the VM, before the vCPUs exist.
@@ -54,12 +68,8 @@ pub trait RestoreTarget {
     fn set_counter_offset(&mut self, offset: u64) -> Result<(), Errno>;
     /// KVM_GET_REG_LIST of a vCPU of the target (what QEMU compares the incoming ids with).
     fn listed_ids(&self, vcpu: usize) -> Result<Vec<u64>, Errno>;
-    /// KVM_SET_ONE_REG of a register of any size from `data` (the id's size).
-    fn set_reg(&mut self, vcpu: usize, id: u64, data: &[u8]) -> Result<(), Errno>;
     /// KVM_SET_DEVICE_ATTR(KVM_ARM_VM_SMCCC_FILTER) of one range.
     fn set_smccc_filter(&mut self, range: &FilterRange) -> Result<(), Errno>;
-    /// KVM_SET_ONE_REG of a 64-bit register.
-    fn set_one_reg(&mut self, vcpu: usize, id: u64, value: u64) -> Result<(), Errno>;
     /// KVM_SET_DEVICE_ATTR(KVM_ARM_VCPU_PVTIME_IPA).
     fn set_pv_time_ipa(&mut self, vcpu: usize, ipa: u64) -> Result<(), Errno>;
     /// KVM_SET_MP_STATE.
@@ -626,8 +636,10 @@ fn qemu_id_set(target: &impl RestoreTarget, vcpu: usize, list: &[u64]) -> Result
 /// VMs) and bitmaps on every vCPU. A firmware register the host does not list is left out
 /// where the baseline's value means its absence (the register table's
 /// [`register::RegDesc::absence`]). The recipe's set-up (features, SVE lengths, the
-/// implementation-id capability) is the VM's creation, before this.
-pub fn apply_baseline<T: SaveSource + RestoreTarget>(
+/// implementation-id capability) is the VM's creation, before this. It reads the vCPUs and
+/// their register list ([`SaveSource`]) and writes registers ([`RegWriter`]), nothing else: a
+/// VM whose vCPUs exist needs no [`RestoreTarget`] for it.
+pub fn apply_baseline<T: SaveSource + RegWriter>(
     vm: &mut T,
     psci_0_2: bool,
     baseline: Option<&Baseline>,
