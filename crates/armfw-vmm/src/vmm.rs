@@ -2,8 +2,8 @@
 //! The VMM proper (Linux/aarch64): one VM, its RAM, the kernel, initramfs and device tree
 //! in it, N vCPUs with one thread each, KVM's in-kernel vGICv3 and arch timer, and the
 //! 16550 console. The guest's PSCI/SMCCC calls go to KVM's in-kernel firmware or, with
-//! [`FirmwareMode::Armfw`], to armfw's engine ([`FirmwareServer`]) through the SMCCC
-//! filter.
+//! [`FirmwareMode::Armfw`], to armfw's engine
+//! ([`FirmwareServer`](armfw_kvm::serve::FirmwareServer)) through the SMCCC filter.
 //!
 //! # vCPU threads
 //!
@@ -27,10 +27,13 @@
 //! The first system event (SHUTDOWN, RESET, CRASH) from any vCPU ends the run; the process
 //! is expected to exit then ([`run`] leaves the VM and its threads as they are: closing
 //! a VM costs time under emulation and the process is about to end).
+//!
+//! The parts: `boot` creates a VM from a kernel, `vcpu` is each vCPU's thread and its
+//! KVM_RUN loop, `devices` the console and the MMIO exits that reach it; save and restore
+//! are the crate's `migrate`.
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
@@ -39,31 +42,22 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use armfw::abi::FunctionId;
-use armfw::firmware::{Action, SystemEventType, VcpuFeatures, VcpuStart};
+use armfw::firmware::{SystemEventType, VcpuStart};
 use armfw::snapshot::FilterRange;
 use armfw_kvm::regs;
-use armfw_kvm::serve::{FirmwareServer, HostServices, VcpuServer};
-use kvm_bindings::{
-    KVM_ARM_IRQ_TYPE_SHIFT, KVM_ARM_IRQ_TYPE_SPI, KVM_ARM_VCPU_POWER_OFF, KVM_ARM_VCPU_PSCI_0_2,
-    KVM_MP_STATE_RUNNABLE, KVM_MP_STATE_SUSPENDED, KVM_SYSTEM_EVENT_WAKEUP, kvm_mp_state,
-    kvm_vcpu_init,
-};
-use kvm_ioctls::{DeviceFd, Kvm, VcpuExit, VcpuFd, VmFd};
-use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use armfw_kvm::serve::VcpuServer;
+use kvm_bindings::kvm_vcpu_init;
+use kvm_ioctls::{DeviceFd, VcpuFd, VmFd};
+use vm_memory::GuestMemoryMmap;
 
-use crate::console::{ConsoleState, INIT_KEY, LineAssembler, parse_guest_line};
-use crate::fdt::{self, FdtConfig};
-use crate::image::ImageHeader;
-use crate::layout::{
-    GIC_DIST_BASE, GIC_NR_IRQS, GIC_REDIST_BASE, Layout, MAX_VCPUS, RAM_BASE, UART_BASE, UART_SIZE,
-    UART_SPI,
-};
 use crate::report::{FirmwareMode, RunExit, RunResult, name_calls};
-use crate::uart::Uart16550;
 
-/// PSCI/SMCCC NOT_SUPPORTED (-1), for a call the engine forwards to a VMM that has nothing
-/// to answer it with.
-const NOT_SUPPORTED: u64 = u64::MAX;
+mod boot;
+mod devices;
+mod vcpu;
+
+pub(crate) use boot::new_vm;
+pub(crate) use devices::Console;
 
 /// One guest run.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -72,7 +66,7 @@ pub struct VmConfig {
     pub kernel: PathBuf,
     /// The initramfs, if any.
     pub initrd: Option<PathBuf>,
-    /// vCPUs (1 to [`MAX_VCPUS`]).
+    /// vCPUs (1 to [`MAX_VCPUS`](crate::layout::MAX_VCPUS)).
     pub vcpus: usize,
     /// RAM in MiB.
     pub memory_mib: u64,
@@ -122,7 +116,7 @@ pub fn run(cfg: &VmConfig) -> RunResult {
     let started = Instant::now();
     let mut result = RunResult::new(cfg.firmware, cfg.vcpus);
     let parts = match &cfg.restore_from {
-        None => setup(cfg),
+        None => boot::setup(cfg),
         Some(path) => crate::migrate::restore(cfg, path, &mut result),
     };
     let parts = match parts {
@@ -159,7 +153,7 @@ pub fn run(cfg: &VmConfig) -> RunResult {
         let server = servers.as_mut().and_then(Iterator::next);
         let spawned = thread::Builder::new()
             .name(format!("vcpu{i}"))
-            .spawn(move || vcpu_thread(i, fd, server, off, &shared, &start_rx, &tx));
+            .spawn(move || vcpu::vcpu_thread(i, fd, server, off, &shared, &start_rx, &tx));
         match spawned {
             Ok(handle) => threads.push(Some(handle)),
             Err(e) => {
@@ -345,67 +339,6 @@ pub(crate) struct Shared {
     pub(crate) writable_imp_id_regs: bool,
 }
 
-/// The 16550 and what its output has said so far.
-#[derive(Debug)]
-pub(crate) struct Console {
-    uart: Uart16550,
-    lines: LineAssembler,
-    irq_level: bool,
-    prefix: String,
-    guest: Vec<(String, String)>,
-    init_at: Option<Instant>,
-    /// The guest line to pause at, and where to say it came.
-    pause_at: Option<(String, String)>,
-    pause_tx: Option<Sender<Outcome>>,
-}
-
-impl Console {
-    pub(crate) fn new(prefix: &str, pause_at: Option<(String, String)>) -> Console {
-        Console {
-            uart: Uart16550::new(),
-            lines: LineAssembler::new(),
-            irq_level: false,
-            prefix: prefix.to_string(),
-            guest: Vec::new(),
-            init_at: None,
-            pause_at,
-            pause_tx: None,
-        }
-    }
-
-    /// The console as restored from a bundle.
-    pub(crate) fn resume(&mut self, state: &ConsoleState) {
-        self.uart = state.uart.clone();
-        self.irq_level = state.irq_level;
-        self.lines = LineAssembler::resume(&state.partial_line);
-    }
-
-    /// The console as a bundle carries it.
-    pub(crate) fn state(&self) -> ConsoleState {
-        ConsoleState {
-            uart: self.uart.clone(),
-            irq_level: self.irq_level,
-            partial_line: self.lines.partial(),
-        }
-    }
-
-    fn line(&mut self, line: &str) {
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{}{line}", self.prefix);
-        if let Some((key, value)) = parse_guest_line(line) {
-            if key == INIT_KEY && self.init_at.is_none() {
-                self.init_at = Some(Instant::now());
-            }
-            if self.pause_at.as_ref() == Some(&(key.clone(), value.clone())) {
-                if let Some(tx) = self.pause_tx.take() {
-                    let _ = tx.send(Outcome::PauseNow);
-                }
-            }
-            self.guest.push((key, value));
-        }
-    }
-}
-
 /// What ends a vCPU thread, or asks the main thread to pause the VM.
 #[derive(Debug)]
 pub(crate) enum Outcome {
@@ -439,179 +372,6 @@ pub(crate) struct Parts {
     pub(crate) off: Vec<bool>,
 }
 
-/// Everything before the first KVM_RUN.
-fn setup(cfg: &VmConfig) -> Result<Parts, VmmError> {
-    if cfg.vcpus == 0 || cfg.vcpus > MAX_VCPUS {
-        return Err(VmmError(format!(
-            "{} vCPUs: the machine has 1 to {MAX_VCPUS}",
-            cfg.vcpus
-        )));
-    }
-    let image = std::fs::read(&cfg.kernel).map_err(ctx("reading the kernel"))?;
-    let header = ImageHeader::parse(&image).map_err(ctx("the kernel"))?;
-    let initrd = match &cfg.initrd {
-        Some(path) => std::fs::read(path).map_err(ctx("reading the initramfs"))?,
-        None => Vec::new(),
-    };
-    let ram_size = cfg
-        .memory_mib
-        .checked_mul(1 << 20)
-        .ok_or_else(|| VmmError(format!("{} MiB of RAM", cfg.memory_mib)))?;
-    let layout = Layout::plan(ram_size, &header, image.len() as u64, initrd.len() as u64)
-        .map_err(ctx("memory layout"))?;
-
-    let (vm, memory) = new_vm(ram_size)?;
-    memory
-        .write_slice(&image, GuestAddress(layout.kernel_addr))
-        .map_err(ctx("loading the kernel"))?;
-    drop(image);
-    let initrd_range =
-        (!initrd.is_empty()).then(|| (layout.initrd_addr, layout.initrd_addr + layout.initrd_size));
-    if !initrd.is_empty() {
-        memory
-            .write_slice(&initrd, GuestAddress(layout.initrd_addr))
-            .map_err(ctx("loading the initramfs"))?;
-    }
-    let blob = fdt::build(&FdtConfig {
-        vcpus: cfg.vcpus,
-        ram_size,
-        bootargs: cfg.bootargs.clone(),
-        initrd: initrd_range,
-    })
-    .map_err(ctx("device tree"))?;
-    memory
-        .write_slice(&blob, GuestAddress(layout.fdt_addr))
-        .map_err(ctx("loading the device tree"))?;
-
-    // A pool baseline: worked out before the vCPUs exist (its capability comes first).
-    let baseline = match &cfg.baseline {
-        Some(dir) => Some(crate::migrate::pool_baseline(cfg, dir)?),
-        None => None,
-    };
-    let writable_imp_id_regs = baseline
-        .as_ref()
-        .is_some_and(|b| b.recipe.writable_imp_id_regs);
-    if writable_imp_id_regs {
-        vm.enable_cap(&kvm_bindings::kvm_enable_cap {
-            cap: kvm_bindings::KVM_CAP_ARM_WRITABLE_IMP_ID_REGS,
-            ..Default::default()
-        })
-        .map_err(ctx("KVM_ENABLE_CAP(KVM_CAP_ARM_WRITABLE_IMP_ID_REGS)"))?;
-    }
-
-    // The vCPUs: KVM's preferred target, PSCI 0.2+, the secondaries powered off.
-    let mut base = kvm_vcpu_init::default();
-    vm.get_preferred_target(&mut base)
-        .map_err(ctx("KVM_ARM_PREFERRED_TARGET"))?;
-    base.features[0] |= 1 << KVM_ARM_VCPU_PSCI_0_2;
-    let mut vcpus = Vec::with_capacity(cfg.vcpus);
-    let mut inits = Vec::with_capacity(cfg.vcpus);
-    for i in 0..cfg.vcpus {
-        let fd = vm.create_vcpu(i as u64).map_err(ctx("KVM_CREATE_VCPU"))?;
-        let mut init = base;
-        if i > 0 {
-            init.features[0] |= 1 << KVM_ARM_VCPU_POWER_OFF;
-        }
-        fd.vcpu_init(&init).map_err(ctx("KVM_ARM_VCPU_INIT"))?;
-        vcpus.push(fd);
-        inits.push(init);
-    }
-    let gic = armfw_kvm::vgic::create(&vm, GIC_DIST_BASE, GIC_REDIST_BASE, GIC_NR_IRQS)
-        .map_err(ctx("the vGIC"))?;
-    // The pool's CPU and firmware, before the first KVM_RUN: the guest sees them from its
-    // first instruction.
-    let (vcpus, inits) = match &baseline {
-        None => (vcpus, inits),
-        Some(b) => crate::migrate::apply_pool_baseline(&vm, vcpus, inits, b)?,
-    };
-    // The boot protocol: x0 = the device tree, x1..x3 = 0, PC = the Image; KVM's reset
-    // already gives EL1h with DAIF masked and the MMU off.
-    set_reg(&vcpus[0], regs::PC, layout.kernel_addr)?;
-    set_reg(&vcpus[0], regs::x(0), layout.fdt_addr)?;
-    for n in 1..4 {
-        set_reg(&vcpus[0], regs::x(n), 0)?;
-    }
-
-    let servers = match cfg.firmware {
-        FirmwareMode::Kernel => None,
-        FirmwareMode::Armfw => {
-            // The running host's own profile: the guest cannot tell the difference.
-            let profile = armfw_kvm::probe::probe(cfg.cpu.as_deref(), None)
-                .map_err(ctx("probing the host"))?;
-            let mut server = FirmwareServer::new(&profile);
-            for i in 0..cfg.vcpus {
-                let fw = server.firmware_mut();
-                fw.add_vcpu().map_err(ctx("firmware: add_vcpu"))?;
-                fw.init_vcpu(
-                    i,
-                    VcpuFeatures {
-                        psci_0_2: true,
-                        power_off: i > 0,
-                    },
-                )
-                .map_err(ctx("firmware: init_vcpu"))?;
-            }
-            if let Some(b) = &baseline {
-                crate::migrate::engine_baseline(server.firmware_mut(), b)?;
-            }
-            server
-                .install(&vm)
-                .map_err(ctx("installing the SMCCC filter"))?;
-            // One share per vCPU thread: no lock around the whole engine (see
-            // armfw::firmware::shared for its locks).
-            Some(server.share().1)
-        }
-    };
-    let smccc_filter = if servers.is_some() {
-        armfw_kvm::serve::FORWARDED_RANGES
-            .iter()
-            .map(|&(base, nr_functions)| FilterRange {
-                base,
-                nr_functions,
-                action: armfw::firmware::FilterAction::Forward,
-            })
-            .collect()
-    } else {
-        Vec::new()
-    };
-    let shared = Shared::new(
-        cfg,
-        vm,
-        (memory, ram_size),
-        inits,
-        gic,
-        smccc_filter,
-        writable_imp_id_regs,
-    );
-    let (shared, starts) = shared;
-    let off = (0..cfg.vcpus).map(|i| i > 0 && servers.is_some()).collect();
-    Ok(Parts {
-        shared,
-        vcpus,
-        starts,
-        servers,
-        off,
-    })
-}
-
-/// A new VM (no vCPU yet) with `ram_size` bytes of RAM at [`RAM_BASE`], registered.
-pub(crate) fn new_vm(ram_size: u64) -> Result<(VmFd, &'static GuestMemoryMmap), VmmError> {
-    let kvm = Kvm::new().map_err(ctx("opening /dev/kvm"))?;
-    // Type 0: the default 40-bit IPA space (kvm-ioctls' create_vm asks for the largest,
-    // which makes closing a VM take seconds on Linux 7.x; docs/kvm-backend-notes.md).
-    let vm = kvm.create_vm_with_type(0).map_err(ctx("KVM_CREATE_VM"))?;
-    // Leaked: KVM uses the RAM as long as the VM exists, which is the rest of the process.
-    let memory: &'static GuestMemoryMmap = Box::leak(Box::new(
-        GuestMemoryMmap::<()>::from_ranges(&[(
-            GuestAddress(RAM_BASE),
-            usize::try_from(ram_size).map_err(ctx("RAM size"))?,
-        )])
-        .map_err(ctx("allocating guest RAM"))?,
-    ));
-    armfw_kvm::memory::register_ram(&vm, 0, memory).map_err(ctx("guest RAM"))?;
-    Ok((vm, memory))
-}
-
 impl Shared {
     /// The shared part of a VM ready to run, and each vCPU's start channel.
     pub(crate) fn new(
@@ -640,284 +400,4 @@ impl Shared {
         };
         (shared, receivers)
     }
-}
-
-fn set_reg(fd: &VcpuFd, id: u64, value: u64) -> Result<(), VmmError> {
-    fd.set_one_reg(id, &value.to_le_bytes())
-        .map(|_| ())
-        .map_err(ctx("KVM_SET_ONE_REG"))
-}
-
-fn set_mp_state(fd: &VcpuFd, mp_state: u32) -> Result<(), VmmError> {
-    fd.set_mp_state(kvm_mp_state { mp_state })
-        .map_err(ctx("KVM_SET_MP_STATE"))
-}
-
-/// What one KVM_RUN asks of the thread, with kvm-ioctls' borrow of the vCPU ended.
-enum Step {
-    Continue,
-    Hypercall { nr: u64, flags: u64 },
-    Wakeup,
-    Event(SystemEventType, Vec<u64>),
-    Fail(String),
-}
-
-/// How a vCPU loop ends: with an outcome, or paused (the vCPU is out of KVM_RUN, any MMIO
-/// access it made completed).
-enum End {
-    Outcome(Outcome),
-    Paused,
-}
-
-fn vcpu_thread(
-    i: usize,
-    mut fd: VcpuFd,
-    mut server: Option<VcpuServer>,
-    off: bool,
-    shared: &Shared,
-    start: &Receiver<VcpuStart>,
-    outcome: &Sender<Outcome>,
-) {
-    match vcpu_loop(i, &mut fd, server.as_mut(), off, shared, start) {
-        End::Outcome(result) => {
-            let _ = outcome.send(result);
-            // Keep the vCPU as it is: the process ends after the first outcome.
-            std::mem::forget(fd);
-        }
-        End::Paused => {
-            let _ = outcome.send(Outcome::Paused {
-                vcpu: i,
-                fd,
-                server: Box::new(server),
-            });
-        }
-    }
-}
-
-/// KVM_RUN once with `immediate_exit` set: KVM completes the MMIO access the last exit
-/// reported (the value a read returns goes into the guest's register) and returns at once,
-/// so that a save reads the vCPU as it stands after the access (api.rst, KVM_EXIT_MMIO).
-fn complete_pending(fd: &mut VcpuFd) {
-    fd.set_kvm_immediate_exit(1);
-    let _ = fd.run();
-    fd.set_kvm_immediate_exit(0);
-}
-
-fn vcpu_loop(
-    i: usize,
-    fd: &mut VcpuFd,
-    mut server: Option<&mut VcpuServer>,
-    off: bool,
-    shared: &Shared,
-    start: &Receiver<VcpuStart>,
-) -> End {
-    let failed = |e: VmmError| {
-        End::Outcome(Outcome::Failed {
-            vcpu: i,
-            error: e.0,
-        })
-    };
-    if let Some(server) = server.as_deref_mut() {
-        if off {
-            // Off until a CPU_ON.
-            match wait_for_start(i, fd, shared, start) {
-                Ok(true) => return End::Paused,
-                Ok(false) => {}
-                Err(e) => return failed(e),
-            }
-        }
-        if let Err(e) = server.vcpu_run() {
-            return failed(VmmError(format!("firmware: vcpu_run: {e}")));
-        }
-    }
-    loop {
-        if shared.pause.load(Ordering::SeqCst) {
-            complete_pending(fd);
-            return End::Paused;
-        }
-        let step = match fd.run() {
-            Ok(VcpuExit::MmioRead(addr, data)) => match shared.mmio_read(addr, data) {
-                Ok(()) => Step::Continue,
-                Err(e) => Step::Fail(e.0),
-            },
-            Ok(VcpuExit::MmioWrite(addr, data)) => match shared.mmio_write(addr, data) {
-                Ok(()) => Step::Continue,
-                Err(e) => Step::Fail(e.0),
-            },
-            Ok(VcpuExit::Hypercall(h)) => Step::Hypercall {
-                nr: h.nr,
-                // kvm-ioctls names arm64's `flags` after x86's `longmode`, which overlays
-                // its low 32 bits (every flag defined).
-                flags: u64::from(h.longmode),
-            },
-            Ok(VcpuExit::SystemEvent(kind, _)) if kind == KVM_SYSTEM_EVENT_WAKEUP => Step::Wakeup,
-            Ok(VcpuExit::SystemEvent(kind, data)) => match SystemEventType::from_kvm_value(kind) {
-                Some(kind) => Step::Event(kind, data.to_vec()),
-                None => Step::Fail(format!("system event of unknown type {kind}")),
-            },
-            Ok(other) => Step::Fail(format!("unexpected exit from KVM_RUN: {other:?}")),
-            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => Step::Continue,
-            Err(e) => Step::Fail(format!("KVM_RUN: {e}")),
-        };
-        match step {
-            Step::Continue => {}
-            Step::Wakeup => {
-                // The end of a CPU_SUSPEND (armfw mode): run on.
-                if let Err(e) = set_mp_state(fd, KVM_MP_STATE_RUNNABLE) {
-                    return failed(e);
-                }
-            }
-            Step::Event(kind, data) => {
-                return End::Outcome(Outcome::Event {
-                    kind,
-                    data,
-                    vcpu: i,
-                });
-            }
-            Step::Fail(error) => return End::Outcome(Outcome::Failed { vcpu: i, error }),
-            Step::Hypercall { nr, flags } => {
-                match hypercall(i, fd, server.as_deref_mut(), shared, start, nr, flags) {
-                    Ok(None) => {}
-                    Ok(Some(end)) => return end,
-                    Err(e) => return failed(e),
-                }
-            }
-        }
-    }
-}
-
-/// Answers a `KVM_EXIT_HYPERCALL` with armfw's engine and does what it says.
-fn hypercall(
-    i: usize,
-    fd: &VcpuFd,
-    server: Option<&mut VcpuServer>,
-    shared: &Shared,
-    start: &Receiver<VcpuStart>,
-    nr: u64,
-    flags: u64,
-) -> Result<Option<End>, VmmError> {
-    let Some(server) = server else {
-        return Err(VmmError(format!(
-            "KVM_EXIT_HYPERCALL {nr:#x} without armfw's firmware"
-        )));
-    };
-    let out = server
-        .handle_hypercall(fd, nr, flags, &mut HostServices::new(fd))
-        .map_err(ctx("armfw firmware"))?;
-    // KVM's nr is w0 (the function id), zero-extended.
-    if let Some(calls) = shared.calls.get(i) {
-        *lock(calls).entry(FunctionId::from_x0(nr)).or_insert(0) += 1;
-    }
-    match out.action {
-        Action::Resume => {}
-        Action::StartVcpu(s) => {
-            let target = shared.starts.get(s.vcpu).ok_or_else(|| {
-                VmmError(format!(
-                    "CPU_ON of vCPU {} of {}",
-                    s.vcpu,
-                    shared.starts.len()
-                ))
-            })?;
-            target
-                .send(s)
-                .map_err(|_| VmmError(format!("vCPU {}'s thread has ended", s.vcpu)))?;
-        }
-        Action::InitStolenTime { ipa } => {
-            shared
-                .memory
-                .write_slice(&[0u8; 64], GuestAddress(ipa))
-                .map_err(ctx("zeroing the stolen-time structure"))?;
-        }
-        Action::CpuOff => {
-            if wait_for_start(i, fd, shared, start)? {
-                return Ok(Some(End::Paused));
-            }
-        }
-        Action::WaitForInterrupt => set_mp_state(fd, KVM_MP_STATE_SUSPENDED)?,
-        Action::SystemEvent(event) => {
-            return Ok(Some(End::Outcome(Outcome::Event {
-                kind: event.kind,
-                data: event.data,
-                vcpu: i,
-            })));
-        }
-        Action::Forward(_) => set_reg(fd, regs::x(0), NOT_SUPPORTED)?,
-        other => return Err(VmmError(format!("armfw-vmm does not carry out {other:?}"))),
-    }
-    Ok(None)
-}
-
-/// A vCPU that is off: waits for its CPU_ON, then resets itself as KVM does. `Ok(true)`
-/// when the VM is paused instead (the vCPU is left as it is: off).
-fn wait_for_start(
-    i: usize,
-    fd: &VcpuFd,
-    shared: &Shared,
-    start: &Receiver<VcpuStart>,
-) -> Result<bool, VmmError> {
-    // A start already sent is applied before a pause is seen: it is the vCPU's state.
-    let s = loop {
-        match start.recv_timeout(Duration::from_millis(20)) {
-            Ok(s) => break s,
-            Err(RecvTimeoutError::Timeout) => {
-                if shared.pause.load(Ordering::SeqCst) {
-                    return Ok(true);
-                }
-            }
-            Err(RecvTimeoutError::Disconnected) => {
-                return Err(VmmError("the start channel closed".into()));
-            }
-        }
-    };
-    fd.vcpu_init(&shared.inits[i])
-        .map_err(ctx("KVM_ARM_VCPU_INIT (CPU_ON reset)"))?;
-    set_mp_state(fd, KVM_MP_STATE_RUNNABLE)?;
-    set_reg(fd, regs::PC, s.entry)?;
-    set_reg(fd, regs::x(0), s.context_id)?;
-    Ok(false)
-}
-
-impl Shared {
-    fn mmio_read(&self, addr: u64, data: &mut [u8]) -> Result<(), VmmError> {
-        data.fill(0);
-        let (Some(offset), Some(first)) = (uart_offset(addr), data.first_mut()) else {
-            return Ok(());
-        };
-        let mut console = lock(&self.console);
-        *first = console.uart.read(offset);
-        // Reading IIR can clear the interrupt.
-        self.update_irq(&mut console)
-    }
-
-    fn mmio_write(&self, addr: u64, data: &[u8]) -> Result<(), VmmError> {
-        let (Some(offset), Some(&value)) = (uart_offset(addr), data.first()) else {
-            return Ok(());
-        };
-        let mut console = lock(&self.console);
-        if let Some(byte) = console.uart.write(offset, value) {
-            if let Some(line) = console.lines.push(byte) {
-                console.line(&line);
-            }
-        }
-        self.update_irq(&mut console)
-    }
-
-    /// Drives the UART's SPI to the UART's interrupt output (KVM_IRQ_LINE, level).
-    fn update_irq(&self, console: &mut Console) -> Result<(), VmmError> {
-        let level = console.uart.irq_level();
-        if level != console.irq_level {
-            let irq = (KVM_ARM_IRQ_TYPE_SPI << KVM_ARM_IRQ_TYPE_SHIFT) | (32 + UART_SPI);
-            self.vm
-                .set_irq_line(irq, level)
-                .map_err(ctx("KVM_IRQ_LINE (UART)"))?;
-            console.irq_level = level;
-        }
-        Ok(())
-    }
-}
-
-fn uart_offset(addr: u64) -> Option<u64> {
-    (UART_BASE..UART_BASE + UART_SIZE)
-        .contains(&addr)
-        .then(|| addr - UART_BASE)
 }

@@ -1,9 +1,9 @@
 //! Moving a VM's firmware state: save it from a VM, restore it into one under a policy, apply
 //! a pool baseline at creation.
 //!
-//! [`sequence`] is the one ordering of the KVM operations, over the trait pair
-//! [`sequence::SaveSource`] / [`sequence::RestoreTarget`]; the model ([`crate::Firmware`])
-//! implements the pair here, real vCPUs in `armfw_kvm::migrate`. The module sits above
+//! [`sequence`] is the one ordering of the KVM operations, over its traits
+//! [`sequence::SaveSource`], [`sequence::RegWriter`] and [`sequence::RestoreTarget`]; the
+//! model ([`crate::Firmware`]) implements them here, real vCPUs in `armfw_kvm::migrate`. The module sits above
 //! [`crate::snapshot`] (the state as data) and [`crate::compat`] (what a destination
 //! accepts), which do not depend on it.
 

@@ -1,7 +1,7 @@
 //! The model VM under the one sequence: save, restore (atomically, under a policy) and
 //! baseline application for [`Firmware`].
 
-use super::sequence::{self, RestoreTarget, SaveSource, VcpuInit};
+use super::sequence::{self, RegWriter, RestoreTarget, SaveSource, VcpuInit};
 use super::{RestoreError, RestorePolicy, Restored};
 use crate::abi::{Errno, OneRegId};
 use crate::compat::{self, ApplyError, Baseline, Verdict};
@@ -182,6 +182,36 @@ impl SaveSource for ModelVm {
     }
 }
 
+impl RegWriter for ModelVm {
+    fn set_reg(&mut self, vcpu: usize, id: u64, data: &[u8]) -> Result<(), Errno> {
+        match self.vcpu.as_mut() {
+            Some(v) if !OneRegId(id).is_firmware_class() => {
+                v.set(vcpu, id, data)?;
+                if id == ID_AA64PFR1 {
+                    // KVM's WORKAROUND_2 level follows the VM's SSBS.
+                    let host = v.host_value(id).unwrap_or(0);
+                    let now = v.get(vcpu, id).map_or(host, |b| crate::json::le_u64(&b));
+                    self.fw
+                        .set_ssbs_hidden(crate::register::ssbs_hidden(host, now));
+                }
+                Ok(())
+            }
+            // Without the whole-vCPU part the host's other ids are unknown: not listed.
+            None if !OneRegId(id).is_firmware_class() => Err(Errno::ENOENT),
+            _ => {
+                if data.len() != OneRegId(id).size_bytes() {
+                    return Err(Errno::EINVAL);
+                }
+                self.fw.set_one_reg(vcpu, id, crate::json::le_u64(data))
+            }
+        }
+    }
+
+    fn set_one_reg(&mut self, vcpu: usize, id: u64, value: u64) -> Result<(), Errno> {
+        self.fw.set_one_reg(vcpu, id, value)
+    }
+}
+
 impl RestoreTarget for ModelVm {
     fn enable_system_suspend(&mut self) -> Result<(), Errno> {
         self.fw.enable_system_suspend()
@@ -249,30 +279,6 @@ impl RestoreTarget for ModelVm {
         })
     }
 
-    fn set_reg(&mut self, vcpu: usize, id: u64, data: &[u8]) -> Result<(), Errno> {
-        match self.vcpu.as_mut() {
-            Some(v) if !OneRegId(id).is_firmware_class() => {
-                v.set(vcpu, id, data)?;
-                if id == ID_AA64PFR1 {
-                    // KVM's WORKAROUND_2 level follows the VM's SSBS.
-                    let host = v.host_value(id).unwrap_or(0);
-                    let now = v.get(vcpu, id).map_or(host, |b| crate::json::le_u64(&b));
-                    self.fw
-                        .set_ssbs_hidden(crate::register::ssbs_hidden(host, now));
-                }
-                Ok(())
-            }
-            // Without the whole-vCPU part the host's other ids are unknown: not listed.
-            None if !OneRegId(id).is_firmware_class() => Err(Errno::ENOENT),
-            _ => {
-                if data.len() != OneRegId(id).size_bytes() {
-                    return Err(Errno::EINVAL);
-                }
-                self.fw.set_one_reg(vcpu, id, crate::json::le_u64(data))
-            }
-        }
-    }
-
     fn set_smccc_filter(&mut self, range: &FilterRange) -> Result<(), Errno> {
         self.fw.set_smccc_filter(
             range.base,
@@ -280,10 +286,6 @@ impl RestoreTarget for ModelVm {
             range.action.kvm_value(),
             [0; 15],
         )
-    }
-
-    fn set_one_reg(&mut self, vcpu: usize, id: u64, value: u64) -> Result<(), Errno> {
-        self.fw.set_one_reg(vcpu, id, value)
     }
 
     fn set_pv_time_ipa(&mut self, vcpu: usize, ipa: u64) -> Result<(), Errno> {

@@ -28,7 +28,7 @@ use crate::Profile;
 use crate::abi::{CpuFeature, CpuFeatures, Errno, OneRegId};
 use crate::firmware::Firmware;
 use crate::migrate::ModelVm;
-use crate::migrate::sequence::{RestoreTarget, SaveSource, VcpuInit};
+use crate::migrate::sequence::{RegWriter, RestoreTarget, SaveSource, VcpuInit};
 
 mod incoming;
 mod outcome;
