@@ -251,7 +251,7 @@ impl TestVm {
 
     /// KVM_SET_DEVICE_ATTR on the VM, group KVM_ARM_VM_SMCCC_CTRL, attribute
     /// KVM_ARM_VM_SMCCC_FILTER, with `{base, nr_functions, action}` and a zero pad
-    /// (action 0 HANDLE, 1 DENY, 2 FWD_TO_USER; see [`FilterAction::kvm_value`]). Kernels before
+    /// (action 0 HANDLE, 1 DENY, 2 FWD_TO_USER; see [`armfw::firmware::FilterAction::kvm_value`]). Kernels before
     /// 6.4 answer EINVAL.
     pub fn set_smccc_filter(&self, base: u32, nr_functions: u32, action: u8) -> Result<(), Errno> {
         set_smccc_filter(self.vm_fd(), base, nr_functions, action)
